@@ -1,0 +1,31 @@
+# The two commands of the README: `make demo` and `make test`.
+# `make setup` is idempotent: it re-installs only when pyproject.toml or
+# constraints.txt changed since the last install.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup test lint demo clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+
+test: lint
+	$(PY) -m pytest -q
+
+demo: setup
+	$(VENV)/bin/forgather -p examples/tutorials/project_composition demo
+
+clean:
+	rm -rf $(VENV) output_models

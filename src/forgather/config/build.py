@@ -1,0 +1,223 @@
+"""Build: node graph -> Python objects (LANGUAGE.md, section 4).
+
+Semantics, in one place:
+
+* a singleton (``!call``) is called once per :func:`build`; every reference
+  gets the same object;
+* a factory is called anew at every reference;
+* a partial becomes a :class:`Partial` that builds its arguments *each time
+  it is called* (factories inside are fresh per call, singletons shared);
+* containers build fresh at every reference (value semantics);
+* ``!var`` reads the build's context variables.
+
+Decision a reader may question: the memo of singletons lives in a
+:class:`Builder` made per build call and never on the nodes, so building twice
+gives fresh singletons and the graph is never mutated. Partials keep a
+reference to their builder, so a singleton inside a partial is shared with the
+rest of that build even when the partial is called long after ``build``
+returned.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from .errors import (
+    ArgumentError,
+    ConfigError,
+    CycleError,
+    MissingVariableError,
+    SourceLocation,
+    SpecError,
+)
+from .nodes import (
+    META,
+    PARTIAL,
+    SINGLETON,
+    CallNode,
+    DictNode,
+    DListNode,
+    ListNode,
+    Node,
+    VarNode,
+    describe,
+)
+from .spec import parse_spec, resolve
+
+LocateNode = Callable[[Node], "SourceLocation | None"]
+_PLACEHOLDER = object()
+
+
+def _note(exc: BaseException, text: str) -> None:
+    if hasattr(exc, "add_note"):
+        exc.add_note(text)
+    else:  # Python 3.10
+        exc.__notes__ = [*getattr(exc, "__notes__", []), text]
+
+
+def _searchpath(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    return [value] if isinstance(value, str) else [str(p) for p in value]
+
+
+def signature_problem(fn: Any, n_args: int, keywords: list[str], partial: bool = False) -> str | None:
+    """Why ``fn(<n_args positional>, <keywords>)`` would not bind, or None if it would."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None  # no introspectable signature: trust the call
+    bind = sig.bind_partial if partial else sig.bind
+    try:
+        bind(*[_PLACEHOLDER] * n_args, **dict.fromkeys(keywords, _PLACEHOLDER))
+    except TypeError as e:
+        return str(e)
+    return None
+
+
+def callee_name(fn: Any, spec: str) -> str:
+    return getattr(fn, "__qualname__", None) or spec
+
+
+class Partial:
+    """A callable from ``!partial``: configured arguments first, call-time ones appended.
+
+    Call-time keyword arguments win over configured ones.
+    """
+
+    def __init__(self, builder: Builder, node: CallNode, func: Any, path: str, searchpath):
+        self._builder = builder
+        self._node = node
+        self.func = func
+        self._path = path
+        self._searchpath = searchpath
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        b = self._builder
+        node = self._node
+        configured, keywords = b.arguments(node, self._path, self._searchpath)
+        keywords.update(kwargs)
+        return b.invoke(node, self.func, [*configured, *args], keywords, self._path)
+
+    def __repr__(self) -> str:
+        return f"Partial({callee_name(self.func, self._node.spec)})"
+
+
+class Builder:
+    """One build: the memo of singletons, the context variables, cycle detection."""
+
+    def __init__(self, context_vars: dict[str, Any], locate: LocateNode):
+        self.context = context_vars
+        self.locate = locate
+        self.memo: dict[int, Any] = {}
+        self.in_progress: dict[int, str] = {}  # node id -> path, in call order
+        self._resolved: dict[tuple, Any] = {}
+
+    def build(self, value: Any, path: str, searchpath: list[str] | None = None) -> Any:
+        if not isinstance(value, Node):
+            return value
+        key = id(value)
+        if key in self.memo:
+            return self.memo[key]
+        if key in self.in_progress:
+            chain = list(self.in_progress.values())
+            start = chain.index(self.in_progress[key])
+            cycle = " -> ".join([*chain[start:], path])
+            raise CycleError(f"cycle: {describe(value)} needs itself ({cycle})", self.locate(value))
+        self.in_progress[key] = path
+        try:
+            result = self._build(value, path, searchpath)
+        finally:
+            del self.in_progress[key]
+        if isinstance(value, CallNode) and value.kind in (SINGLETON, PARTIAL, META):
+            self.memo[key] = result
+        return result
+
+    def _build(self, node: Node, path: str, searchpath) -> Any:
+        if isinstance(node, VarNode):
+            if node.var in self.context:
+                return self.context[node.var]
+            if node.has_default:
+                return self.build(node.default, path, searchpath)
+            raise MissingVariableError(
+                f"no value for !var {node.var!r} (pass it as a context variable or give a default)",
+                self.locate(node),
+            )
+        if isinstance(node, ListNode):
+            items = [self.build(v, f"{path}.{i}", searchpath) for i, v in enumerate(node.items)]
+            return tuple(items) if node.kind == "tuple" else items
+        if isinstance(node, DictNode):
+            return {k: self.build(v, f"{path}.{k}", searchpath) for k, v in node.items.items()}
+        if isinstance(node, DListNode):
+            return [self.build(v, f"{path}.{k}", searchpath) for k, v in node.items.items()]
+        return self._call(node, path, searchpath)
+
+    def _call(self, node: CallNode, path: str, searchpath) -> Any:
+        if node.searchpath is not None:
+            searchpath = _searchpath(self.build(node.searchpath, f"{path}.submodule_searchpath", searchpath))
+        fn = self.resolve(node, searchpath)
+        if node.kind == META:
+            return self.invoke(node, fn, list(node.args), dict(node.call_kwargs), path)
+        if node.kind == PARTIAL:
+            problem = signature_problem(fn, len(node.args), list(node.call_kwargs), partial=True)
+            if problem:
+                raise self.argument_error(node, fn, problem)
+            return Partial(self, node, fn, path, searchpath)
+        args, kwargs = self.arguments(node, path, searchpath)
+        return self.invoke(node, fn, args, kwargs, path)
+
+    def resolve(self, node: CallNode, searchpath) -> Any:
+        key = (node.spec, tuple(searchpath or ()))
+        if key not in self._resolved:
+            try:
+                self._resolved[key] = resolve(parse_spec(node.spec), searchpath)
+            except ConfigError:
+                raise
+            except Exception as e:  # ImportError, SyntaxError or anything a module raises on import
+                raise SpecError(
+                    f"cannot import {node.spec!r}: {type(e).__name__}: {e}", self.locate(node)
+                ) from e
+        return self._resolved[key]
+
+    def arguments(self, node: CallNode, path: str, searchpath) -> tuple[list, dict]:
+        """Build a call node's arguments (and its ``latent_args``)."""
+        args = [self.build(v, f"{path}.{i}", searchpath) for i, v in enumerate(node.args)]
+        kwargs = {k: self.build(v, f"{path}.{k}", searchpath) for k, v in node.call_kwargs.items()}
+        if node.latent is not None:
+            latent = self.build(node.latent, f"{path}.latent_args", searchpath)
+            if not isinstance(latent, dict):
+                raise ConfigError(
+                    f"latent_args must build to a dict, got {type(latent).__name__}", self.locate(node)
+                )
+            kwargs.update(latent)
+        return args, kwargs
+
+    def argument_error(self, node: CallNode, fn: Any, problem: str) -> ArgumentError:
+        name = callee_name(fn, node.spec)
+        try:
+            signature = f"{name}{inspect.signature(fn)}"
+        except (TypeError, ValueError):
+            signature = name
+        return ArgumentError(
+            f"wrong arguments for {describe(node)}: {problem}",
+            self.locate(node),
+            detail=f"  signature: {signature}",
+        )
+
+    def invoke(self, node: CallNode, fn: Any, args: list, kwargs: dict, path: str) -> Any:
+        problem = signature_problem(fn, len(args), list(kwargs))
+        if problem:
+            raise self.argument_error(node, fn, problem)
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError:
+            raise
+        except Exception as e:
+            if not getattr(e, "_forgather_noted", False):
+                location = self.locate(node)
+                where = f" at {location}" if location else ""
+                _note(e, f"while building {path} ({describe(node)}){where}")
+                e._forgather_noted = True
+            raise

@@ -1,0 +1,192 @@
+"""The facade: ``ConfigEnvironment`` loads templates into ``Config`` objects.
+
+A :class:`Config` is one rendered config: its YAML (``pp``), its node graph
+and everything you can do with the graph (build, generate code, dump YAML,
+override values). It also owns the mapping from rendered lines back to the
+template lines, computed only when an error or a tool needs it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .build import Builder
+from .codegen import to_python
+from .dump import to_yaml
+from .errors import ConfigError, SourceLocation
+from .loader import STRING_TEMPLATE, TemplateRef, TemplateSet
+from .nodes import CallNode, DictNode, DListNode, ListNode, Node
+from .sourcemap import LineMap
+from .yaml_graph import load_graph
+
+
+class Config:
+    """A loaded config: rendered YAML, node graph, and what can be done with them."""
+
+    def __init__(self, templates: TemplateSet, name: str | None, text: str | None, variables: dict):
+        self._templates = templates
+        self._name = name
+        self._text = text
+        self.template_vars = dict(variables)
+        self._line_map: LineMap | None = None
+        self.pp: str = templates.render(name, text, self.template_vars)
+        self.graph: dict[str, Any] = load_graph(self.pp, self.locate)
+
+    @property
+    def name(self) -> str:
+        return self._name or STRING_TEMPLATE
+
+    @property
+    def targets(self) -> list[str]:
+        """Buildable target names, in file order."""
+        return list(self.graph)
+
+    # -- source locations -------------------------------------------------
+    def locate(self, line: int | None, column: int = 0) -> SourceLocation | None:
+        """The template file and line that produced rendered ``line`` (0-based)."""
+        if line is None:
+            return None
+        if self._line_map is None:
+            try:
+                self._line_map = self._templates.line_map(self._name, self._text, self.template_vars)
+            except ConfigError:
+                return None
+        origin = self._line_map.origin(line, column)
+        if origin is None:
+            return None
+        return SourceLocation(self._templates.file_of(origin.template_id), origin.line)
+
+    def locate_node(self, node: Node) -> SourceLocation | None:
+        return self.locate(node.line, node.column)
+
+    # -- graph operations -------------------------------------------------
+    def build(self, target: str | None = None, /, **context_vars: Any) -> Any:
+        """Build one target, or all of them as a dict when ``target`` is None."""
+        context = {"pp_config": self.pp, **context_vars}
+        builder = Builder(context, self.locate_node)
+        if target is None:
+            return {t: builder.build(v, t) for t, v in self.graph.items()}
+        return builder.build(self._target(target), target)
+
+    def to_python(self, target: str | None = None, *, relative_imports: bool = False) -> str:
+        """Source of a module whose ``construct(**context_vars)`` builds ``target``."""
+        if target is not None:
+            self._target(target)
+        return to_python(
+            self.graph,
+            target,
+            pp_config=self.pp,
+            source_name=self.name,
+            relative_imports=relative_imports,
+            locate=self.locate_node,
+        )
+
+    def to_yaml(self) -> str:
+        """YAML that loads back into an equivalent graph."""
+        return to_yaml(self.graph)
+
+    def set_value(self, path: str, value: Any) -> None:
+        """Override the value at a dotted path (``trainer.args.lr``, ``a.layers.0``).
+
+        Keys of mappings and call keywords are names; sequence items and
+        positional arguments are indices. ``value`` is a plain Python value.
+        """
+        steps = path.split(".")
+        if steps[0] not in self.graph:
+            raise ConfigError(f"--set {path}: no target {steps[0]!r}")
+        if len(steps) == 1:
+            self.graph[steps[0]] = value
+            return
+        parent = self.graph[steps[0]]
+        for i, step in enumerate(steps[1:-1], start=1):
+            parent = _child(parent, step, ".".join(steps[: i + 1]))
+        _assign(parent, steps[-1], value, path)
+
+    def _target(self, target: str) -> Any:
+        if target not in self.graph:
+            known = ", ".join(self.graph) or "(none)"
+            raise ConfigError(f"{self.name}: no target {target!r}; targets: {known}")
+        return self.graph[target]
+
+
+def _container(node: Any, path: str):
+    if isinstance(node, CallNode):
+        return node
+    if isinstance(node, (ListNode, DictNode, DListNode)):
+        return node
+    raise ConfigError(f"--set {path}: {type(node).__name__} value has no children")
+
+
+def _child(node: Any, step: str, path: str) -> Any:
+    node = _container(node, path)
+    if isinstance(node, CallNode):
+        if step.isdigit() and int(step) < len(node.args):
+            return node.args[int(step)]
+        if step in node.kwargs:
+            return node.kwargs[step]
+    elif isinstance(node, ListNode):
+        if step.isdigit() and int(step) < len(node.items):
+            return node.items[int(step)]
+    else:
+        key = _key(node.items, step)
+        if key is not None:
+            return node.items[key]
+    raise ConfigError(f"--set {path}: no such key or index {step!r}")
+
+
+def _key(items: dict, step: str) -> Any:
+    if step in items:
+        return step
+    for key in items:
+        if str(key) == step:
+            return key
+    return None
+
+
+def _assign(node: Any, step: str, value: Any, path: str) -> None:
+    node = _container(node, path)
+    if isinstance(node, CallNode):
+        if step.isdigit() and int(step) < len(node.args):
+            node.args[int(step)] = value
+        else:
+            node.kwargs[step] = value
+    elif isinstance(node, ListNode):
+        if not step.isdigit() or int(step) >= len(node.items):
+            raise ConfigError(f"--set {path}: index {step!r} out of range ({len(node.items)} items)")
+        node.items[int(step)] = value
+    else:
+        node.items[_key(node.items, step) or step] = value
+
+
+class ConfigEnvironment:
+    """Templates on an ordered search path, loaded into :class:`Config` objects.
+
+    Args:
+        searchpath: directories searched in order for template names.
+        global_vars: variables visible to every template.
+    """
+
+    def __init__(self, searchpath: list[str | os.PathLike] | None = None, global_vars: dict | None = None):
+        self._templates = TemplateSet([os.fspath(p) for p in searchpath or []], global_vars)
+
+    @property
+    def searchpath(self) -> list[str]:
+        return list(self._templates.searchpath)
+
+    def load(self, name: str, **template_vars: Any) -> Config:
+        """Render and parse the template ``name`` (e.g. ``"configs/a.yaml"``)."""
+        return Config(self._templates, name, None, template_vars)
+
+    def load_from_string(self, text: str, **template_vars: Any) -> Config:
+        """Render and parse a template given as text (it may extend/include others)."""
+        main = self._templates.add_string(text)
+        return Config(self._templates, None, main, template_vars)
+
+    def list_templates(self) -> list[tuple[str, str]]:
+        """Every template on the search path as (name, search dir it came from)."""
+        return self._templates.list_templates()
+
+    def template_tree(self, name: str) -> TemplateRef:
+        """The tree of templates ``name`` extends, includes and imports."""
+        return self._templates.template_tree(name)

@@ -1,0 +1,265 @@
+"""Templates: an ordered search path, sub-templates, rendering, and render errors.
+
+``TemplateSet`` owns the Jinja2 environment. File lookups go through the
+search path (first match wins); a multi-template file also registers each of
+its ``#---- name ----`` sub-templates under its name, so any template in the
+same environment can ``include`` or ``extend`` it.
+
+Decision a reader may question: a name that matches no file and no
+sub-template seen so far triggers one scan of every file on the search path
+for separator lines, so a sub-template can be used before the file that
+defines it has been loaded.
+"""
+
+from __future__ import annotations
+
+import linecache
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import jinja2
+from jinja2 import nodes as jinja_nodes
+
+from .errors import SourceLocation, TemplateError, TemplateNotFoundError, UndefinedVariableError
+from .preprocess import TemplateSection, pad_to_line, preprocess, split_templates
+from .sourcemap import LineMap, add_markers
+from .template_globals import template_globals, toyaml
+
+STRING_TEMPLATE = "<string>"
+_SKIP_DIRS = {"__pycache__", "node_modules", "output_models"}
+
+
+@dataclass
+class TemplateRef:
+    """A node of the tree of templates a config extends, includes or imports."""
+
+    name: str
+    path: str | None
+    kind: str  # "root", "extends", "include" or "import"
+    children: list[TemplateRef] = field(default_factory=list)
+
+
+def _uptodate(path: str):
+    """Jinja's cache check: the file has not changed since it was read."""
+    mtime = os.path.getmtime(path)
+    return lambda: os.path.exists(path) and os.path.getmtime(path) == mtime
+
+
+def _remember_source(filename: str, text: str) -> None:
+    """Let ``linecache`` serve excerpts of in-memory templates."""
+    lines = [line + "\n" for line in text.split("\n")]
+    linecache.cache[filename] = (len(text), None, lines, filename)
+
+
+class _Loader(jinja2.BaseLoader):
+    def __init__(self, templates: TemplateSet, marked: bool):
+        self.templates = templates
+        self.marked = marked
+
+    def get_source(self, environment, template):
+        section, filename, uptodate = self.templates.find(template)
+        source = preprocess(section.text)
+        if section.name:
+            source = pad_to_line(source, section.first_line)
+        if self.marked:
+            source = add_markers(source, self.templates.file_id(filename))
+        return source, filename, uptodate
+
+
+class TemplateSet:
+    """The search path, the Jinja2 environments over it, and rendering."""
+
+    def __init__(self, searchpath: list[str], global_vars: dict[str, Any] | None = None):
+        self.searchpath = [os.fspath(p) for p in searchpath]
+        self.global_vars = dict(global_vars or {})
+        self._sections: dict[str, tuple[TemplateSection, str]] = {}
+        self._scanned = False
+        self._file_ids: dict[str, int] = {}
+        self._files: list[str] = []
+        self.env = self._environment(marked=False)
+        self._marked_env: jinja2.Environment | None = None
+
+    # -- lookup -----------------------------------------------------------
+    def _environment(self, marked: bool) -> jinja2.Environment:
+        env = jinja2.Environment(
+            loader=_Loader(self, marked),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+            autoescape=False,
+        )
+        env.globals.update(template_globals())
+        env.globals.update(self.global_vars)
+        env.filters["toyaml"] = toyaml
+        return env
+
+    def file_id(self, filename: str) -> int:
+        if filename not in self._file_ids:
+            self._file_ids[filename] = len(self._files)
+            self._files.append(filename)
+        return self._file_ids[filename]
+
+    def file_of(self, file_id: int) -> str:
+        return self._files[file_id]
+
+    def _read(self, path: str) -> list[TemplateSection]:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        sections = split_templates(text)
+        for section in sections[1:]:
+            self._sections[section.name] = (section, path)
+        return sections
+
+    def find(self, name: str) -> tuple[TemplateSection, str, Any]:
+        """Return (section, filename, uptodate) for a template name."""
+        for directory in self.searchpath:
+            path = os.path.join(directory, name)
+            if os.path.isfile(path):
+                try:
+                    sections = self._read(path)
+                except (OSError, UnicodeDecodeError) as e:
+                    raise TemplateNotFoundError(f"cannot read template {name!r}: {e}") from e
+                self.file_id(path)
+                return sections[0], path, _uptodate(path)
+        if name not in self._sections and not self._scanned:
+            self._scan()
+        if name in self._sections:
+            section, path = self._sections[name]
+            if path == STRING_TEMPLATE:
+                return section, path, lambda: False
+            return section, path, _uptodate(path)
+        raise jinja2.TemplateNotFound(name)
+
+    def _template_files(self):
+        for directory in self.searchpath:
+            for root, dirs, files in os.walk(directory):
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIP_DIRS)
+                for file in sorted(files):
+                    if not file.startswith("."):
+                        path = os.path.join(root, file)
+                        yield os.path.relpath(path, directory).replace(os.sep, "/"), directory, path
+
+    def _scan(self) -> None:
+        self._scanned = True
+        for _, _, path in self._template_files():
+            try:
+                with open(path, encoding="utf-8") as f:
+                    if "#---" not in f.read():
+                        continue
+                self._read(path)
+            except (OSError, UnicodeDecodeError):
+                continue
+
+    def list_templates(self) -> list[tuple[str, str]]:
+        """Every template on the search path: (name, search dir), first match wins."""
+        seen: dict[str, str] = {}
+        for name, directory, path in self._template_files():
+            if name in seen:
+                continue
+            seen[name] = directory
+            try:
+                for section in self._read(path)[1:]:
+                    seen.setdefault(section.name, directory)
+            except (OSError, UnicodeDecodeError):
+                continue
+        return sorted(seen.items())
+
+    # -- rendering --------------------------------------------------------
+    def add_string(self, text: str) -> str:
+        """Register a string template (and its sub-templates); return its source."""
+        sections = split_templates(text)
+        for section in sections[1:]:
+            self._sections[section.name] = (section, STRING_TEMPLATE)
+        _remember_source(STRING_TEMPLATE, text)
+        self.file_id(STRING_TEMPLATE)
+        return sections[0].text
+
+    def render(self, name: str | None, text: str | None, variables: dict[str, Any]) -> str:
+        """Render a named template, or ``text`` when ``name`` is None."""
+        return self._render(self.env, name, text, variables)
+
+    def line_map(self, name: str | None, text: str | None, variables: dict[str, Any]) -> LineMap:
+        """Render again with line markers; used only to locate an error."""
+        if self._marked_env is None:
+            self._marked_env = self._environment(marked=True)
+        return LineMap(self._render(self._marked_env, name, text, variables))
+
+    def _render(self, env, name, text, variables) -> str:
+        try:
+            if name is None:
+                source = preprocess(text)
+                if env is self._marked_env:
+                    source = add_markers(source, self.file_id(STRING_TEMPLATE))
+                return _render_named_source(env, source, variables)
+            return env.get_template(name).render(variables)
+        except TemplateError:
+            raise
+        except Exception as e:  # every failure of rendering becomes a ConfigError
+            raise render_error(e, name or STRING_TEMPLATE, self) from e
+
+    # -- structure --------------------------------------------------------
+    def template_tree(self, name: str, kind: str = "root", _seen=None) -> TemplateRef:
+        """The tree of templates ``name`` extends, includes or imports."""
+        seen = set() if _seen is None else _seen
+        try:
+            source, filename, _ = self.env.loader.get_source(self.env, name)
+        except jinja2.TemplateNotFound:
+            return TemplateRef(name, None, kind)
+        ref = TemplateRef(name, filename, kind)
+        if name in seen:
+            return ref
+        seen.add(name)
+        try:
+            tree = self.env.parse(source)
+        except jinja2.TemplateSyntaxError:
+            return ref
+        wanted = (jinja_nodes.Extends, jinja_nodes.Include, jinja_nodes.Import, jinja_nodes.FromImport)
+        kinds = {
+            jinja_nodes.Extends: "extends",
+            jinja_nodes.Include: "include",
+            jinja_nodes.Import: "import",
+            jinja_nodes.FromImport: "import",
+        }
+        for node in tree.find_all(wanted):
+            if isinstance(node.template, jinja_nodes.Const):
+                child = node.template.value
+                ref.children.append(self.template_tree(child, kinds[type(node)], seen))
+        return ref
+
+
+def _render_named_source(env: jinja2.Environment, source: str, variables) -> str:
+    code = env.compile(source, STRING_TEMPLATE, STRING_TEMPLATE)
+    template = env.template_class.from_code(env, code, env.make_globals(None))
+    return template.render(variables)
+
+
+def _template_frames(exc: BaseException, known: set[str]) -> list[tuple[str, int]]:
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename in known:
+            frames.append((filename, tb.tb_lineno))
+        tb = tb.tb_next
+    return frames
+
+
+def render_error(exc: Exception, name: str, templates: TemplateSet) -> TemplateError:
+    """Turn any exception raised while compiling or rendering into a located error."""
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        filename = exc.filename or name
+        location = SourceLocation(filename, exc.lineno or 1)
+        return TemplateError(f"template syntax error: {exc.message}", location)
+    frames = _template_frames(exc, set(templates._files) | {STRING_TEMPLATE})
+    location = None
+    if frames:
+        (filename, line), chain = frames[-1], tuple(frames[:-1])
+        location = SourceLocation(filename, line, chain)
+    if isinstance(exc, jinja2.TemplateNotFound):
+        return TemplateNotFoundError(f"template not found: {exc.name!r}", location,
+                                     detail=f"  searched: {', '.join(templates.searchpath)}")
+    if isinstance(exc, jinja2.UndefinedError):
+        return UndefinedVariableError(exc.message or str(exc), location)
+    return TemplateError(f"{type(exc).__name__} while rendering: {exc}", location)

@@ -1,0 +1,125 @@
+"""Map lines of rendered YAML back to the template lines that produced them.
+
+Rendering is normally done without any instrumentation. Only when a later
+stage (YAML parsing, loading, building) needs to name a template line do we
+render once more with *markers*: before each newline of template data the
+marker ``\\ue000<template id>:<line>\\ue001`` is inserted. Every rendered line
+then carries the markers of the template lines it came from, and stripping
+them yields both the clean text and the map.
+
+Decision a reader may question: a second render on error instead of always
+rendering with markers. Markers would change the value of ``{% set %}`` blocks
+and of filters applied to template data; rendering them only on the error
+path keeps normal output byte-identical to plain Jinja.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass
+
+MARK_OPEN, MARK_CLOSE = "\ue000", "\ue001"
+_MARKER = re.compile(MARK_OPEN + r"(\d+):(\d+)" + MARK_CLOSE)
+_DELIMITERS = re.compile(r"\{%|\{\{|\{#|%\}|\}\}|#\}|\n")
+
+
+def add_markers(source: str, template_id: int) -> str:
+    """Insert a line marker before each newline that Jinja emits as data.
+
+    Newlines inside tags, and newlines that ``trim_blocks`` removes (right
+    after ``%}`` or ``#}``) or that ``-}}`` would strip, get no marker.
+    """
+    out: list[str] = []
+    recent = ""  # the last few characters emitted, to see what precedes a newline
+    pos = 0
+    line = 1
+    inside: str | None = None  # the closing delimiter we are waiting for
+    closing = {"{%": "%}", "{{": "}}", "{#": "#}"}
+
+    def emit(chunk: str) -> None:
+        nonlocal recent
+        out.append(chunk)
+        recent = (recent + chunk)[-8:]
+
+    for match in _DELIMITERS.finditer(source):
+        token = match.group()
+        if token == "\n":
+            before = source[pos : match.start()]
+            emit(before)
+            trimmed = recent.endswith(("%}", "#}")) or recent.rstrip(" \t").endswith(
+                ("-}}", "-%}", "-#}")
+            )
+            if inside is None and not trimmed:
+                emit(f"{MARK_OPEN}{template_id}:{line}{MARK_CLOSE}")
+            emit("\n")
+            line += 1
+        else:
+            emit(source[pos : match.end()])
+            if inside is None and token in closing:
+                inside = closing[token]
+            elif token == inside:
+                inside = None
+        pos = match.end()
+    emit(source[pos:])
+    if inside is None and not source.endswith("\n"):
+        emit(f"{MARK_OPEN}{template_id}:{line}{MARK_CLOSE}")  # the last line has no newline
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """A template line: (template id, 1-based line)."""
+
+    template_id: int
+    line: int
+
+
+class LineMap:
+    """For each rendered line (0-based) and column, the template line of origin."""
+
+    def __init__(self, marked: str):
+        self.text_lines: list[str] = []
+        # Per clean line: sorted clean columns where a marker stood, with origins.
+        self._columns: list[list[int]] = []
+        self._origins: list[list[Origin]] = []
+        for raw in marked.split("\n"):
+            clean_parts: list[str] = []
+            columns: list[int] = []
+            origins: list[Origin] = []
+            pos = 0
+            width = 0
+            for m in _MARKER.finditer(raw):
+                piece = raw[pos : m.start()]
+                clean_parts.append(piece)
+                width += len(piece)
+                columns.append(width)
+                origins.append(Origin(int(m[1]), int(m[2])))
+                pos = m.end()
+            clean_parts.append(raw[pos:])
+            self.text_lines.append("".join(clean_parts))
+            self._columns.append(columns)
+            self._origins.append(origins)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.text_lines)
+
+    def origin(self, line: int, column: int = 0) -> Origin | None:
+        """The template line that produced rendered ``line`` (0-based) at ``column``.
+
+        Text without a marker of its own (output of an expression or macro
+        spanning lines) belongs to the next marker that follows it.
+        """
+        for number in range(line, len(self._columns)):
+            columns = self._columns[number]
+            if not columns:
+                continue
+            start = column if number == line else 0
+            index = bisect.bisect_left(columns, start)
+            if index < len(columns):
+                return self._origins[number][index]
+            # Past the last marker on this line: it still came from its last source line.
+            if number == line:
+                return self._origins[number][-1]
+        return None

@@ -1,0 +1,119 @@
+"""Functions and filters every template can use (LANGUAGE.md, section 2).
+
+Decision a reader may question: ``versions`` reads installed package metadata
+instead of importing torch/transformers, so rendering a config never pays for
+importing them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import platform
+import socket
+import sys
+from functools import cache
+from importlib import metadata
+from typing import Any
+
+import yaml
+from jinja2 import Undefined
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@cache
+def _versions() -> dict[str, str | None]:
+    return {
+        "python": platform.python_version(),
+        "torch": _version("torch"),
+        "transformers": _version("transformers"),
+        "forgather": _version("forgather"),
+    }
+
+
+def modname_from_path(path: str) -> str:
+    """``/a/b/my_module.py`` -> ``my_module``."""
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def forgather_config_dir() -> str:
+    """The user's Forgather configuration directory (platformdirs)."""
+    import platformdirs
+
+    return platformdirs.user_config_dir("forgather")
+
+
+def _platformdirs(name: str):
+    def call(*args, **kwargs):
+        import platformdirs
+
+        return getattr(platformdirs, name)(*args, **kwargs)
+
+    call.__name__ = name
+    return call
+
+
+def _flow_yaml(value: Any) -> str:
+    text = yaml.safe_dump(value, default_flow_style=True, width=math.inf, sort_keys=False)
+    text = text.strip()
+    if text.endswith("\n..."):
+        text = text[: -len("\n...")]
+    elif text.endswith("..."):
+        text = text[:-3].rstrip()
+    return text
+
+
+_REQUIRED = object()
+
+
+def toyaml(value: Any, default: Any = _REQUIRED) -> str:
+    """Render a Python value as inline YAML (``None`` -> ``null``, flow style).
+
+    An undefined value is an error unless a default is given.
+    """
+    if isinstance(value, Undefined):
+        if default is _REQUIRED:
+            value._fail_with_undefined_error()
+        value = default
+    return _flow_yaml(value)
+
+
+def template_globals() -> dict[str, Any]:
+    """The globals of LANGUAGE.md, fresh for each environment."""
+    now = datetime.datetime.now
+    utcnow = lambda: datetime.datetime.now(datetime.timezone.utc)  # noqa: E731
+    return {
+        "isotime": lambda: now().isoformat(timespec="seconds"),
+        "utcisotime": lambda: utcnow().isoformat(timespec="seconds"),
+        "filetime": lambda: now().strftime("%Y-%m-%dT%H-%M-%S"),
+        "utcfiletime": lambda: utcnow().strftime("%Y-%m-%dT%H-%M-%S"),
+        "now": now,
+        "utcnow": utcnow,
+        "joinpath": os.path.join,
+        "normpath": os.path.normpath,
+        "abspath": os.path.abspath,
+        "relpath": os.path.relpath,
+        "repr": repr,
+        "dirname": os.path.dirname,
+        "basename": os.path.basename,
+        "splitext": os.path.splitext,
+        "modname_from_path": modname_from_path,
+        "user_home_dir": lambda: os.path.expanduser("~"),
+        "getcwd": os.getcwd,
+        "hostname": socket.gethostname(),
+        "versions": _versions(),
+        "python_executable": sys.executable,
+        "forgather_config_dir": forgather_config_dir,
+        "user_data_dir": _platformdirs("user_data_dir"),
+        "user_cache_dir": _platformdirs("user_cache_dir"),
+        "user_config_dir": _platformdirs("user_config_dir"),
+        "site_data_dir": _platformdirs("site_data_dir"),
+        "site_config_dir": _platformdirs("site_config_dir"),
+    }

@@ -1,0 +1,235 @@
+"""Rendered YAML -> node graph (LANGUAGE.md, section 3).
+
+We compose the YAML into PyYAML's representation nodes (which keeps line
+numbers and turns anchors/aliases into one shared node) and convert that tree
+ourselves; PyYAML's object constructor is used only for plain scalars.
+
+Decision a reader may question: keys that start with ``.`` are dropped from
+*every* mapping, not only the root: they are places to define anchored values
+for reuse, and a call's keyword mapping is as natural a place as the root.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import yaml
+from yaml import MappingNode, ScalarNode, SequenceNode
+
+from .errors import SourceLocation, YamlError
+from .nodes import (
+    FACTORY,
+    META,
+    PARTIAL,
+    SINGLETON,
+    CallNode,
+    DictNode,
+    DListNode,
+    ListNode,
+    VarNode,
+)
+from .spec import parse_spec
+
+Locate = Callable[[int, int], "SourceLocation | None"]
+
+_CALL_KINDS = {
+    "call": SINGLETON,
+    "singleton": SINGLETON,
+    "factory": FACTORY,
+    "partial": PARTIAL,
+    "lambda": PARTIAL,
+    "meta": META,
+}
+_CONTAINERS = {"list", "tuple", "dict", "dlist"}
+_POSITIONAL_KEY = re.compile(r"^arg(\d+)$")
+_STD = "tag:yaml.org,2002:"
+
+
+class _Converter:
+    def __init__(self, locate: Locate):
+        self.locate = locate
+        self.memo: dict[int, Any] = {}
+        self.loader = yaml.SafeLoader("")
+
+    def error(self, reason: str, ynode: yaml.Node) -> YamlError:
+        mark = ynode.start_mark
+        return YamlError(reason, self.locate(mark.line, mark.column))
+
+    # -- entry ------------------------------------------------------------
+    def root(self, ynode: yaml.Node | None) -> dict[str, Any]:
+        if ynode is None:
+            return {}
+        if not isinstance(ynode, MappingNode) or ynode.tag != _STD + "map":
+            raise self.error("the config's root must be a mapping of target names", ynode)
+        graph = self.mapping(ynode)
+        for key in graph:
+            if not isinstance(key, str):
+                raise self.error(f"target names must be strings, not {key!r}", ynode)
+        return graph
+
+    def value(self, ynode: yaml.Node) -> Any:
+        key = id(ynode)
+        if key in self.memo:
+            return self.memo[key]
+        tag = ynode.tag
+        if tag.startswith("!"):
+            result = self.tagged(ynode, tag[1:])
+        elif isinstance(ynode, ScalarNode):
+            result = self.scalar(ynode)
+        elif isinstance(ynode, SequenceNode):
+            if tag != _STD + "seq":
+                raise self.error(f"unsupported tag {tag!r}", ynode)
+            result = self.memo[key] = ListNode(line=ynode.start_mark.line)
+            result.items = [self.value(v) for v in ynode.value]
+        else:
+            if tag != _STD + "map":
+                raise self.error(f"unsupported tag {tag!r}", ynode)
+            result = self.memo[key] = DictNode(line=ynode.start_mark.line)
+            result.items = self.mapping(ynode)
+        self.memo[key] = result
+        return result
+
+    # -- pieces -----------------------------------------------------------
+    def scalar(self, ynode: ScalarNode, *, implicit: bool = False) -> Any:
+        if implicit:  # a tagged scalar: resolve its value as if it had no tag
+            plain = ynode.style is None
+            tag = self.loader.resolve(ScalarNode, ynode.value, (plain, not plain))
+            ynode = ScalarNode(tag, ynode.value, ynode.start_mark, ynode.end_mark, ynode.style)
+        if not ynode.tag.startswith(_STD) or ynode.tag == _STD + "merge":
+            raise self.error(f"unsupported tag {ynode.tag!r}", ynode)
+        try:
+            return self.loader.construct_object(ynode, deep=True)
+        except (yaml.YAMLError, ValueError, TypeError) as e:
+            raise self.error(f"bad scalar {ynode.value!r}: {e}", ynode) from None
+
+    def mapping(self, ynode: MappingNode) -> dict[Any, Any]:
+        try:
+            self.loader.flatten_mapping(ynode)
+        except yaml.YAMLError as e:
+            raise self.error(f"bad merge key: {getattr(e, 'problem', e)}", ynode) from None
+        result: dict[Any, Any] = {}
+        for key_node, value_node in ynode.value:
+            if not isinstance(key_node, ScalarNode):
+                raise self.error("mapping keys must be scalars", key_node)
+            key = self.scalar(key_node, implicit=key_node.tag.startswith("!"))
+            try:
+                hash(key)
+            except TypeError:
+                raise self.error(f"unhashable key {key!r}", key_node) from None
+            value = self.value(value_node)
+            result[key] = value  # a repeated key: the later one wins
+        return {k: v for k, v in result.items() if not (isinstance(k, str) and k.startswith("."))}
+
+    def tagged(self, ynode: yaml.Node, tag: str) -> Any:
+        base, _, name = tag.partition("@")
+        name = name or None
+        kind, _, spec = base.partition(":")
+        line, column = ynode.start_mark.line, ynode.start_mark.column
+        if name is not None and not re.match(r"^[A-Za-z_]\w*$", name):
+            raise self.error(f"bad node name {name!r} in tag !{tag}", ynode)
+        if kind in _CALL_KINDS:
+            try:
+                parse_spec(spec)
+            except ValueError as e:
+                raise self.error(f"{e} (in tag !{tag})", ynode) from None
+            node = CallNode(kind=_CALL_KINDS[kind], spec=spec, line=line, column=column, name=name)
+            self.memo[id(ynode)] = node
+            node.args, node.kwargs = self.arguments(ynode)
+            return node
+        if spec:
+            raise self.error(f"unknown tag !{tag}", ynode)
+        if kind == "var":
+            return self.var(ynode, line, column, name)
+        if kind in _CONTAINERS:
+            return self.container(ynode, kind, tag, line, column, name)
+        raise self.error(
+            f"unknown tag !{tag} (expected !call, !singleton, !factory, !partial, !lambda, "
+            "!meta, !var, !list, !tuple, !dict or !dlist)",
+            ynode,
+        )
+
+    def arguments(self, ynode: yaml.Node) -> tuple[list[Any], dict[str, Any]]:
+        if isinstance(ynode, ScalarNode):
+            if ynode.value == "" and ynode.style is None:
+                return [], {}
+            return [self.scalar(ynode, implicit=True)], {}
+        if isinstance(ynode, SequenceNode):
+            return [self.value(v) for v in ynode.value], {}
+        items = self.mapping(ynode)
+        if items and set(items) <= {"args", "kwargs"}:
+            args, kwargs = items.get("args", []), items.get("kwargs", {})
+            args = args.items if isinstance(args, ListNode) else args
+            kwargs = kwargs.items if isinstance(kwargs, DictNode) else kwargs
+            if not isinstance(args, list) or not isinstance(kwargs, dict):
+                raise self.error("'args' must be a sequence and 'kwargs' a mapping", ynode)
+            items = {**{f"arg{i}": v for i, v in enumerate(args)}, **kwargs}
+        positional = sorted(
+            ((int(m[1]), k) for k in items if isinstance(k, str) and (m := _POSITIONAL_KEY.match(k))),
+        )
+        args = [items.pop(k) for _, k in positional]
+        for key in items:
+            if not isinstance(key, str):
+                raise self.error(f"keyword argument names must be strings, not {key!r}", ynode)
+        return args, items
+
+    def var(self, ynode, line, column, name) -> VarNode:
+        if isinstance(ynode, ScalarNode) and ynode.value:
+            return VarNode(var=ynode.value, line=line, column=column, name=name)
+        if isinstance(ynode, MappingNode):
+            items = self.mapping(ynode)
+            if "name" in items and isinstance(items["name"], str) and set(items) <= {"name", "default"}:
+                return VarNode(
+                    var=items["name"],
+                    default=items.get("default"),
+                    has_default="default" in items,
+                    line=line,
+                    column=column,
+                    name=name,
+                )
+        raise self.error("!var needs a variable name, or a mapping {name: N, default: D}", ynode)
+
+    def container(self, ynode, kind, tag, line, column, name) -> Any:
+        empty = isinstance(ynode, ScalarNode) and ynode.value == ""
+        if kind in ("list", "tuple"):
+            node = ListNode(kind=kind, explicit=True, line=line, column=column, name=name)
+            self.memo[id(ynode)] = node
+            if isinstance(ynode, SequenceNode):
+                node.items = [self.value(v) for v in ynode.value]
+            elif not empty:
+                raise self.error(f"!{tag} needs a sequence", ynode)
+            return node
+        node = (DictNode(explicit=True) if kind == "dict" else DListNode())
+        node.line, node.column, node.name = line, column, name
+        self.memo[id(ynode)] = node
+        if isinstance(ynode, MappingNode):
+            items = self.mapping(ynode)
+            if kind == "dlist":
+                items = {k: v for k, v in items.items() if v is not None}
+            node.items = items
+        elif not empty:
+            raise self.error(f"!{tag} needs a mapping", ynode)
+        return node
+
+
+def load_graph(text: str, locate: Locate) -> dict[str, Any]:
+    """Parse rendered YAML into a node graph.
+
+    Args:
+        text: rendered YAML (one document whose root is a mapping).
+        locate: maps a rendered (line, column), both 0-based, to the user's source.
+
+    Raises:
+        YamlError: for YAML syntax errors, unknown tags and malformed nodes.
+    """
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        reason = " ".join(str(p) for p in (e.context, e.problem) if p)
+        location = locate(mark.line, mark.column) if mark else None
+        raise YamlError(f"YAML syntax error: {reason}", location) from None
+    except yaml.YAMLError as e:
+        raise YamlError(f"YAML error: {e}") from None
+    return _Converter(locate).root(root)
