@@ -171,7 +171,7 @@ class _Generator:
     # -- callees ----------------------------------------------------------
     def callee(self, node: CallNode, searchpath: list[str] | None) -> str:
         spec = parse_spec(node.spec)
-        if spec.form == "name" and (spec.attr in HELPERS or hasattr(builtins, spec.attr)):
+        if spec.is_builtin:
             return spec.attr
         if spec.form == "name":
             module, attr = module_split(spec.attr)
@@ -328,8 +328,8 @@ class _Generator:
         return False
 
     # -- module -----------------------------------------------------------
-    def module(self, source_name: str | None) -> str:
-        if len(self.targets) == 1:
+    def module(self, source_name: str | None, single: bool) -> str:
+        if single:
             result = self.expr(self.graph[self.targets[0]], True, None)
         else:
             parts = [f"{t!r}: {self.expr(self.graph[t], True, None)}" for t in self.targets]
@@ -396,4 +396,4 @@ def to_python(
     if target is not None and target not in graph:
         raise ConfigError(f"no target {target!r}; targets: {', '.join(graph)}")
     generator = _Generator(graph, targets, pp_config, relative_imports, locate)
-    return generator.module(source_name)
+    return generator.module(source_name, single=target is not None)

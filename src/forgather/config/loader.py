@@ -127,6 +127,7 @@ class TemplateSet:
             self._scan()
         if name in self._sections:
             section, path = self._sections[name]
+            self.file_id(path)
             if path == STRING_TEMPLATE:
                 return section, path, lambda: False
             return section, path, _uptodate(path)

@@ -74,7 +74,9 @@ class Spec:
 
     @property
     def is_builtin(self) -> bool:
-        return self.form == "name" and (self.attr in HELPERS or hasattr(builtins, self.attr))
+        """A helper, a builtin, or an attribute of a builtin (``dict.fromkeys``)."""
+        first = self.attr.split(".")[0]
+        return self.form == "name" and (self.attr in HELPERS or hasattr(builtins, first))
 
 
 def parse_spec(text: str) -> Spec:
@@ -161,8 +163,9 @@ def resolve(spec: Spec, searchpath: list[str] | None = None) -> Any:
     if spec.form == "name":
         if spec.attr in HELPERS:
             return HELPERS[spec.attr]
-        if hasattr(builtins, spec.attr):
-            return getattr(builtins, spec.attr)
+        first, _, rest = spec.attr.partition(".")
+        if hasattr(builtins, first):
+            return _walk(getattr(builtins, first), rest, first) if rest else getattr(builtins, first)
         return import_dotted(spec.attr)
     if spec.form == "module":
         return _walk(importlib.import_module(spec.module), spec.attr, spec.module)

@@ -1,0 +1,39 @@
+"""Tiny callables for build/codegen tests (imported by SPECs as tests.config.objects)."""
+
+import itertools
+
+_counter = itertools.count()
+
+
+class Layer:
+    """A stand-in for an nn.Module: every instance has its own id."""
+
+    def __init__(self, width: int = 1, norm=None):
+        self.width = width
+        self.norm = norm
+        self._serial = next(_counter)  # differs per instance, ignored by comparisons
+
+    def __eq__(self, other):
+        return isinstance(other, Layer) and (self.width, self.norm) == (other.width, other.norm)
+
+    __hash__ = object.__hash__
+
+    def __repr__(self):
+        return f"Layer({self.width}, {self.norm!r})"
+
+
+class Stack:
+    def __init__(self, layer_factory, n: int):
+        self.layers = [layer_factory() for _ in range(n)]
+
+    def __eq__(self, other):
+        return isinstance(other, Stack) and self.layers == other.layers
+
+
+def fails(value):
+    raise ValueError(f"bad value {value}")
+
+
+def describe_nodes(*nodes, **named):
+    """A ``!meta`` callee: it sees unbuilt nodes and reports their kinds."""
+    return [type(n).__name__ for n in nodes] + sorted(f"{k}={type(v).__name__}" for k, v in named.items())

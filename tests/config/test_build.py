@@ -1,0 +1,123 @@
+"""Build semantics of LANGUAGE.md, section 4."""
+
+import pytest
+
+from forgather.config import ArgumentError, CycleError, MissingVariableError, SpecError
+
+OBJ = "tests.config.objects"
+
+
+def test_singletons_are_shared_factories_are_fresh(load):
+    cfg = load(
+        f"""
+        .s: &s !call:{OBJ}:Layer [1]
+        .f: &f !factory:{OBJ}:Layer [2]
+        main: !call:dict
+            s1: *s
+            s2: *s
+            f1: *f
+            f2: *f
+        """
+    )
+    main = cfg.build("main")
+    assert main["s1"] is main["s2"]
+    assert main["f1"] is not main["f2"] and main["f1"] == main["f2"]
+
+
+def test_partial_builds_arguments_per_call(load):
+    cfg = load(
+        f"""
+        .norm: &norm !call:{OBJ}:Layer [0]
+        main: !call:{OBJ}:Stack
+            layer_factory: !partial:{OBJ}:Layer
+                norm: *norm
+                width: !factory:int [3]
+            n: 3
+        norm: *norm
+        """
+    )
+    built = cfg.build()
+    layers = built["main"].layers
+    assert len({id(layer) for layer in layers}) == 3
+    assert all(layer.norm is built["norm"] for layer in layers)
+
+
+def test_partial_call_time_arguments(load):
+    fn = load("f: !partial:dict {a: 1, b: 2}\n").build("f")
+    assert fn(b=3, c=4) == {"a": 1, "b": 3, "c": 4}
+    add = load("f: !partial:operator:sub [10]\n").build("f")
+    assert add(4) == 6
+
+
+def test_building_twice_gives_fresh_singletons(load):
+    cfg = load(f"a: !call:{OBJ}:Layer\n")
+    assert cfg.build("a") is not cfg.build("a")
+
+
+def test_build_all_shares_across_targets(load):
+    built = load(f"a: &a !call:{OBJ}:Layer\nb: !call:list [[*a]]\n").build()
+    assert built["b"][0] is built["a"]
+
+
+def test_containers_have_value_semantics(load):
+    built = load("a: &l [1, 2]\nb: *l\n").build()
+    assert built["a"] == built["b"] and built["a"] is not built["b"]
+
+
+def test_var_defaults_and_missing(load):
+    cfg = load("a: !var {name: x, default: !call:list [[1]]}\nb: !var y\n")
+    assert cfg.build("a") == [1]
+    assert cfg.build("a", x=5) == 5
+    with pytest.raises(MissingVariableError, match="'y'"):
+        cfg.build("b")
+
+
+def test_pp_config_is_a_context_variable(load):
+    cfg = load("text: !var pp_config\n")
+    assert cfg.build("text") == cfg.pp
+
+
+def test_latent_args(load):
+    cfg = load("a: !call:dict\n    x: 1\n    latent_args: !var extra\n")
+    assert cfg.build("a", extra={"y": 2}) == {"x": 1, "y": 2}
+
+
+def test_meta_receives_unbuilt_nodes(load):
+    cfg = load(f"a: !meta:{OBJ}:describe_nodes\n    arg0: !call:{OBJ}:fails [1]\n    x: [1]\n    y: 2\n")
+    assert cfg.build("a") == ["CallNode", "x=ListNode", "y=int"]
+
+
+def test_cycle_is_reported_with_the_nodes(load):
+    cfg = load("a: &a !call:list [[*a]]\n")
+    with pytest.raises(CycleError, match=r"cycle: !call:list needs itself \(a -> a\.0 -> a\.0\.0\)"):
+        cfg.build("a")
+
+
+def test_arguments_checked_before_the_call(load):
+    cfg = load(f"a: !call:{OBJ}:Layer {{widht: 2}}\n")
+    with pytest.raises(ArgumentError) as info:
+        cfg.build("a")
+    message = str(info.value)
+    assert "unexpected keyword argument 'widht'" in message
+    assert "signature: Layer(width: int = 1, norm=None)" in message
+    assert "<string>:1" in message
+
+
+def test_callee_exception_keeps_its_type_and_gains_a_note(load):
+    cfg = load(f"main: !call:dict\n    inner: !call:{OBJ}:fails [7]\n")
+    with pytest.raises(ValueError, match="bad value 7") as info:
+        cfg.build("main")
+    (note,) = info.value.__notes__
+    assert note == f"while building main.inner (!call:{OBJ}:fails) at <string>:2"
+
+
+def test_import_failure_is_a_config_error(load):
+    with pytest.raises(SpecError, match="cannot import 'os:no_such_thing'"):
+        load("a: !call:os:no_such_thing\n").build()
+
+
+def test_graph_is_not_mutated_by_build(load):
+    cfg = load(f"a: !call:{OBJ}:Layer [2]\n")
+    before = cfg.to_yaml()
+    cfg.build()
+    assert cfg.to_yaml() == before

@@ -1,0 +1,130 @@
+"""Every error kind of LANGUAGE.md names the user's file and line and shows the line."""
+
+import pytest
+
+from forgather.config import (
+    ArgumentError,
+    ConfigError,
+    CycleError,
+    MissingVariableError,
+    SpecError,
+    TemplateError,
+    TemplateNotFoundError,
+    UndefinedVariableError,
+    YamlError,
+)
+
+
+def located(err: ConfigError, path, line: int, text: str) -> None:
+    """The message starts with file:line and shows the offending line."""
+    message = str(err)
+    assert message.startswith(f"{path}:{line}: "), message
+    assert f"{line:>4} | {text}" in message, message
+    assert err.location.file == str(path) and err.location.line == line
+
+
+def test_unknown_template(templates):
+    path = templates.write("a.yaml", "x: 1\n-- include 'missing.yaml'\n")
+    with pytest.raises(TemplateNotFoundError) as info:
+        templates.env().load("a.yaml")
+    located(info.value, path, 2, "-- include 'missing.yaml'")
+    assert "missing.yaml" in info.value.reason
+
+
+def test_unknown_root_template(templates):
+    with pytest.raises(TemplateNotFoundError, match="'nope.yaml'"):
+        templates.env().load("nope.yaml")
+
+
+def test_jinja_syntax_error(templates):
+    path = templates.write("a.yaml", "x: 1\n-- if x\ny: 2\n")
+    with pytest.raises(TemplateError) as info:
+        templates.env().load("a.yaml")
+    assert "syntax error" in str(info.value)
+    assert info.value.location.file == str(path) and info.value.location.line == 3
+
+
+def test_undefined_variable_in_an_extended_template_shows_the_chain(templates):
+    base = templates.write("base.yaml", "a: 1\n[body]\nb: {{ nope }}\n")
+    child = templates.write("configs/child.yaml", "-- extends 'base.yaml'\n")
+    with pytest.raises(UndefinedVariableError) as info:
+        templates.env().load("configs/child.yaml")
+    located(info.value, base, 3, "b: {{ nope }}")
+    assert info.value.location.chain[0] == (str(child), 1)
+    assert "template chain:" in str(info.value)
+
+
+def test_undefined_variable_in_an_included_sub_template(templates):
+    lib = templates.write("lib.yaml", "top: 1\n#---- lib.part ----\n\npart: {{ missing }}\n")
+    main = templates.write("main.yaml", "m: 0\n-- include 'lib.part'\n")
+    with pytest.raises(UndefinedVariableError) as info:
+        templates.env().load("main.yaml")
+    located(info.value, lib, 4, "part: {{ missing }}")
+    assert (str(main), 2) in info.value.location.chain
+
+
+def test_yaml_syntax_error_points_at_the_template_line(templates):
+    base = templates.write("base.yaml", "a: 1\n[body]\nb: 2\n")
+    child = templates.write(
+        "child.yaml",
+        "-- extends 'base.yaml'\n-- set n = 3\n[body]\nb: {{ n }}\nc: [1, 2\nd: 4\n",
+    )
+    with pytest.raises(YamlError) as info:
+        templates.env().load("child.yaml")
+    assert info.value.location.file == str(child)
+    assert info.value.location.line in (5, 6)
+    assert base  # the error is in the child, not the base
+
+
+@pytest.mark.parametrize(
+    ("line", "cls", "reason"),
+    [
+        ("x: !frob 1", YamlError, "unknown tag !frob"),
+        ("x: !call:no-such", YamlError, "malformed SPEC"),
+    ],
+)
+def test_load_errors_in_an_included_template(templates, line, cls, reason):
+    part = templates.write("part.yaml", f"ok: 1\n{line}\n")
+    templates.write("main.yaml", "-- include 'part.yaml'\nmain: 1\n")
+    with pytest.raises(cls, match=reason) as info:
+        templates.env().load("main.yaml")
+    located(info.value, part, 2, line)
+
+
+@pytest.mark.parametrize(
+    ("line", "cls", "reason"),
+    [
+        ("x: !call:os:nothing_here", SpecError, "cannot import 'os:nothing_here'"),
+        ("x: !call:no_such_mod_q:X", SpecError, "No module named 'no_such_mod_q'"),
+        ("x: !call:len [1, 2]", ArgumentError, "too many positional arguments"),
+        ("x: !call:dict.fromkeys {wrong: 1}", ArgumentError, "wrong arguments"),
+        ("x: !var missing_var", MissingVariableError, "'missing_var'"),
+        ("x: &c !call:list [[*c]]", CycleError, "cycle"),
+    ],
+)
+def test_build_errors_point_at_the_template_line(templates, line, cls, reason):
+    path = templates.write("part.yaml", f"-- set a = 1\nok: {{{{ a }}}}\n{line}\n")
+    templates.write("main.yaml", "-- include 'part.yaml'\nmain: 1\n")
+    cfg = templates.env().load("main.yaml")
+    with pytest.raises(cls, match=reason) as info:
+        cfg.build("x")
+    located(info.value, path, 3, line)
+
+
+def test_wrong_arguments_show_the_signature(load):
+    with pytest.raises(ArgumentError) as info:
+        load("x: !call:operator:sub [1]\n").build("x")
+    assert "signature: sub(a, b, /)" in str(info.value)
+
+
+def test_error_in_a_rendering_expression(templates):
+    path = templates.write("a.yaml", "a: 1\nb: {{ 1 // 0 }}\n")
+    with pytest.raises(TemplateError) as info:
+        templates.env().load("a.yaml")
+    located(info.value, path, 2, "b: {{ 1 // 0 }}")
+    assert "ZeroDivisionError" in str(info.value)
+
+
+def test_unknown_target(load):
+    with pytest.raises(ConfigError, match="no target 'nope'; targets: a"):
+        load("a: 1\n").build("nope")
