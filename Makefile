@@ -24,8 +24,12 @@ lint: setup
 test: lint
 	$(PY) -m pytest -q
 
+DEMO_PROJECT := examples/tutorials/project_composition
+
+# Until the trainer lands: compile the example project and show what it builds.
 demo: setup
-	$(VENV)/bin/forgather -p examples/tutorials/project_composition demo
+	$(VENV)/bin/forgather -p $(DEMO_PROJECT) code
+	$(VENV)/bin/forgather -p $(DEMO_PROJECT) construct
 
 clean:
 	rm -rf $(VENV) output_models
