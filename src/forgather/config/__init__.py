@@ -26,9 +26,19 @@ from .errors import (
     UndefinedVariableError,
     YamlError,
 )
-from .inspection import check, to_dot, to_mermaid
 from .loader import TemplateRef
 from .preprocess import preprocess
+
+_LAZY = {"check", "to_dot", "to_mermaid"}  # forgather.config.inspection, imported on use
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from . import inspection
+
+        return getattr(inspection, name)
+    raise AttributeError(f"module 'forgather.config' has no attribute {name!r}")
+
 
 __all__ = [
     "ArgumentError",

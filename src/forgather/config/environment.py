@@ -1,5 +1,8 @@
 """The facade: ``ConfigEnvironment`` loads templates into ``Config`` objects.
 
+Build, codegen and dump are imported when first used: ``forgather pp`` and
+``ls`` only render and parse, and they must start fast.
+
 A :class:`Config` is one rendered config: its YAML (``pp``), its node graph
 and everything you can do with the graph (build, generate code, dump YAML,
 override values). It also owns the mapping from rendered lines back to the
@@ -11,9 +14,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .build import Builder
-from .codegen import to_python
-from .dump import to_yaml
 from .errors import ConfigError, SourceLocation
 from .loader import STRING_TEMPLATE, TemplateRef, TemplateSet
 from .nodes import CallNode, DictNode, DListNode, ListNode, Node
@@ -63,6 +63,8 @@ class Config:
     # -- graph operations -------------------------------------------------
     def build(self, target: str | None = None, /, **context_vars: Any) -> Any:
         """Build one target, or all of them as a dict when ``target`` is None."""
+        from .build import Builder  # imported on use: `forgather pp` never builds
+
         context = {"pp_config": self.pp, **context_vars}
         builder = Builder(context, self.locate_node)
         if target is None:
@@ -71,6 +73,8 @@ class Config:
 
     def to_python(self, target: str | None = None, *, relative_imports: bool = False) -> str:
         """Source of a module whose ``construct(**context_vars)`` builds ``target``."""
+        from .codegen import to_python
+
         if target is not None:
             self._target(target)
         return to_python(
@@ -84,6 +88,8 @@ class Config:
 
     def to_yaml(self) -> str:
         """YAML that loads back into an equivalent graph."""
+        from .dump import to_yaml
+
         return to_yaml(self.graph)
 
     def set_value(self, path: str, value: Any) -> None:
@@ -129,18 +135,21 @@ def _child(node: Any, step: str, path: str) -> Any:
         if step.isdigit() and int(step) < len(node.items):
             return node.items[int(step)]
     else:
-        key = _key(node.items, step)
+        key = _key(node.items, step, isinstance(node, DListNode))
         if key is not None:
             return node.items[key]
     raise ConfigError(f"--set {path}: no such key or index {step!r}")
 
 
-def _key(items: dict, step: str) -> Any:
+def _key(items: dict, step: str, positional: bool = False) -> Any:
+    """The key ``step`` names; for a ``!dlist`` a number may also name the n-th item."""
     if step in items:
         return step
     for key in items:
         if str(key) == step:
             return key
+    if positional and step.isdigit() and int(step) < len(items):
+        return list(items)[int(step)]
     return None
 
 
@@ -156,7 +165,8 @@ def _assign(node: Any, step: str, value: Any, path: str) -> None:
             raise ConfigError(f"--set {path}: index {step!r} out of range ({len(node.items)} items)")
         node.items[int(step)] = value
     else:
-        node.items[_key(node.items, step) or step] = value
+        key = _key(node.items, step, isinstance(node, DListNode))
+        node.items[step if key is None else key] = value
 
 
 class ConfigEnvironment:

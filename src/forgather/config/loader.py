@@ -40,6 +40,25 @@ class TemplateRef:
     children: list[TemplateRef] = field(default_factory=list)
 
 
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Compiled templates cached on disk, keyed by Jinja on the source's checksum.
+
+    Compiling is most of a cold load (a new process per CLI command); the
+    cache makes ``forgather pp`` pay for it once per template version.
+    """
+    base = os.environ.get("FORGATHER_CACHE_DIR")
+    if not base:
+        import platformdirs
+
+        base = platformdirs.user_cache_dir("forgather")
+    directory = os.path.join(base, "jinja")
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError:
+        return None  # read-only home: work without the cache
+    return jinja2.FileSystemBytecodeCache(directory)
+
+
 def _uptodate(path: str):
     """Jinja's cache check: the file has not changed since it was read."""
     mtime = os.path.getmtime(path)
@@ -84,6 +103,7 @@ class TemplateSet:
     def _environment(self, marked: bool) -> jinja2.Environment:
         env = jinja2.Environment(
             loader=_Loader(self, marked),
+            bytecode_cache=_bytecode_cache(),
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,

@@ -13,29 +13,51 @@ import os
 import platform
 import socket
 import sys
-from functools import cache
-from importlib import metadata
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import yaml
 from jinja2 import Undefined
 
 
+class _Versions(Mapping):
+    """``versions.torch`` etc., read from package metadata on first use (never imported)."""
+
+    _PACKAGES = ("python", "torch", "transformers", "forgather")
+
+    def __init__(self):
+        self._cache: dict[str, str | None] = {}
+
+    def __getitem__(self, name: str) -> str | None:
+        if name not in self._PACKAGES:
+            raise KeyError(name)
+        if name not in self._cache:
+            self._cache[name] = platform.python_version() if name == "python" else _version(name)
+        return self._cache[name]
+
+    def __getattr__(self, name: str) -> str | None:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._PACKAGES)
+
+    def __len__(self) -> int:
+        return len(self._PACKAGES)
+
+
 def _version(package: str) -> str | None:
+    from importlib import metadata  # ~15 ms: only when a template asks
+
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return None
 
 
-@cache
-def _versions() -> dict[str, str | None]:
-    return {
-        "python": platform.python_version(),
-        "torch": _version("torch"),
-        "transformers": _version("transformers"),
-        "forgather": _version("forgather"),
-    }
+_VERSIONS = _Versions()
 
 
 def modname_from_path(path: str) -> str:
@@ -108,7 +130,7 @@ def template_globals() -> dict[str, Any]:
         "user_home_dir": lambda: os.path.expanduser("~"),
         "getcwd": os.getcwd,
         "hostname": socket.gethostname(),
-        "versions": _versions(),
+        "versions": _VERSIONS,
         "python_executable": sys.executable,
         "forgather_config_dir": forgather_config_dir,
         "user_data_dir": _platformdirs("user_data_dir"),

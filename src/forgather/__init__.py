@@ -1,0 +1,40 @@
+"""Forgather: build, train and serve language models from configuration.
+
+The top-level package exposes only :class:`Project` and :class:`ConfigError`,
+and resolves both lazily (PEP 562 module ``__getattr__``).
+
+Decision a reader may question: the names are not imported eagerly because
+``import forgather`` runs before every ``forgather`` command, and the
+``--help``/``ls``/``pp`` commands must start in well under a tenth of a
+second: importing the config language (Jinja2, PyYAML) is paid only by code
+that touches these names.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a few ms)
+if TYPE_CHECKING:  # for type checkers and IDEs; never executed at run time
+    from forgather.config import ConfigError
+    from forgather.project import Project
+
+__all__ = ["ConfigError", "Project"]
+
+_LAZY = {
+    "Project": "forgather.project",
+    "ConfigError": "forgather.config",
+}
+
+
+def __getattr__(name: str) -> object:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'forgather' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

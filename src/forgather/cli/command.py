@@ -1,0 +1,50 @@
+"""What a command is: the small contract between ``main.py`` and command modules.
+
+A command module defines ``COMMANDS``, a dict from command name to
+:class:`Command`. ``add_arguments`` fills the command's own argparse parser;
+``run`` receives the :class:`~forgather.cli.context.CommandContext` (global
+options, the project and config, loaded on first use) and the parsed
+arguments, writes its output through ``ctx.emit`` and returns an exit code
+(``None`` means 0).
+
+Decision a reader may question: ``uses_config`` is declared per command rather
+than detected: only commands that declare it load the config *before* parsing
+their options, so the config's ``dynamic_args`` can become options (and appear
+in ``--help``) while every other command starts without touching the config.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from forgather.cli.context import CommandContext
+
+
+class CLIError(Exception):
+    """A user mistake the CLI reports in one line and exit code 1."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """One ``forgather`` command.
+
+    The one-line help lives in ``main.COMMANDS`` (so ``forgather --help``
+    imports no command module); ``description`` adds detail to the command's
+    own ``--help``.
+
+    Attributes:
+        run: ``run(ctx, args) -> int | None``.
+        add_arguments: adds the command's options to its parser.
+        uses_config: load the config (with its dynamic args and ``--set``
+            overrides) before parsing the command's options.
+        description: longer text for ``forgather COMMAND --help``.
+    """
+
+    run: Callable[[CommandContext, argparse.Namespace], int | None]
+    add_arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
+    uses_config: bool = False
+    description: str = ""

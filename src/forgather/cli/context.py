@@ -1,0 +1,166 @@
+"""The state one command runs with: global options, the project, the config.
+
+:class:`CommandContext` loads the project (``meta.yaml`` and its template
+environment) and the config on first use, so a command pays only for what it
+touches: ``--help`` loads nothing, ``ls`` renders no config it does not list.
+
+Decision a reader may question: ``-D`` and ``--set`` values are parsed as YAML
+here, in the CLI, not in the config package: ``-D lr=1e-3`` must mean the float
+``0.001`` and ``-D name=abc`` the string ``abc``, exactly as the same text
+would read inside a config, and only the command line has raw text to parse.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+from forgather.cli.command import CLIError
+
+if TYPE_CHECKING:
+    from forgather.config import Config
+    from forgather.project import Project
+
+
+def parse_yaml_value(text: str) -> Any:
+    """A command-line value as YAML (``1e-3`` → 0.001, ``[1, 2]`` → list, ``''`` → ``''``).
+
+    Raises:
+        CLIError: the text is not valid YAML.
+    """
+    if text == "":
+        return ""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise CLIError(f"cannot parse {text!r} as a YAML value: {err}") from None
+
+
+def parse_assignments(items: list[str] | None, option: str) -> list[tuple[str, Any]]:
+    """Split ``NAME=VALUE`` items and parse each value as YAML.
+
+    Args:
+        items: the raw option values, in command-line order.
+        option: the option name, for error messages.
+
+    Raises:
+        CLIError: an item without ``=`` or with an empty name.
+    """
+    pairs = []
+    for item in items or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise CLIError(f"{option} expects NAME=VALUE, got {item!r}")
+        pairs.append((name.strip(), parse_yaml_value(value)))
+    return pairs
+
+
+class CommandContext:
+    """Global options plus the lazily loaded project and config of one command.
+
+    Args:
+        project_dir: the project directory (``-p``).
+        config_template: the config name (``-t``), or ``None`` for the default.
+        template_vars: ``-D`` variables, already parsed.
+        overrides: ``--set`` (path, value) pairs, applied after loading.
+        output: file that receives the command's output (``-o``), or ``None``.
+    """
+
+    def __init__(
+        self,
+        project_dir: str = ".",
+        config_template: str | None = None,
+        template_vars: dict[str, Any] | None = None,
+        overrides: list[tuple[str, Any]] | None = None,
+        output: str | None = None,
+    ):
+        self.project_dir = project_dir
+        self.config_template = config_template
+        self.template_vars = dict(template_vars or {})
+        self.overrides = list(overrides or [])
+        self.output = output
+        self._project: Project | None = None
+        self._config: Config | None = None
+        self._output_started = False
+
+    # -- loading -------------------------------------------------------------
+
+    @property
+    def project(self) -> Project:
+        """The project (``meta.yaml`` rendered, no config loaded yet)."""
+        if self._project is None:
+            from forgather.project import Project
+
+            self._project = Project.open(self.project_dir)
+        return self._project
+
+    @property
+    def config_name(self) -> str:
+        """The config the command works on: ``-t`` or the project's default."""
+        name = self.config_template or self.project.meta.default_config
+        if not name:
+            raise CLIError(
+                f"project {self.project.meta.name!r} has no default_config; name one with -t"
+            )
+        return name
+
+    def template_name(self, config: str | None = None) -> str:
+        """Template name (``configs/x.yaml``) of ``config`` (default: the selected one)."""
+        return self.project.template_name(config or self.config_name)
+
+    @property
+    def config(self) -> Config:
+        """The selected config, loaded once with ``-D`` variables and ``--set`` applied."""
+        if self._config is None:
+            self._config = self.load_config(self.config_name)
+        return self._config
+
+    def load_config(self, name: str, **extra_vars: Any) -> Config:
+        """Load a config of the project with ``-D`` (+ ``extra_vars``) and ``--set`` applied."""
+        config = self.project.load(name, **{**self.template_vars, **extra_vars})
+        for path, value in self.overrides:
+            config.set_value(path, value)
+        return config
+
+    def reload_config(self, **extra_vars: Any) -> Config:
+        """Load the selected config again with more variables (dynamic args).
+
+        The project and its template environment are reused, so only the
+        config is rendered again; Jinja's compiled templates are cached.
+        """
+        self._config = self.load_config(self.config_name, **extra_vars)
+        return self._config
+
+    # -- output --------------------------------------------------------------
+
+    def emit(self, text: str) -> None:
+        """Write ``text`` (plus a final newline if missing) to stdout or the ``-o`` file."""
+        if text and not text.endswith("\n"):
+            text += "\n"
+        if self.output is None:
+            sys.stdout.write(text)
+            return
+        mode = "a" if self._output_started else "w"
+        self._output_started = True
+        with open(self.output, mode, encoding="utf-8") as f:
+            f.write(text)
+
+    def emit_bytes(self, data: bytes) -> None:
+        """Write binary output (e.g. SVG from Graphviz) to stdout or the ``-o`` file."""
+        if self.output is None:
+            sys.stdout.flush()
+            sys.stdout.buffer.write(data)
+            return
+        with open(self.output, "ab" if self._output_started else "wb") as f:
+            f.write(data)
+        self._output_started = True
+
+    def relpath(self, path: str) -> str:
+        """``path`` relative to the project directory (stable across clones)."""
+        try:
+            return os.path.relpath(path, self.project.project_dir)
+        except ValueError:  # another drive on Windows
+            return path

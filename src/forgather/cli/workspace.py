@@ -1,0 +1,93 @@
+"""Scaffolding commands: ``ws init`` and ``ws project``.
+
+    forgather ws init --name "My models" --description "..."        # here
+    forgather -p ~/work ws init --name Work --forgather-dir ~/src/forgather ~/shared/templates
+    forgather ws project --name "Tiny LM" --description "..." tiny_lm
+    forgather -p tiny_lm ls
+
+Decision a reader may question: ``-p`` names the directory these commands
+write into (the workspace root, or the parent of the new project), so the
+same global option means "where" for every command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+
+from forgather.cli.command import Command
+from forgather.cli.context import CommandContext
+
+
+def _ws_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="ws_command", metavar="{init,project}", required=True)
+    init = sub.add_parser("init", help="create forgather_workspace/ in the directory (-p)")
+    init.add_argument("--name", required=True, help="workspace name")
+    init.add_argument("--description", default="", help="one-line description")
+    init.add_argument(
+        "--forgather-dir",
+        metavar="DIR",
+        help="Forgather directory templates see as ns.forgather_dir (default: this install)",
+    )
+    init.add_argument(
+        "search_path",
+        nargs="*",
+        metavar="SEARCH_PATH",
+        help="extra template directories every project searches",
+    )
+    init.add_argument(
+        "--no-defaults",
+        action="store_true",
+        help="leave forgather_workspace/ itself off the search path",
+    )
+    project = sub.add_parser("project", help="create a project from examples/template_project")
+    project.add_argument("--name", required=True, help="project name")
+    project.add_argument("--description", default="", help="one-line description")
+    project.add_argument("--config-prefix", default="configs", help="default: configs")
+    project.add_argument("--default-config", default="default.yaml", help="default: default.yaml")
+    project.add_argument(
+        "directory",
+        nargs="?",
+        metavar="DIR",
+        help="new project directory (default: the name in snake_case)",
+    )
+
+
+def _snake_case(name: str) -> str:
+    return re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_").lower() or "project"
+
+
+def _ws(ctx: CommandContext, args: argparse.Namespace) -> int:
+    from forgather.project import create_project, find_workspace_root, init_workspace
+
+    if args.ws_command == "init":
+        created = init_workspace(
+            ctx.project_dir,
+            name=args.name,
+            description=args.description,
+            forgather_dir_path=args.forgather_dir,
+            search_paths=args.search_path,
+            no_defaults=args.no_defaults,
+        )
+        ctx.emit(f"created workspace {created}")
+        return 0
+    directory = os.path.join(ctx.project_dir, args.directory or _snake_case(args.name))
+    created = create_project(
+        directory,
+        name=args.name,
+        description=args.description,
+        config_prefix=args.config_prefix,
+        default_config=args.default_config,
+    )
+    ctx.emit(f"created project {created}")
+    if find_workspace_root(created) is None:
+        print(
+            f"note: no forgather_workspace/ above {created}; create one with `forgather ws init`",
+            file=sys.stderr,
+        )
+    return 0
+
+
+COMMANDS = {"ws": Command(run=_ws, add_arguments=_ws_arguments)}

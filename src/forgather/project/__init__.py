@@ -1,0 +1,77 @@
+"""Projects and workspaces: ``meta.yaml``, search paths and the ``Project`` API.
+
+Public names::
+
+    from forgather.project import Project, MetaConfig, load_meta
+    from forgather.project import find_workspace_root, find_projects, list_configs
+    from forgather.project import init_workspace, create_project
+
+Decisions a reader may question:
+
+* A project is always inside a workspace (a parent directory holding
+  ``forgather_workspace/``); there is no implicit default workspace, so the
+  search path of every project is written down in files the user can read.
+* The names are resolved lazily (module ``__getattr__``): the project walk in
+  ``workspace.py`` needs no template engine, and ``forgather ls -r`` with a
+  warm listing cache must not pay for importing Jinja2 and PyYAML.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from forgather.project.meta import MetaConfig, ProjectError, load_meta
+    from forgather.project.project import Project, list_configs
+    from forgather.project.scaffold import create_project, init_workspace
+    from forgather.project.workspace import (
+        find_projects,
+        find_workspace_root,
+        forgather_dir,
+        templatelib_dir,
+        templatelib_searchdirs,
+    )
+
+_WHERE = {
+    "MetaConfig": "meta",
+    "ProjectError": "meta",
+    "load_meta": "meta",
+    "Project": "project",
+    "list_configs": "project",
+    "create_project": "scaffold",
+    "init_workspace": "scaffold",
+    "find_projects": "workspace",
+    "find_workspace_root": "workspace",
+    "forgather_dir": "workspace",
+    "templatelib_dir": "workspace",
+    "templatelib_searchdirs": "workspace",
+}
+
+__all__ = [
+    "MetaConfig",
+    "Project",
+    "ProjectError",
+    "create_project",
+    "find_projects",
+    "find_workspace_root",
+    "forgather_dir",
+    "init_workspace",
+    "list_configs",
+    "load_meta",
+    "templatelib_dir",
+    "templatelib_searchdirs",
+]
+
+
+def __getattr__(name: str) -> object:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'forgather.project' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"forgather.project.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,196 @@
+"""The ``Project`` API: one project's configs, loaded and built from Python.
+
+    proj = Project("default.yaml", project_dir="examples/tutorials/project_composition")
+    print(proj.pp())            # rendered YAML
+    obj = proj("main")          # build a target
+    print(proj.code("main"))    # the equivalent standalone Python
+
+A project renders ``meta.yaml`` once (:func:`load_meta`), makes one
+``ConfigEnvironment`` over its search path, and loads configs through it, so
+loading a second config (or the same one with other variables) reuses Jinja's
+compiled templates.
+
+Decision a reader may question: config names are relative to the project's
+``config_prefix`` (``-t default.yaml`` means ``configs/default.yaml``), as users
+type them; a path to an existing file inside a search directory is accepted
+too, so shell tab-completion of file names works.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from forgather.config import Config, ConfigEnvironment
+from forgather.project.meta import MetaConfig, ProjectError, load_meta
+
+CONFIG_SUFFIXES = (".yaml", ".yml")
+
+
+class Project:
+    """A project directory with one selected config.
+
+    Args:
+        config: config name relative to ``templates/<config_prefix>/``
+            (``None``: the project's ``default_config``).
+        project_dir: the project directory (holding ``meta.yaml``).
+        **template_vars: variables for the config's templates (``-D`` on the CLI).
+
+    Raises:
+        ProjectError: not a project, or no config named and no default.
+        ConfigError: a mistake in ``meta.yaml`` or in the config.
+    """
+
+    def __init__(
+        self, config: str | None = None, project_dir: str | os.PathLike = ".", **template_vars: Any
+    ):
+        self._open(project_dir)
+        self.select(config, **template_vars)
+
+    def _open(self, project_dir: str | os.PathLike) -> None:
+        self.meta: MetaConfig = load_meta(project_dir)
+        self.project_dir: Path = self.meta.project_dir
+        self.environment = ConfigEnvironment(
+            searchpath=self.meta.searchpath, global_vars=self.meta.template_vars
+        )
+        self.template_vars: dict[str, Any] = {}
+        self.config_name: str | None = None
+        self._config: Config | None = None
+
+    @classmethod
+    def open(cls, project_dir: str | os.PathLike = ".") -> Project:
+        """A project with no config loaded yet (for listings; see :meth:`select`)."""
+        project = cls.__new__(cls)
+        project._open(project_dir)
+        return project
+
+    def select(self, config: str | None = None, **template_vars: Any) -> Config | None:
+        """Load ``config`` (default: the project's ``default_config``) as the selected config.
+
+        Args:
+            config: config name relative to the config prefix.
+            **template_vars: variables for its templates.
+
+        Returns:
+            The loaded config, or ``None`` when no config is named and the
+            project has no default (``self.config`` then raises).
+        """
+        self.config_name = config or self.meta.default_config
+        self.template_vars = dict(template_vars)
+        self._config = None
+        if self.config_name is not None:
+            self._config = self.load(self.config_name, **template_vars)
+        return self._config
+
+    # -- configs -------------------------------------------------------------
+
+    @property
+    def config(self) -> Config:
+        """The selected config, loaded."""
+        if self._config is None:
+            raise ProjectError(
+                f"project {self.meta.name!r} has no default_config in meta.yaml; "
+                "name a config (-t NAME)"
+            )
+        return self._config
+
+    def load(self, config: str, **template_vars: Any) -> Config:
+        """Load another config (or the same with other variables) of this project.
+
+        Args:
+            config: config name (as for the constructor), or the path of a
+                config file anywhere: a file outside the search path is loaded
+                with its own directory searched first.
+            **template_vars: variables for its templates.
+
+        Returns:
+            The loaded config; ``self.config`` is unchanged.
+        """
+        template = self.template_name(config)
+        if os.path.isabs(template):  # a file outside every search directory
+            directory, name = os.path.split(template)
+            env = ConfigEnvironment(
+                searchpath=[directory, *self.meta.searchpath],
+                global_vars=self.meta.template_vars,
+            )
+            return env.load(name, **template_vars)
+        return self.environment.load(template, **template_vars)
+
+    def template_name(self, config: str) -> str:
+        """Map a config name as users type it to its template name.
+
+        ``default.yaml`` → ``configs/default.yaml``; ``default`` also works;
+        ``templates/configs/default.yaml`` (an existing file inside a search
+        directory) → ``configs/default.yaml``; an existing file outside every
+        search directory → its absolute path.
+        """
+        prefix = self.meta.config_prefix
+        candidates = [config] if config.endswith(CONFIG_SUFFIXES) else [config + ".yaml", config]
+        for name in candidates:
+            template = f"{prefix}/{name}" if prefix else name
+            if any(os.path.isfile(os.path.join(d, template)) for d in self.meta.searchpath):
+                return template
+        if os.path.isfile(config):
+            path = os.path.realpath(config)
+            for d in self.meta.searchpath:
+                d = os.path.realpath(d)
+                if path.startswith(d + os.sep):
+                    return Path(os.path.relpath(path, d)).as_posix()
+            return path
+        # Let the environment report it: it may be a sub-template name.
+        return f"{prefix}/{candidates[0]}" if prefix else candidates[0]
+
+    def config_names(self) -> list[str]:
+        """Every config of the project: names relative to the config prefix, sorted."""
+        return list_configs(self.meta)
+
+    # -- the selected config -------------------------------------------------
+
+    def __call__(self, target: str = "main", **context_vars: Any) -> Any:
+        """Build ``target`` of the selected config (``!var`` values from ``context_vars``)."""
+        return self.config.build(target, **context_vars)
+
+    def pp(self) -> str:
+        """The selected config's rendered YAML."""
+        return self.config.pp
+
+    @property
+    def graph(self) -> Any:
+        """The selected config's node graph (target name -> node)."""
+        return self.config.graph
+
+    @property
+    def targets(self) -> list[str]:
+        """The selected config's buildable targets."""
+        return self.config.targets
+
+    def code(self, target: str = "main") -> str:
+        """Standalone Python source that builds ``target`` (defines ``construct()``)."""
+        return self.config.to_python(target)
+
+    def __repr__(self) -> str:
+        return f"Project({self.config_name!r}, project_dir={str(self.project_dir)!r})"
+
+
+def list_configs(meta: MetaConfig) -> list[str]:
+    """Config names under ``<searchdir>/<config_prefix>/`` of a project, first match wins.
+
+    Only the project's own ``searchdir`` is listed, not the template library.
+
+    Args:
+        meta: the project's meta values.
+
+    Returns:
+        Names relative to the prefix (``default.yaml``, ``sub/x.yaml``), sorted.
+    """
+    names: set[str] = set()
+    for directory in meta.searchdir:
+        root = os.path.join(directory, meta.config_prefix)
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = [d for d in dirnames if not d.startswith((".", "_"))]
+            rel = os.path.relpath(dirpath, root)
+            for f in filenames:
+                if f.endswith(CONFIG_SUFFIXES) and not f.startswith("."):
+                    names.add(f if rel == "." else Path(rel, f).as_posix())
+    return sorted(names)

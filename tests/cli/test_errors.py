@@ -1,0 +1,90 @@
+"""Errors: one clear message with file:line, no traceback; exit codes 0/1/2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .conftest import TUTORIAL, run_cli
+
+
+def _broken_project(tmp_path: Path) -> Path:
+    run_cli("ws", "init", "--name", "W", cwd=tmp_path)
+    run_cli("ws", "project", "--name", "P", cwd=tmp_path)
+    project = tmp_path / "p"
+    (project / "templates" / "configs" / "broken.yaml").write_text(
+        '-- extends "project.yaml"\n[main]\nmain: {{ missing_variable }}\n'
+    )
+    return project
+
+
+def test_config_error_names_file_and_line(tmp_path: Path):
+    project = _broken_project(tmp_path)
+    result = run_cli("-t", "broken.yaml", "pp", cwd=project)
+    assert result.rc == 1
+    assert result.out == ""
+    assert result.err.startswith(f"forgather: error: {project}/templates/configs/broken.yaml:3: ")
+    assert "missing_variable" in result.err
+    assert "main: {{ missing_variable }}" in result.err  # the excerpt
+    assert "Traceback" not in result.err
+
+
+def test_traceback_flag_shows_it(tmp_path: Path):
+    project = _broken_project(tmp_path)
+    result = run_cli("--traceback", "-t", "broken.yaml", "pp", cwd=project)
+    assert result.rc == 1
+    assert "Traceback (most recent call last)" in result.err
+
+
+def test_ls_lists_a_broken_config_as_parse_error(tmp_path: Path):
+    project = _broken_project(tmp_path)
+    result = run_cli("ls", cwd=project)
+    assert result.rc == 0
+    line = next(x for x in result.out.splitlines() if "broken.yaml" in x)
+    assert line.startswith("    broken.yaml   PARSE ERROR: templates/configs/broken.yaml:3: ")
+    assert "missing_variable" in line
+
+
+def test_error_raised_by_user_code_keeps_its_type_and_notes(tmp_path: Path):
+    config = tmp_path / "c.yaml"
+    config.write_text("main: !call:int [ 'not a number' ]\n")
+    result = run_cli("-p", str(TUTORIAL), "-t", str(config), "construct")
+    assert result.rc == 1
+    assert result.err.startswith("forgather: error: ValueError: invalid literal for int()")
+    assert f"{config}:1" in result.err
+    assert "--traceback" in result.err
+
+
+def test_usage_errors_exit_2():
+    assert run_cli("no-such-command").rc == 2
+    assert run_cli().rc == 2
+    assert run_cli("ls", "--no-such-option").rc == 2
+
+
+def test_not_a_project_is_a_user_error(tmp_path: Path):
+    result = run_cli("pp", cwd=tmp_path)
+    assert result.rc == 1
+    assert result.err == (
+        f"forgather: error: {tmp_path} is not a Forgather project (no meta.yaml); "
+        "pass -p DIR or create one with `forgather ws project`\n"
+    )
+
+
+def test_help_exits_0():
+    result = run_cli("--help")
+    assert result.rc == 0
+    for name in (
+        "ls",
+        "index",
+        "meta",
+        "tlist",
+        "pp",
+        "trefs",
+        "targets",
+        "diff",
+        "code",
+        "construct",
+        "check",
+        "graph",
+        "ws",
+    ):
+        assert f"\n  {name} " in result.out

@@ -1,0 +1,73 @@
+"""The ``ls`` listing cache: reused while nothing changes, refreshed after an edit."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from forgather.cli.listing import project_listing
+from forgather.cli.ls_cache import ListingCache
+
+from .conftest import run_cli
+
+
+def _project(tmp_path: Path) -> Path:
+    run_cli("ws", "init", "--name", "W", cwd=tmp_path)
+    run_cli("ws", "project", "--name", "P", cwd=tmp_path)
+    return tmp_path / "p"
+
+
+def test_listing_is_reused_then_refreshed_after_an_edit(tmp_path: Path):
+    project = _project(tmp_path)
+    cache = ListingCache(tmp_path / "cache")
+    first = project_listing(project, {}, cache)
+    assert first.configs[0].title == "Default"
+    assert ListingCache(tmp_path / "cache").get(project.resolve()) is not None
+
+    config = project / "templates" / "configs" / "default.yaml"
+    config.write_text(config.read_text().replace('"Default"', '"Renamed"'))
+    stat = config.stat()  # make sure the mtime moves even on coarse clocks
+    os.utime(config, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    fresh = ListingCache(tmp_path / "cache")
+    assert fresh.get(project.resolve()) is None
+    assert project_listing(project, {}, fresh).configs[0].title == "Renamed"
+
+
+def test_new_config_file_invalidates(tmp_path: Path):
+    project = _project(tmp_path)
+    cache = ListingCache(tmp_path / "cache")
+    project_listing(project, {}, cache)
+    (project / "templates" / "configs" / "second.yaml").write_text('-- extends "project.yaml"\n')
+    names = [c.name for c in project_listing(project, {}, ListingCache(tmp_path / "cache")).configs]
+    assert names == ["default.yaml", "second.yaml"]
+
+
+def test_template_vars_bypass_the_cache(tmp_path: Path):
+    project = _project(tmp_path)
+    cache = ListingCache(tmp_path / "cache")
+    project_listing(project, {"x": 1}, cache)
+    assert cache.get(project.resolve()) is None
+
+
+def test_cached_ls_imports_no_template_engine(tmp_path: Path):
+    project = _project(tmp_path)
+    assert run_cli("ls", cwd=project).rc == 0  # fills the cache
+    code = (
+        "import sys, contextlib, io\n"
+        "from forgather.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out: rc = main(['ls'])\n"
+        "print(rc, 'jinja2' in sys.modules, 'yaml' in sys.modules, 'Default' in out.getvalue())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=project, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["0", "False", "False", "True"]
+
+
+def test_no_cache_flag_renders_again(tmp_path: Path):
+    project = _project(tmp_path)
+    assert run_cli("ls", cwd=project).rc == 0
+    result = run_cli("ls", "--no-cache", cwd=project)
+    assert "* default.yaml  Default: The project's starting config" in result.out

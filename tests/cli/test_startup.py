@@ -1,0 +1,47 @@
+"""Fast paths stay light: --help, ls and pp import neither torch nor transformers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import TUTORIAL
+
+PROBE = """
+import contextlib, io, sys
+from forgather.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    rc = main(sys.argv[1:])
+heavy = sorted(m for m in ("torch", "transformers", "numpy") if m in sys.modules)
+print(rc, heavy)
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["-p", str(TUTORIAL), "ls"],
+        ["-p", str(TUTORIAL), "-t", "4_dynamic_args.yaml", "pp"],
+        ["-p", str(TUTORIAL), "targets"],
+    ],
+    ids=["help", "ls", "pp", "targets"],
+)
+def test_no_heavy_imports(args):
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split("\n")[-2] == "0 []"
+
+
+def test_help_imports_no_command_module():
+    code = (
+        "import sys, contextlib, io\n"
+        "from forgather.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()): main(['--help'])\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('forgather.', 'jinja2', 'yaml'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['forgather.cli', 'forgather.cli.main']"

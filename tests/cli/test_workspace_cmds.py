@@ -1,0 +1,71 @@
+"""``ws init`` + ``ws project``, then ``ls``, ``pp``, ``construct`` on the result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .conftest import run_cli
+
+
+def test_init_project_then_use_it(tmp_path: Path):
+    result = run_cli("ws", "init", "--name", "Scratch", "--description", "try things", cwd=tmp_path)
+    assert result.rc == 0, result.err
+    assert (tmp_path / "forgather_workspace" / "meta_defaults.yaml").is_file()
+
+    result = run_cli("ws", "project", "--name", "My First Project", cwd=tmp_path)
+    assert result.rc == 0, result.err
+    assert result.err == ""  # inside a workspace: no note
+    project = tmp_path / "my_first_project"
+
+    result = run_cli("-p", str(project), "ls")
+    assert result.rc == 0, result.err
+    assert result.out.startswith("My First Project\n")
+    assert "* default.yaml  Default: The project's starting config" in result.out
+
+    result = run_cli("pp", cwd=project)
+    assert 'greeting: "Hello from a new Forgather project"' in result.out
+
+    result = run_cli("construct", cwd=project)
+    assert result.out == (
+        "{'greeting': 'Hello from a new Forgather project',\n"
+        " 'words': ['configs', 'compose', 'by', 'inheritance']}\n"
+    )
+
+
+def test_project_options(tmp_path: Path):
+    shared = tmp_path / "shared_templates"
+    shared.mkdir()
+    (shared / "extra.yaml").write_text("## shared\n")
+    run_cli("-p", str(tmp_path), "ws", "init", "--name", "W", "--no-defaults", str(shared))
+    result = run_cli(
+        "-p", str(tmp_path),
+        "ws", "project", "--name", "P", "--description", "d",
+        "--config-prefix", "exp", "--default-config", "base.yaml", "proj",
+    )  # fmt: skip
+    assert result.rc == 0, result.err
+    result = run_cli("-p", str(tmp_path / "proj"), "meta")
+    assert "config_prefix: exp\ndefault_config: base.yaml\n" in result.out
+    assert f"  - {shared}\n" in result.out
+    assert "forgather_workspace\n" not in result.out  # --no-defaults
+    result = run_cli("-p", str(tmp_path / "proj"), "tlist")
+    assert "extra.yaml" in result.out
+
+
+def test_project_outside_a_workspace_notes_it(tmp_path: Path):
+    result = run_cli("ws", "project", "--name", "Lonely", cwd=tmp_path)
+    assert result.rc == 0
+    assert "no forgather_workspace/ above" in result.err
+    result = run_cli("ls", cwd=tmp_path / "lonely")
+    assert result.rc == 1
+    assert "forgather ws init" in result.err
+
+
+def test_init_twice_is_an_error(tmp_path: Path):
+    assert run_cli("ws", "init", "--name", "A", cwd=tmp_path).rc == 0
+    result = run_cli("ws", "init", "--name", "A", cwd=tmp_path)
+    assert result.rc == 1
+    assert "already exists" in result.err
+
+
+def test_ws_needs_a_subcommand(tmp_path: Path):
+    assert run_cli("ws", cwd=tmp_path).rc == 2
