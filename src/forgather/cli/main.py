@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("forgather.cli.build", "check SPECs and call arguments without building"),
     "graph": ("forgather.cli.build", "the node graph as Graphviz DOT, SVG or Mermaid"),
     "ws": ("forgather.cli.workspace", "create a workspace (ws init) or a project (ws project)"),
+    "control": ("forgather.cli.control", "list, inspect, save, stop or abort running training jobs"),
 }
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2

@@ -1,0 +1,85 @@
+"""``forgather control``: steer running training jobs from another terminal.
+
+    forgather control list                 # job id, config, step, status, age
+    forgather control status 2026          # a unique prefix of the job id is enough
+    forgather control save 2026            # checkpoint at the next step boundary
+    forgather control stop 2026            # save, then exit cleanly
+    forgather control abort 2026           # exit now, no checkpoint
+    forgather control cleanup [--force]    # forget jobs whose process is gone
+
+Decision a reader may question: ``list`` asks every job for its status, one
+short request each, so the table shows live steps; a job that does not
+answer is listed with its status as the reason rather than hidden.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from forgather.cli.command import CLIError, Command
+from forgather.cli.context import CommandContext
+
+_ACTIONS = ("list", "status", "save", "stop", "save-stop", "abort", "cleanup")
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=_ACTIONS, help="what to do")
+    parser.add_argument("job", nargs="?", help="job id or a unique prefix of it")
+    parser.add_argument("--force", action="store_true", help="cleanup: also jobs that do not answer")
+
+
+def _age(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _format_status(status: dict) -> str:
+    order = ["state", "step", "max_steps", "epoch", "loss", "learning_rate", "tokens_per_second",
+             "eta_seconds", "last_checkpoint", "run_dir"]
+    keys = [k for k in order if k in status] + sorted(k for k in status if k not in order)
+    width = max(map(len, keys), default=0)
+    return "\n".join(f"{k:<{width}}  {status[k]}" for k in keys)
+
+
+def _run(ctx: CommandContext, args: argparse.Namespace) -> int:
+    from forgather import control
+
+    if args.action == "list":
+        rows = [("JOB", "CONFIG", "STEP", "STATUS", "AGE")]
+        for job in control.list_jobs():
+            try:
+                status = control.status(job)
+                step, state = str(status.get("step", "?")), str(status.get("state", "running"))
+            except control.ControlError as e:
+                step, state = "?", str(e).split(": ", 1)[-1]
+            rows.append((job.job_id, job.config, step, state, _age(time.time() - job.start_time)))
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        ctx.emit("\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows))
+        return 0
+    if args.action == "cleanup":
+        removed = control.cleanup(force=args.force)
+        ctx.emit("\n".join(f"removed {j.job_id}" for j in removed) or "nothing to clean up")
+        return 0
+    if not args.job:
+        raise CLIError(f"forgather control {args.action} needs a job id (see forgather control list)")
+    try:
+        if args.action == "status":
+            ctx.emit(_format_status(control.status(args.job)))
+        else:
+            reply = control.send(args.job, args.action)
+            ctx.emit(f"{args.job}: {reply['accepted']} accepted; applied at the next step boundary")
+    except (control.ControlError, control.JobNotFound) as e:
+        raise CLIError(str(e)) from None
+    return 0
+
+
+COMMANDS = {
+    "control": Command(
+        run=_run,
+        add_arguments=_arguments,
+        description="Jobs register themselves when they start; see docs/control.md.",
+    )
+}
