@@ -1,0 +1,178 @@
+"""Causal multi-head attention with grouped-query heads, optional QK-norm,
+RoPE or ALiBi, through the transformers attention interface.
+
+The kernel is looked up by name on every call: ``eager`` is this file's
+:func:`eager_attention`; every other name (``sdpa``, ``flash_attention_2``,
+``flex_attention``, vLLM's ``vllm``) comes from transformers'
+``ALL_ATTENTION_FUNCTIONS``. The model passes the name down as
+``attn_implementation`` (it reads ``config._attn_implementation``), so
+``model.set_attn_implementation(...)`` and vLLM's backend take effect without
+rebuilding anything.
+
+Decision a reader may question: projections are reshaped with
+``view(B, T, -1, head_dim)`` rather than with the configured head counts, so
+when vLLM shards ``q_proj``/``k_proj``/``v_proj`` column-wise across
+tensor-parallel ranks, each rank infers its local head count from the weight
+it holds. Extra keyword arguments go straight to the kernel: that is how
+vLLM hands its attention layers (``attention_instances``) to its kernel.
+"""
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+# Kernels that accept the per-head additive mask ALiBi produces.
+_ALIBI_IMPLEMENTATIONS = ("eager", "sdpa")
+
+
+def eager_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference attention in plain PyTorch, with the attention-interface signature.
+
+    Args:
+        module: The calling attention module (for ``training``).
+        query: (B, Hq, T, hd).
+        key: (B, Hkv, S, hd); Hq must be a multiple of Hkv.
+        value: (B, Hkv, S, hd).
+        attention_mask: Boolean (True = attend) or additive float mask
+            broadcastable to (B, Hq, T, S); None means causal, aligned so the
+            last query sees every key.
+        scaling: Multiplier of the scores, usually ``hd ** -0.5``.
+        dropout: Dropout probability on the attention weights.
+        **kwargs: Ignored (other kernels' options).
+
+    Returns:
+        The output (B, T, Hq, hd) and the weights (B, Hq, T, S).
+    """
+    groups = query.shape[1] // key.shape[1]
+    if groups > 1:
+        # (B, Hkv, S, hd) -> (B, Hq, S, hd): each KV head serves `groups` query heads
+        key = key.repeat_interleave(groups, dim=1)
+        value = value.repeat_interleave(groups, dim=1)
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, Hq, T, S)
+    if attention_mask is None:
+        q_len, kv_len = scores.shape[-2:]
+        attention_mask = torch.ones(q_len, kv_len, dtype=torch.bool, device=scores.device).tril(
+            kv_len - q_len
+        )
+    if attention_mask.dtype == torch.bool:
+        scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+    else:
+        scores = scores + attention_mask
+    weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+    output = torch.matmul(weights, value)  # (B, Hq, T, hd)
+    return output.transpose(1, 2).contiguous(), weights
+
+
+class CausalMultiheadAttention(nn.Module):
+    """Self-attention for a decoder layer.
+
+    Args:
+        hidden_size: Model width.
+        num_attention_heads: Query heads.
+        num_key_value_heads: Key/value heads (GQA); default ``num_attention_heads``.
+        head_dim: Per-head width; default ``hidden_size // num_attention_heads``.
+        layer_idx: Index of the layer, the key of this layer's KV cache entry.
+        bias: Whether the four projections have biases (GPT-2: yes, Llama: no).
+        dropout: Dropout on attention weights (training only).
+        rotary: Shared :class:`RotaryEmbedding`, or None.
+        alibi: Shared :class:`ALiBi`, or None.
+        qk_norm_factory: Returns a norm over ``head_dim`` for queries and keys
+            (QK-norm), or None.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_attention_heads: int,
+        num_key_value_heads: int | None = None,
+        head_dim: int | None = None,
+        layer_idx: int = 0,
+        bias: bool = False,
+        dropout: float = 0.0,
+        rotary: nn.Module | None = None,
+        alibi: nn.Module | None = None,
+        qk_norm_factory: Callable[[], nn.Module] | None = None,
+    ) -> None:
+        super().__init__()
+        num_key_value_heads = num_key_value_heads or num_attention_heads
+        if num_attention_heads % num_key_value_heads:
+            raise ValueError(
+                f"num_attention_heads ({num_attention_heads}) must be a multiple of "
+                f"num_key_value_heads ({num_key_value_heads})"
+            )
+        self.head_dim = head_dim or hidden_size // num_attention_heads
+        self.layer_idx = layer_idx
+        # Read by transformers' sdpa kernel (GQA) and by its is_causal logic.
+        self.num_key_value_groups = num_attention_heads // num_key_value_heads
+        self.is_causal = True
+        self.scaling = self.head_dim**-0.5
+        self.dropout = dropout
+        self.q_proj = nn.Linear(hidden_size, num_attention_heads * self.head_dim, bias=bias)
+        self.k_proj = nn.Linear(hidden_size, num_key_value_heads * self.head_dim, bias=bias)
+        self.v_proj = nn.Linear(hidden_size, num_key_value_heads * self.head_dim, bias=bias)
+        self.o_proj = nn.Linear(num_attention_heads * self.head_dim, hidden_size, bias=bias)
+        self.q_norm = qk_norm_factory() if qk_norm_factory else None
+        self.k_norm = qk_norm_factory() if qk_norm_factory else None
+        self.rotary = rotary
+        self.alibi = alibi
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        past_key_values=None,
+        attn_implementation: str = "sdpa",
+        **kwargs,
+    ) -> torch.Tensor:
+        """Attend over ``hidden_states`` (B, T, D); returns (B, T, D).
+
+        ``past_key_values`` is a transformers ``Cache``; this layer's keys and
+        values are appended with ``update(k, v, layer_idx)``.
+        """
+        batch, seq_len, _ = hidden_states.shape
+        head_shape = (batch, seq_len, -1, self.head_dim)
+        query = self.q_proj(hidden_states).view(head_shape).transpose(1, 2)  # (B, Hq, T, hd)
+        key = self.k_proj(hidden_states).view(head_shape).transpose(1, 2)  # (B, Hkv, T, hd)
+        value = self.v_proj(hidden_states).view(head_shape).transpose(1, 2)  # (B, Hkv, T, hd)
+        if self.q_norm is not None:
+            query, key = self.q_norm(query), self.k_norm(key)
+        if self.rotary is not None:
+            query, key = self.rotary(query, key, position_ids)
+        if past_key_values is not None:
+            key, value = past_key_values.update(key, value, self.layer_idx)  # (B, Hkv, S, hd)
+        if self.alibi is not None:
+            if attn_implementation not in _ALIBI_IMPLEMENTATIONS:
+                raise ValueError(
+                    f"ALiBi needs attention implementation 'eager' or 'sdpa', not {attn_implementation!r}"
+                )
+            attention_mask = self.alibi(attention_mask, query, key)
+        if attn_implementation == "eager":
+            kernel = eager_attention
+        else:
+            kernel = ALL_ATTENTION_FUNCTIONS[attn_implementation]
+        output, _ = kernel(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.dropout if self.training else 0.0,
+            scaling=self.scaling,
+            position_ids=position_ids,
+            **kwargs,
+        )
+        output = output.reshape(batch, seq_len, -1).contiguous()  # (B, T, Hq * hd)
+        return self.o_proj(output)
