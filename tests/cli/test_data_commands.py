@@ -1,0 +1,31 @@
+"""``forgather dataset`` and ``forgather tokenizer`` on real (small) data, in a subprocess."""
+
+import json
+
+from tests.cli.conftest import TEMPLATE_PROJECT, run_cli
+
+
+def test_dataset_report_on_a_stdlib_subset(tmp_path):
+    result = run_cli(
+        "-p", str(TEMPLATE_PROJECT), "-t", "python_stdlib_dataset.yaml",
+        "-D", "stdlib_packages=[json]", "-D", "tokenizer_vocab_size=512",
+        "dataset", "-n", "1", "--histogram-dir", str(tmp_path),
+    )
+    assert result.rc == 0, result.err
+    assert "# Splits" in result.out and "# Token lengths per document" in result.out
+    assert "unigram entropy:" in result.out
+    svgs = sorted(p.name for p in tmp_path.glob("*.svg"))
+    assert "train_token_lengths.svg" in svgs
+
+
+def test_tokenizer_command_trains_and_saves(tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("\n".join(json.dumps({"text": f"line {i} of some text"}) for i in range(200)))
+    out = tmp_path / "tok"
+    result = run_cli("tokenizer", str(corpus), "-O", str(out), "--vocab-size", "300")
+    assert result.rc == 0, result.err
+    assert (out / "tokenizer.json").is_file()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "ok"}\n{not json\n')
+    failed = run_cli("tokenizer", str(bad), "-O", str(tmp_path / "t2"))
+    assert failed.rc == 1 and "bad.jsonl:2" in failed.err
