@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("forgather.cli.build", "check SPECs and call arguments without building"),
     "graph": ("forgather.cli.build", "the node graph as Graphviz DOT, SVG or Mermaid"),
     "ws": ("forgather.cli.workspace", "create a workspace (ws init) or a project (ws project)"),
+    "model": ("forgather.cli.model", "build a model config and show it (construct) or train a few steps (test)"),
     "dataset": ("forgather.cli.data", "split sizes, decoded examples and token-length histograms"),
     "tokenizer": ("forgather.cli.data", "train a byte-level BPE tokenizer on local text"),
     "control": ("forgather.cli.control", "list, inspect, save, stop or abort running training jobs"),
