@@ -131,3 +131,10 @@ def test_template_tree(templates):
     (base,) = tree.children
     assert (base.name, base.kind) == ("base.yaml", "extends")
     assert [(c.name, c.kind) for c in base.children] == [("part.yaml", "include"), ("macros.yaml", "import")]
+
+
+def test_preprocessed_sources(templates):
+    templates.write("base.yaml", "-- set x = 1\na: {{ x }}\n")
+    templates.write("c.yaml", "-- extends 'base.yaml'\n")
+    sources = templates.env().preprocessed_sources("c.yaml")
+    assert sources == {"c.yaml": "{% extends 'base.yaml' %}\n", "base.yaml": "{% set x = 1 %}\na: {{ x }}\n"}

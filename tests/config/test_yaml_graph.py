@@ -198,3 +198,8 @@ def test_merge_keys(load):
 def test_malformed_yaml_nodes(load, text, message):
     with pytest.raises(YamlError, match=message):
         load(text)
+
+
+def test_an_anchor_may_be_redefined(load):
+    cfg = load("a: &x 1\nb: *x\na2: &x 2\nc: *x\n")
+    assert cfg.build() == {"a": 1, "b": 1, "a2": 2, "c": 2}

@@ -200,3 +200,21 @@ class ConfigEnvironment:
     def template_tree(self, name: str) -> TemplateRef:
         """The tree of templates ``name`` extends, includes and imports."""
         return self._templates.template_tree(name)
+
+    def preprocessed_sources(self, name: str) -> dict[str, str]:
+        """Jinja2 source (after preprocessing) of ``name`` and every template it uses.
+
+        A training run keeps these beside its resolved config, so what produced
+        the config can be read back even after the templates change.
+        """
+        sources: dict[str, str] = {}
+
+        def visit(ref: TemplateRef) -> None:
+            if ref.path is None or ref.name in sources:
+                return
+            sources[ref.name] = self._templates.env.loader.get_source(self._templates.env, ref.name)[0]
+            for child in ref.children:
+                visit(child)
+
+        visit(self.template_tree(name))
+        return sources

@@ -45,8 +45,33 @@ _CALL_KINDS = {
 _CONTAINERS = {"list", "tuple", "dict", "dlist"}
 _POSITIONAL_KEY = re.compile(r"^arg(\d+)$")
 _STD = "tag:yaml.org,2002:"
-# libyaml's composer is ~10x faster and keeps the same marks; fall back when absent.
-_COMPOSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# libyaml's composer is several times faster and keeps the same marks; it is used
+# when present, except for documents that redefine an anchor (see below).
+_FAST_COMPOSER = getattr(yaml, "CSafeLoader", None)
+
+
+class _RedefiningLoader(yaml.SafeLoader):
+    """PyYAML's composer, but an anchor may be defined again (YAML 1.1 and 1.2 allow
+    it: an alias refers to the most recent node with that anchor). Templates rely
+    on this: a base defines ``&optimizer`` and a config included later redefines it.
+    """
+
+    def compose_node(self, parent, index):
+        if not self.check_event(yaml.AliasEvent):
+            anchor = self.peek_event().anchor
+            if anchor is not None:
+                self.anchors.pop(anchor, None)
+        return super().compose_node(parent, index)
+
+
+def _compose(text: str) -> yaml.Node | None:
+    if _FAST_COMPOSER is not None:
+        try:
+            return yaml.compose(text, Loader=_FAST_COMPOSER)
+        except yaml.composer.ComposerError as e:
+            if "duplicate anchor" not in str(e.context or e.problem):
+                raise
+    return yaml.compose(text, Loader=_RedefiningLoader)
 
 
 def _is_plain(ynode: ScalarNode) -> bool:
@@ -232,7 +257,7 @@ def load_graph(text: str, locate: Locate) -> dict[str, Any]:
         YamlError: for YAML syntax errors, unknown tags and malformed nodes.
     """
     try:
-        root = yaml.compose(text, Loader=_COMPOSER)
+        root = _compose(text)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         reason = " ".join(str(p) for p in (e.context, e.problem) if p)

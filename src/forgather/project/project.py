@@ -132,7 +132,9 @@ class Project:
             if any(os.path.isfile(os.path.join(d, template)) for d in self.meta.searchpath):
                 return template
         for name in candidates:  # a library template used as a config (templatelib/*)
-            if any(os.path.isfile(os.path.join(d, name)) for d in self.meta.searchpath):
+            if not os.path.isabs(name) and any(
+                os.path.isfile(os.path.join(d, name)) for d in self.meta.searchpath
+            ):
                 return name
         if os.path.isfile(config):
             path = os.path.realpath(config)

@@ -1,0 +1,200 @@
+"""Training commands: ``train``, ``tb``, ``plot`` and ``checkpoint``.
+
+    forgather -t train_tiny_llama.yaml train                 # in this process, one device
+    forgather -t cfg.yaml train --nproc 2                    # torchrun, 2 processes
+    forgather -t cfg.yaml train -d 0,1                       # torchrun on GPUs 0 and 1
+    forgather -t cfg.yaml train --nproc 2 --dry-run          # print the torchrun command
+    forgather -t cfg.yaml train -- --nnodes 2 --node-rank 0 --rdzv-endpoint host:29400
+    forgather -t cfg.yaml tb                                 # TensorBoard on the config's runs
+    forgather plot output_models/tiny_llama/runs/tiny_llama_2026-11-22T18-00-00
+    forgather -t cfg.yaml checkpoint link                    # newest checkpoint -> model dir
+
+Decision a reader may question: several processes are started by running
+``forgather … train`` itself under ``torchrun``; each rank then trains in
+process. The launcher exports ``FORGATHER_RUN_TIME`` so that every rank (and
+every node) names the same run directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from forgather.cli.command import CLIError, Command
+from forgather.cli.context import CommandContext
+
+_LAUNCH_OPTIONS = {"--nproc": True, "-d": True, "--devices": True, "--dry-run": False}
+
+
+# -- train ------------------------------------------------------------------------
+
+
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-d", "--devices", help="comma-separated device ids (sets CUDA_VISIBLE_DEVICES)")
+    parser.add_argument("--nproc", type=int, help="processes per node (torchrun)")
+    parser.add_argument("--dry-run", action="store_true", help="print the command, do not run it")
+    parser.add_argument(
+        "torchrun_args", nargs="*", metavar="-- TORCHRUN_OPTIONS", help="passed to torchrun (after --)"
+    )
+
+
+def _under_torchrun() -> bool:
+    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def _child_argv(argv: list[str]) -> list[str]:
+    """This command line without the launch options (what each rank runs)."""
+    if "--" in argv:
+        argv = argv[: argv.index("--")]
+    out, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+            continue
+        name = item.split("=", 1)[0]
+        if name in _LAUNCH_OPTIONS:
+            skip = _LAUNCH_OPTIONS[name] and "=" not in item
+            continue
+        out.append(item)
+    return out
+
+
+def torchrun_command(argv: list[str], nproc: int, torchrun_args: list[str]) -> list[str]:
+    """The torchrun command that runs ``forgather ARGV`` on ``nproc`` processes per node."""
+    rendezvous = any(a.split("=")[0] in ("--nnodes", "--rdzv-endpoint", "--rdzv_endpoint") for a in torchrun_args)
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}"]
+    if not rendezvous:
+        command.append("--standalone")
+    command += torchrun_args
+    return command + ["-m", "forgather.cli", *_child_argv(argv)]
+
+
+def _train(ctx: CommandContext, args: argparse.Namespace) -> int:
+    config = ctx.config
+    env = config.build("env") if "env" in config.targets else {}
+    nproc = args.nproc or (len(args.devices.split(",")) if args.devices else 1)
+    if args.devices:
+        env = {**env, "CUDA_VISIBLE_DEVICES": args.devices}
+    launch = not _under_torchrun() and (nproc > 1 or args.devices or args.torchrun_args)
+    if launch:
+        command = torchrun_command(sys.argv[1:], nproc, args.torchrun_args)
+        if args.dry_run:
+            prefix = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in env.items())
+            ctx.emit((prefix + " " if prefix else "") + shlex.join(command))
+            return 0
+        child_env = {**os.environ, **{k: str(v) for k, v in env.items()}}
+        child_env.setdefault("FORGATHER_RUN_TIME", time.strftime("%Y-%m-%dT%H-%M-%S"))
+        return subprocess.run(command, env=child_env).returncode
+    if args.dry_run:
+        ctx.emit(f"forgather {shlex.join(_child_argv(sys.argv[1:]))}  # in this process")
+        return 0
+    os.environ.update({k: str(v) for k, v in env.items()})
+    return _train_in_process(ctx)
+
+
+def _train_in_process(ctx: CommandContext) -> int:
+    config = ctx.config
+    project = ctx.project
+    template = ctx.template_name()
+    sources = project.environment.preprocessed_sources(template)
+    script = config.build("main", config_sources=sources, generated_code=config.to_python("main"))
+    if not hasattr(script, "run"):
+        raise CLIError(f"main of {ctx.config_name} builds a {type(script).__name__}, not a training script")
+    script.run()
+    return 0
+
+
+# -- tb, plot, checkpoint -------------------------------------------------------------
+
+
+def _model_dir(ctx: CommandContext) -> Path:
+    meta = ctx.config.build("meta") if "meta" in ctx.config.targets else {}
+    output_dir = meta.get("output_dir") if isinstance(meta, dict) else None
+    if not output_dir:
+        raise CLIError(f"{ctx.config_name} names no output_dir in its meta target")
+    return Path(output_dir)
+
+
+def _tb_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=6006)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--dry-run", action="store_true", help="print the command, do not run it")
+
+
+def _tb(ctx: CommandContext, args: argparse.Namespace) -> int:
+    logdir = _model_dir(ctx) / "runs"
+    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", args.host,
+               "--port", str(args.port)]  # fmt: skip
+    if args.dry_run:
+        ctx.emit(shlex.join(command))
+        return 0
+    if not logdir.is_dir():
+        raise CLIError(f"no runs yet in {logdir}")
+    return subprocess.run(command).returncode
+
+
+def _plot_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (holds trainer_logs.json)")
+    parser.add_argument("--out", metavar="FILE", help="image path (default: RUN_DIR/training_curves.svg)")
+
+
+def _plot(ctx: CommandContext, args: argparse.Namespace) -> int:
+    from forgather.ml.trainer.plot import plot_run
+
+    try:
+        path = plot_run(args.run_dir, args.out)
+    except (FileNotFoundError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    ctx.emit(f"wrote {path}")
+    return 0
+
+
+def _checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=("list", "link"), help="list checkpoints, or link the newest")
+    parser.add_argument("model_dir", nargs="?", help="model directory (default: the config's output_dir)")
+    parser.add_argument("--force", action="store_true", help="link: replace a real weights file")
+
+
+def newest_checkpoint(model_dir: Path) -> Path | None:
+    """The checkpoint with the highest step in any run of ``model_dir``."""
+    from forgather.ml.trainer.checkpoint import list_checkpoints
+
+    found = [Path(c) for run in (model_dir / "runs").glob("*") for c in list_checkpoints(str(run / "checkpoints"))]
+    return max(found, key=lambda c: (int(c.name.rsplit("-", 1)[1]), c.stat().st_mtime), default=None)
+
+
+def _checkpoint(ctx: CommandContext, args: argparse.Namespace) -> int:
+    from forgather.ml.trainer.checkpoint import MODEL_FILE, list_checkpoints
+
+    model_dir = Path(args.model_dir) if args.model_dir else _model_dir(ctx)
+    if args.action == "list":
+        runs = sorted((model_dir / "runs").glob("*"))
+        lines = [c for run in runs for c in list_checkpoints(str(run / "checkpoints"))]
+        ctx.emit("\n".join(lines) or f"no checkpoints under {model_dir}/runs")
+        return 0
+    newest = newest_checkpoint(model_dir)
+    if newest is None:
+        raise CLIError(f"no checkpoints under {model_dir}/runs")
+    link = model_dir / MODEL_FILE
+    if link.exists() and not link.is_symlink() and not args.force:
+        raise CLIError(f"{link} is a real file (final weights?); pass --force to replace it with a link")
+    target = os.path.relpath(newest / MODEL_FILE, model_dir)
+    tmp = model_dir / f".{MODEL_FILE}.link"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target)
+    os.replace(tmp, link)  # atomic: a reader sees the old weights or the new ones
+    ctx.emit(f"{link} -> {target}")
+    return 0
+
+
+COMMANDS = {
+    "train": Command(run=_train, add_arguments=_train_arguments, uses_config=True),
+    "tb": Command(run=_tb, add_arguments=_tb_arguments, uses_config=True),
+    "plot": Command(run=_plot, add_arguments=_plot_arguments),
+    "checkpoint": Command(run=_checkpoint, add_arguments=_checkpoint_arguments),
+}
