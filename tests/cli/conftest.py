@@ -24,14 +24,16 @@ GOLDEN_DIR = Path(__file__).parent / "golden"
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache_dir(tmp_path_factory):
-    """Keep ``ls`` listing caches of the tests out of the user's cache directory."""
-    old = os.environ.get("FORGATHER_CACHE_DIR")
+    """Keep caches and the job registry of the tests out of the user's directories."""
+    old = {k: os.environ.get(k) for k in ("FORGATHER_CACHE_DIR", "FORGATHER_STATE_DIR")}
     os.environ["FORGATHER_CACHE_DIR"] = str(tmp_path_factory.mktemp("forgather_cache"))
+    os.environ["FORGATHER_STATE_DIR"] = str(tmp_path_factory.mktemp("forgather_state"))  # job registry
     yield
-    if old is None:
-        del os.environ["FORGATHER_CACHE_DIR"]
-    else:
-        os.environ["FORGATHER_CACHE_DIR"] = old
+    for key, value in old.items():
+        if value is None:
+            del os.environ[key]
+        else:
+            os.environ[key] = value
 
 
 @dataclass

@@ -1,0 +1,30 @@
+"""Training: `Trainer`, its arguments, callbacks, checkpoints and run plots.
+
+    from forgather.ml.trainer import Trainer, TrainingArguments
+    trainer = Trainer(model=model, args=TrainingArguments("output_models/m", max_steps=500),
+                      train_dataset=train, eval_dataset=val, data_collator=collate)
+    trainer.train()
+"""
+
+from .base_trainer import BaseTrainer
+from .callbacks import TrainerCallback
+from .checkpoint import latest_checkpoint, list_checkpoints
+from .plot import plot_run
+from .sampler import ResumableShuffleSampler
+from .state import TrainerControl, TrainerState, TrainOutput
+from .trainer import Trainer
+from .training_args import TrainingArguments
+
+__all__ = [
+    "BaseTrainer",
+    "ResumableShuffleSampler",
+    "TrainOutput",
+    "Trainer",
+    "TrainerCallback",
+    "TrainerControl",
+    "TrainerState",
+    "TrainingArguments",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "plot_run",
+]

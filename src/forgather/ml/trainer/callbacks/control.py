@@ -1,0 +1,154 @@
+"""``TrainerControlCallback``: let ``forgather control`` steer a running job.
+
+Rank 0 registers the job (``forgather.control.registry``) and serves commands
+on 127.0.0.1 from a side thread. At every step boundary rank 0 takes the
+commands that arrived and broadcasts them, so all ranks apply the same command
+at the same step:
+
+- ``save``: checkpoint now (and evaluate too when ``evaluate_on_save``);
+- ``stop`` / ``save-stop``: checkpoint, then end training cleanly;
+- ``abort``: end at once without a checkpoint (raises :class:`TrainingAborted`).
+
+Decision a reader may question: the broadcast happens every step even when no
+command is pending (one int64 per step), because only rank 0 knows whether one
+is; skipping it on some ranks would deadlock the collective.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import socket
+import time
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from forgather.control.registry import JobRecord, new_job_id, new_token, register, unregister
+from forgather.control.server import ControlServer
+
+from .base import TrainerCallback
+
+# Command codes broadcast from rank 0; 0 means "nothing to do".
+_CODES = {"save": 1, "stop": 2, "save-stop": 3, "abort": 4}
+_NAMES = {code: name for name, code in _CODES.items()}
+
+
+class TrainingAborted(RuntimeError):
+    """Raised on every rank when ``forgather control abort`` is applied."""
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return int(os.environ.get("RANK", "0")), 1
+
+
+class TrainerControlCallback(TrainerCallback):
+    """Registers the job and applies ``forgather control`` commands at step boundaries.
+
+    Args:
+        config_name: shown by ``forgather control list``.
+        evaluate_on_save: a ``save`` command also runs an evaluation.
+        port: the port to listen on (0: any free port).
+    """
+
+    def __init__(self, config_name: str = "", evaluate_on_save: bool = False, port: int = 0) -> None:
+        self.config_name = config_name
+        self.evaluate_on_save = evaluate_on_save
+        self.port = port
+        self.server: ControlServer | None = None
+        self.record: JobRecord | None = None
+        self.applied: list[tuple[int, str]] = []  # (step, command) on this rank
+        self._status: dict[str, Any] = {"state": "starting"}
+        self._started = 0.0
+        self._start_step = 0
+
+    # -- lifecycle --------------------------------------------------------------
+    def on_train_begin(self, args, state, control, **kwargs):
+        rank, world = _world()
+        self._started, self._start_step = time.monotonic(), state.global_step
+        self._update(args, state, phase="running")
+        if rank != 0:
+            return
+        token = new_token()
+        self.server = ControlServer(token, lambda: dict(self._status), self.port).start()
+        self.record = JobRecord(
+            job_id=new_job_id(), pid=os.getpid(), host=socket.gethostname(), port=self.server.port,
+            token=token, run_dir=str(args.output_dir), config=self.config_name, world_size=world,
+        )  # fmt: skip
+        register(self.record)
+        atexit.register(self._close)  # also when training dies with an exception
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._update(args, state, phase="finished")
+        self._close()
+
+    def _close(self) -> None:
+        if self.record is not None:
+            unregister(self.record.job_id)
+            self.record = None
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+
+    # -- commands ---------------------------------------------------------------
+    def on_step_end(self, args, state, control, **kwargs):
+        code = self._next_command()
+        self._update(args, state)
+        if not code:
+            return control
+        command = _NAMES[code]
+        self.applied.append((state.global_step, command))
+        if command == "abort":
+            self._update(args, state, phase="aborted")
+            self._close()
+            raise TrainingAborted(f"aborted by `forgather control abort` at step {state.global_step}")
+        control.should_save = True
+        control.should_evaluate = control.should_evaluate or (command == "save" and self.evaluate_on_save)
+        if command in ("stop", "save-stop"):
+            control.should_training_stop = True
+            self._update(args, state, phase="stopping")
+        return control
+
+    def _next_command(self) -> int:
+        """Rank 0's next pending command, agreed by every rank (0 when none)."""
+        code = 0
+        if self.server is not None:
+            pending = self.server.pending()
+            if pending:
+                code = _CODES[pending[0]]
+                for extra in pending[1:]:  # keep the rest for the next steps, in order
+                    self.server.commands.put(extra)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+            flag = torch.tensor([code], dtype=torch.int64, device=device)
+            dist.broadcast(flag, src=0)
+            code = int(flag.item())
+        return code
+
+    # -- status -----------------------------------------------------------------
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        for key in ("loss", "learning_rate", "eval_loss", "tokens_per_second"):
+            if key in logs:
+                self._status[key] = logs[key]
+
+    def on_save(self, args, state, control, checkpoint_dir=None, **kwargs):
+        if checkpoint_dir is not None:
+            self._status["last_checkpoint"] = str(checkpoint_dir)
+
+    def _update(self, args, state, phase: str | None = None) -> None:
+        elapsed = time.monotonic() - self._started
+        done = state.global_step - self._start_step
+        remaining = max(state.max_steps - state.global_step, 0)
+        self._status.update(
+            step=state.global_step,
+            max_steps=state.max_steps,
+            epoch=round(state.epoch, 4),
+            eta_seconds=round(elapsed / done * remaining, 1) if done else None,
+            run_dir=str(args.output_dir),
+        )
+        if phase is not None:
+            self._status["state"] = phase

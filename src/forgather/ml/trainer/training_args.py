@@ -1,0 +1,127 @@
+"""`TrainingArguments`: every knob of the training loop, in one typed dataclass.
+
+Field names and defaults follow Hugging Face's `transformers.TrainingArguments`
+so a user can carry settings across; only fields this trainer implements exist
+(an unknown field is a `TypeError` at construction, not a silently ignored
+setting). Additions are marked "not in HF" in their comments.
+
+The decision a reader may question: two directories. `output_dir` is the model
+directory and holds `checkpoints/`, so `resume_from_checkpoint=True` finds the
+newest checkpoint across runs; `logging_dir` is the run directory (logs,
+TensorBoard events, samples) and is new for every run.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["TrainingArguments"]
+
+_INTERVALS = ("no", "steps", "epoch")
+_REPORTERS = ("json", "tensorboard")
+
+
+@dataclass
+class TrainingArguments:
+    """Settings of one training run (see the module docstring for the two directories)."""
+
+    output_dir: str
+    # Run directory for logs and events; None: `<output_dir>/runs/<YYYYmmdd-HHMMSS>`.
+    logging_dir: str | None = None
+
+    # Batching. Tokens per optimizer step = train batch * accumulation * sequence length.
+    per_device_train_batch_size: int = 8
+    per_device_eval_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+
+    # Length of training: max_steps (optimizer steps) wins over num_train_epochs when > 0.
+    num_train_epochs: float = 3.0
+    max_steps: int = -1
+
+    # Default optimizer (AdamW) and schedule, used when the Trainer gets no factories.
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.0  # decoupled; applied to tensors with >= 2 dims only
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    lr_scheduler_type: str = "linear"  # constant | linear | cosine | wsd
+    lr_scheduler_kwargs: dict[str, Any] = field(default_factory=dict)
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0  # clip the global gradient L2 norm; <= 0 disables
+
+    # Numerics and speed.
+    bf16: bool = False  # bf16 autocast for forward and loss; weights stay fp32
+    torch_compile: bool = False
+    torch_compile_mode: str | None = None  # e.g. "max-autotune"; None: torch's default
+    use_cpu: bool = False  # train on the CPU even when CUDA or MPS is available
+
+    # Logging, evaluation and checkpoints: "no", "steps" (every *_steps) or "epoch".
+    logging_strategy: str = "steps"
+    logging_steps: int = 500
+    logging_first_step: bool = False
+    eval_strategy: str = "no"
+    eval_steps: int | None = None  # None: same as logging_steps
+    eval_on_start: bool = False
+    max_eval_steps: int = -1  # not in HF: evaluate on at most this many batches; -1: all
+    save_strategy: str = "steps"
+    save_steps: int = 500
+    save_total_limit: int | None = None  # keep only the newest N checkpoints
+    # True: newest checkpoint in <output_dir>/checkpoints (fresh start if none); str: a path.
+    resume_from_checkpoint: bool | str | None = None
+    report_to: list[str] | str = field(default_factory=lambda: ["json", "tensorboard"])
+    disable_tqdm: bool = False
+
+    # Reproducibility: `seed` seeds everything; `data_seed` the shuffling (None: seed).
+    seed: int = 42
+    data_seed: int | None = None
+
+    # DataLoader.
+    dataloader_num_workers: int = 0
+    dataloader_pin_memory: bool = True
+    dataloader_drop_last: bool = False
+    dataloader_prefetch_factor: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("logging_strategy", "eval_strategy", "save_strategy"):
+            if getattr(self, name) not in _INTERVALS:
+                raise ValueError(f"{name} must be one of {_INTERVALS}, got {getattr(self, name)!r}")
+        for name in (
+            "per_device_train_batch_size",
+            "per_device_eval_batch_size",
+            "gradient_accumulation_steps",
+            "logging_steps",
+            "save_steps",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.eval_steps is None:
+            self.eval_steps = self.logging_steps
+        if self.eval_steps < 1:
+            raise ValueError(f"eval_steps must be >= 1, got {self.eval_steps}")
+        if self.save_total_limit is not None and self.save_total_limit < 1:
+            raise ValueError(f"save_total_limit must be >= 1 or None, got {self.save_total_limit}")
+        if isinstance(self.report_to, str):
+            self.report_to = {"all": list(_REPORTERS), "none": []}.get(
+                self.report_to, [self.report_to]
+            )
+        unknown = set(self.report_to) - set(_REPORTERS) - {"none"}
+        if unknown:
+            raise ValueError(f"report_to: unknown {sorted(unknown)}; use {_REPORTERS} or 'none'")
+        self.report_to = [r for r in self.report_to if r != "none"]
+        if self.logging_dir is None:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            self.logging_dir = os.path.join(self.output_dir, "runs", stamp)
+        if self.data_seed is None:
+            self.data_seed = self.seed
+
+    @property
+    def checkpoints_dir(self) -> str:
+        """`<output_dir>/checkpoints`, where every checkpoint of the model lives."""
+        return os.path.join(self.output_dir, "checkpoints")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The arguments as a JSON-serialisable dict."""
+        return asdict(self)

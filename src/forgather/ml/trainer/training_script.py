@@ -1,0 +1,160 @@
+"""``TrainingScript``: the ``main`` target of a training config.
+
+It reads top to bottom: pick the run directory → record what will run →
+build the trainer → train → write the final weights next to the generated
+model code. ``forgather train`` and ``Project(...)()`` both build ``main``
+and call :meth:`TrainingScript.run`.
+
+Decisions a reader may question:
+
+* The run directory is chosen at run time, not in the template, so every
+  rank of a ``torchrun`` job agrees on it: the launcher exports
+  ``FORGATHER_RUN_TIME`` and each rank derives the same name from it.
+* Resuming (``resume_from_checkpoint: true``) continues in the newest run
+  directory that holds a checkpoint: a resumed run is the same run, with one
+  log and one set of checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import list_checkpoints
+from .training_args import TrainingArguments
+
+#: Where a run keeps its checkpoints (``TrainingArguments.checkpoints_dir``).
+CHECKPOINTS = "checkpoints"
+
+#: Exported by ``forgather train`` so that all ranks name the run alike.
+RUN_TIME_ENV = "FORGATHER_RUN_TIME"
+
+
+def _run_time() -> str:
+    return os.environ.get(RUN_TIME_ENV) or time.strftime("%Y-%m-%dT%H-%M-%S")
+
+
+def _git_commit(directory: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def environment_info(project_dir: str = ".") -> dict[str, Any]:
+    """Versions, host, command line and git commit: what reproducing the run needs."""
+    from importlib import metadata
+
+    def version(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": socket.gethostname(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": {n: version(n) for n in ("torch", "transformers", "accelerate", "forgather")},
+        "command_line": sys.argv,
+        "cwd": os.getcwd(),
+        "git_commit": _git_commit(project_dir),
+        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+        "env": {k: v for k, v in os.environ.items() if k.startswith(("CUDA_", "FORGATHER_", "OMP_"))},
+    }
+
+
+class TrainingScript:
+    """Run a training job and keep everything needed to reproduce and resume it.
+
+    Args:
+        trainer: makes the trainer given ``args=`` (a ``!partial`` of a trainer class).
+        args: the training arguments; ``output_dir`` is replaced by the run directory.
+        model_dir: the generated model directory (``output_models/<name>``); final
+            weights are saved here.
+        run_name: runs are ``<model_dir>/runs/<run_name>_<time>``.
+        config_text: the rendered config (the build's ``pp_config``).
+        config_sources: preprocessed templates, name -> Jinja source.
+        generated_code: ``to_python`` of the config's ``main``.
+        project_dir: for the git commit of the run.
+        save_final_model: save the trained weights into ``model_dir`` at the end.
+    """
+
+    def __init__(
+        self,
+        trainer: Callable[..., Any],
+        args: TrainingArguments,
+        model_dir: str,
+        run_name: str = "run",
+        config_text: str = "",
+        config_sources: Mapping[str, str] | None = None,
+        generated_code: str = "",
+        project_dir: str = ".",
+        save_final_model: bool = True,
+    ) -> None:
+        self.trainer_factory = trainer
+        self.args = args
+        self.model_dir = Path(model_dir)
+        self.run_name = run_name
+        self.config_text = config_text
+        self.config_sources = dict(config_sources or {})
+        self.generated_code = generated_code
+        self.project_dir = project_dir
+        self.save_final_model = save_final_model
+        self.run_dir: Path | None = None
+        self.trainer: Any = None
+
+    def run(self) -> Any:
+        """Train; returns the trainer's ``TrainOutput``."""
+        self.run_dir = self.choose_run_dir()
+        args = dataclasses.replace(self.args, output_dir=str(self.run_dir), logging_dir=str(self.run_dir))
+        if _is_main_process():
+            self.record_run(self.run_dir)
+        self.trainer = self.trainer_factory(args=args)
+        output = self.trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+        if self.save_final_model:
+            self.trainer.save_model(str(self.model_dir))
+        return output
+
+    def choose_run_dir(self) -> Path:
+        """The newest run with a checkpoint when resuming, else a new one."""
+        runs = self.model_dir / "runs"
+        if self.args.resume_from_checkpoint is True and runs.is_dir():
+            with_checkpoints = [d for d in runs.iterdir() if list_checkpoints(str(d / CHECKPOINTS))]
+            if with_checkpoints:
+                return max(with_checkpoints, key=lambda d: d.stat().st_mtime)
+        return runs / f"{self.run_name}_{_run_time()}"
+
+    def record_run(self, run_dir: Path) -> None:
+        """Write the resolved config, templates, generated code and environment."""
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(self.config_text)
+        if self.generated_code:
+            (run_dir / "generated_code.py").write_text(self.generated_code)
+        templates = run_dir / "templates"
+        for name, source in self.config_sources.items():
+            path = templates / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(source)
+        info = environment_info(self.project_dir)
+        (run_dir / "environment.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
+
+    def __repr__(self) -> str:
+        return f"TrainingScript(model_dir={str(self.model_dir)!r}, run_name={self.run_name!r})"
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0

@@ -1,0 +1,128 @@
+"""Exact resume in a new process: after a requested stop, a SIGTERM, and a crash mid-save.
+
+Every run trains `tiny_lm.py`'s model (12 optimizer steps that cross an epoch
+boundary, dropout on, checkpoints every 4 steps); each interrupted run is
+compared with one uninterrupted run: the per-step training losses and the
+evaluation losses must be identical floats. The run that is interrupted or the
+one that resumes is a real subprocess (never both, to keep the tests fast).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from forgather.ml.trainer import latest_checkpoint, list_checkpoints
+
+from . import tiny_lm
+
+SCRIPT = Path(__file__).with_name("tiny_lm.py")
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def train(output_dir: Path, run: str, *args: str) -> tuple[list[int], dict]:
+    """Run the script to completion; return the steps it printed and its history file."""
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(output_dir), "--run", run, *args],
+        capture_output=True, text=True, env=ENV, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return printed_steps(proc.stdout), load_history(output_dir, run)
+
+
+def printed_steps(stdout: str) -> list[int]:
+    return [int(line.split()[1]) for line in stdout.splitlines() if line.startswith("STEP ")]
+
+
+def load_history(output_dir: Path, run: str) -> dict:
+    return json.loads((output_dir / f"history-{run}.json").read_text())
+
+
+def losses(history: dict, key: str = "loss") -> dict[int, float]:
+    return {e["step"]: e[key] for e in history["log_history"] if key in e}
+
+
+def train_here(capsys, output_dir: Path, run: str, **kwargs) -> tuple[list[int], dict]:
+    """Run in this process; return the steps it printed and its history."""
+    capsys.readouterr()
+    history = tiny_lm.run(str(output_dir), run, **kwargs)
+    return printed_steps(capsys.readouterr().out), history
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> dict:
+    """The uninterrupted reference run."""
+    history = tiny_lm.run(str(tmp_path_factory.mktemp("straight")), "straight")
+    assert len(losses(history)) == 12 and len(losses(history, "eval_loss")) == 4
+    return history
+
+
+def assert_same_run(history: dict, reference: dict) -> None:
+    assert losses(history) == losses(reference)
+    assert losses(history, "eval_loss") == losses(reference, "eval_loss")
+
+
+def test_stop_then_resume_in_new_process_is_exact(tmp_path, straight, capsys):
+    steps, _ = train_here(capsys, tmp_path, "first", stop_at=5)
+    assert steps == [1, 2, 3, 4, 5]
+    assert latest_checkpoint(str(tmp_path / "checkpoints")).endswith("checkpoint-5")
+
+    steps, history = train(tmp_path, "second", "--resume")
+    assert steps == list(range(6, 13))  # really resumed, not retrained from scratch
+    assert_same_run(history, straight)
+    # The resumed run's JSON log holds the whole history, the first run's part included.
+    logged = json.loads((tmp_path / "runs" / "second" / "trainer_logs.json").read_text())
+    assert [e for e in logged if "loss" in e] == [
+        e for e in history["log_history"] if "loss" in e
+    ]
+
+
+def test_sigterm_checkpoints_at_step_boundary_and_resume_is_exact(tmp_path, straight, capsys):
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), str(tmp_path), "--run", "first", "--delay", "0.2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+    )  # fmt: skip
+    for line in proc.stdout:
+        if line.strip() == "STEP 2":
+            proc.send_signal(signal.SIGTERM)
+            break
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    first = load_history(tmp_path, "first")
+    assert first["metrics"]["stopped_by"] == "SIGTERM"
+    stopped_at = max(losses(first))
+    assert 2 <= stopped_at < 12
+    assert latest_checkpoint(str(tmp_path / "checkpoints")).endswith(f"checkpoint-{stopped_at}")
+
+    steps, history = train_here(capsys, tmp_path, "second", resume=True)
+    assert steps == list(range(stopped_at + 1, 13))
+    assert_same_run(history, straight)
+
+
+def test_kill_during_save_keeps_previous_checkpoint_and_resume_uses_it(tmp_path, straight, capsys):
+    # The optimizer's state_dict() SIGKILLs the process while checkpoint-8 is being
+    # written (after model.safetensors, before optimizer.pt).
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp_path), "--run", "first", "--kill-in-save-at", "8"],
+        capture_output=True, text=True, env=ENV, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL
+    assert printed_steps(proc.stdout)[-1] == 8
+    checkpoints = tmp_path / "checkpoints"
+    partial = [p for p in os.listdir(checkpoints) if p.startswith(".tmp-checkpoint-8")]
+    assert partial, "the interrupted save should have left its temporary directory"
+    assert (checkpoints / partial[0] / "model.safetensors").exists()
+    assert not (checkpoints / partial[0] / "optimizer.pt").exists()
+    assert [Path(p).name for p in list_checkpoints(str(checkpoints))] == ["checkpoint-4"]
+
+    steps, history = train_here(capsys, tmp_path, "second", resume=True)
+    assert steps == list(range(5, 13))  # resumed from checkpoint-4
+    assert_same_run(history, straight)
+    names = sorted(os.listdir(checkpoints))
+    assert names == ["checkpoint-12", "checkpoint-4", "checkpoint-8"]  # debris cleaned up
