@@ -24,12 +24,12 @@ lint: setup
 test: lint
 	$(PY) -m pytest -q
 
-DEMO_PROJECT := examples/tutorials/project_composition
+DEMO_PROJECT := examples/tutorials/tiny_llama
 
-# Until the trainer lands: compile the example project and show what it builds.
+# The main job on the embedded defaults: train the 4.4M Llama-style model on the
+# Python standard library (about five minutes on 2 CPU cores), then print samples.
 demo: setup
-	$(VENV)/bin/forgather -p $(DEMO_PROJECT) code
-	$(VENV)/bin/forgather -p $(DEMO_PROJECT) construct
+	$(VENV)/bin/forgather -p $(DEMO_PROJECT) train
 
 clean:
 	rm -rf $(VENV) output_models

@@ -6,6 +6,7 @@ and `TensorBoardCallback` (per `args.report_to`) and `ProgressCallback` (unless
 """
 
 from .base import CallbackHandler, DefaultFlowCallback, TrainerCallback
+from .baseline import UnigramBaselineCallback
 from .control import TrainerControlCallback, TrainingAborted
 from .json_log import JsonLogCallback
 from .peak_memory import PeakMemoryCallback, peak_rss_mib
@@ -24,5 +25,6 @@ __all__ = [
     "TrainerCallback",
     "TrainerControlCallback",
     "TrainingAborted",
+    "UnigramBaselineCallback",
     "peak_rss_mib",
 ]
