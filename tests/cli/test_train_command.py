@@ -80,7 +80,7 @@ def test_checkpoint_link_and_plot(trained):
     assert "checkpoint-4" in os.readlink(trained / "model.safetensors")
     (run,) = (trained / "runs").iterdir()
     plotted = run_cli("plot", str(run))
-    assert plotted.rc == 0 and (run / "training_curves.svg").is_file()
+    assert plotted.rc == 0 and (run / "training_curves.png").is_file()
 
 
 def test_bad_config_value_exits_non_zero(tmp_path):

@@ -140,7 +140,7 @@ def _tb(ctx: CommandContext, args: argparse.Namespace) -> int:
 
 def _plot_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (holds trainer_logs.json)")
-    parser.add_argument("--out", metavar="FILE", help="image path (default: RUN_DIR/training_curves.svg)")
+    parser.add_argument("--out", metavar="FILE", help="image path, .png or .svg (default: RUN_DIR/training_curves.png)")
 
 
 def _plot(ctx: CommandContext, args: argparse.Namespace) -> int:

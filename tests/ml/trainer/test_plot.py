@@ -19,8 +19,7 @@ SVG = "{http://www.w3.org/2000/svg}"
 def test_plot_of_a_real_run(tmp_path):
     make_trainer(str(tmp_path), max_steps=6).train()
     run_dir = tmp_path / "runs" / "run"
-    path = plot_run(str(run_dir))
-    assert path == str(run_dir / "training_curves.svg")
+    path = plot_run(str(run_dir), str(run_dir / "training_curves.svg"))
     root = ET.parse(path).getroot()
     lines = root.findall(f"{SVG}polyline")
     assert len(lines) == 3  # loss, eval_loss, learning_rate
@@ -45,3 +44,12 @@ def test_plot_errors_and_output_path(tmp_path):
 
 def test_docstring_examples():
     assert doctest.testmod(plot_module).failed == 0
+
+
+def test_png_by_default(tmp_path):
+    make_trainer(str(tmp_path), max_steps=4).train()
+    run_dir = tmp_path / "runs" / "run"
+    path = plot_run(str(run_dir))
+    assert path == str(run_dir / "training_curves.png")
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"

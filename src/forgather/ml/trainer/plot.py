@@ -1,11 +1,11 @@
-"""`plot_run`: loss and learning-rate curves of a run, as an SVG file.
+"""`plot_run`: loss and learning-rate curves of a run, as a PNG (or SVG) file.
 
 Reads a run's `trainer_logs.json` and draws two stacked panels sharing the step
 axis: training loss (with evaluation loss as markers) and learning rate.
 
-The decision a reader may question: the SVG is written by hand instead of with
-matplotlib, which is not a dependency; SVG is text, so a plot is a few
-polylines, axis ticks and labels, and opens in any browser.
+The decision a reader may question: PNG goes through matplotlib (imported only
+here), while SVG is written by hand — SVG is text, a few polylines and labels,
+and needs nothing; ask for it with an output path ending in `.svg`.
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ COLORS = {"loss": "#1f77b4", "eval_loss": "#d62728", "learning_rate": "#2ca02c"}
 
 
 def plot_run(run: str, output: str | None = None) -> str:
-    """Write the loss and learning-rate curves of a run as SVG.
+    """Write the loss and learning-rate curves of a run as PNG or SVG.
 
     Args:
         run: A run directory holding `trainer_logs.json`, or the JSON file itself.
-        output: Path of the SVG; None: `training_curves.svg` next to the log.
+        output: Path of the image (`.png` or `.svg`); None: `training_curves.png`
+            next to the log.
 
     Returns:
         The path written.
@@ -42,6 +43,10 @@ def plot_run(run: str, output: str | None = None) -> str:
     series = {name: _points(history, name) for name in COLORS}
     if not series["loss"]:
         raise ValueError(f"{log_path} has no training loss entries to plot")
+    output = output or os.path.join(os.path.dirname(os.path.abspath(log_path)), "training_curves.png")
+    if not output.endswith(".svg"):
+        _plot_png(series, output)
+        return output
     all_steps = [s for points in series.values() for s, _ in points]
     x_range = (min(all_steps), max(all_steps))
     panels = [
@@ -53,10 +58,34 @@ def plot_run(run: str, output: str | None = None) -> str:
         f'font-family="sans-serif" font-size="12">\n'
         f'<rect width="100%" height="100%" fill="white"/>\n' + "".join(panels) + "</svg>\n"
     )
-    output = output or os.path.join(os.path.dirname(os.path.abspath(log_path)), "training_curves.svg")
     with open(output, "w", encoding="utf-8") as f:
         f.write(svg)
     return output
+
+
+def _plot_png(series: dict[str, list[tuple[float, float]]], output: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
+    fig, (loss_ax, lr_ax) = plt.subplots(2, 1, figsize=(8.2, 6.0), sharex=True)
+    for name, style in (("loss", "-"), ("eval_loss", "o")):
+        if series[name]:
+            steps, values = zip(*series[name], strict=True)
+            loss_ax.plot(steps, values, style, color=COLORS[name], label=name.replace("_", " "))
+    loss_ax.set_ylabel("loss (nats/token)")
+    loss_ax.legend()
+    loss_ax.grid(alpha=0.3)
+    if series["learning_rate"]:
+        steps, values = zip(*series["learning_rate"], strict=True)
+        lr_ax.plot(steps, values, color=COLORS["learning_rate"])
+    lr_ax.set_ylabel("learning rate")
+    lr_ax.set_xlabel("step")
+    lr_ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(output, dpi=100)
+    plt.close(fig)
 
 
 def _points(history: list[dict], name: str) -> list[tuple[float, float]]:
