@@ -7,7 +7,6 @@ import pytest
 
 from forgather.config import ConfigEnvironment
 from forgather.project import Project
-
 from tests.config.equivalence import construct, same_structure
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
