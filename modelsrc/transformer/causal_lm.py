@@ -116,13 +116,19 @@ class CausalTransformerModel(CausalTransformerPreTrainedModel):
         # A plain attribute, not a module: the init rules are not part of the model's state.
         self.__dict__["_init_fn"] = parts.init_weights
         self._no_split_modules = sorted({type(layer).__name__ for layer in self.layers})
+        # vLLM's Transformers backend reads `module.config` on every attention module
+        # (the ones with a layer_idx) to route them through its own attention.
+        for module in self.layers.modules():
+            if hasattr(module, "layer_idx"):
+                module.__dict__["config"] = config  # plain attribute, not a submodule
         self.post_init()
 
     def _weight_init_fn(self) -> Callable[[str, torch.Tensor], None] | None:
         return self.__dict__.get("_init_fn")
 
     def get_input_embeddings(self) -> nn.Module:
-        return self.input_encoder.embed_tokens
+        # Under vLLM's pipeline parallelism a stage may hold a placeholder instead.
+        return getattr(self.input_encoder, "embed_tokens", self.input_encoder)
 
     def set_input_embeddings(self, value: nn.Module) -> None:
         self.input_encoder.embed_tokens = value

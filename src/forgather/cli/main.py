@@ -50,6 +50,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "checkpoint": ("forgather.cli.train", "list checkpoints, or link the newest into the model dir"),
     "dataset": ("forgather.cli.data", "split sizes, decoded examples and token-length histograms"),
     "tokenizer": ("forgather.cli.data", "train a byte-level BPE tokenizer on local text"),
+    "inf": ("forgather.cli.inference", "serve a model (OpenAI-compatible API), or talk to one"),
     "control": ("forgather.cli.control", "list, inspect, save, stop or abort running training jobs"),
 }
 

@@ -1,0 +1,273 @@
+"""The FastAPI application: OpenAI-compatible endpoints over the batch scheduler.
+
+    GET  /health                 liveness, and the scheduler's counts
+    GET  /v1/models              the one served model
+    POST /v1/completions         text completion, streamed (SSE) or whole
+    POST /v1/chat/completions    chat through the tokenizer's chat template
+
+Each request becomes one scheduler sequence per choice (prompts x ``n``); the
+scheduler thread hands outputs to the event loop with
+``call_soon_threadsafe``, and the endpoint either streams them as SSE chunks
+ending with ``data: [DONE]`` or collects them into one response.
+
+Decision a reader may question: a non-streaming request also watches its
+connection while it waits, and a streaming one cancels its sequences when its
+generator is closed, so a client that goes away stops costing batch rows at
+the next step instead of when its ``max_tokens`` run out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
+
+from forgather.serve import prompts as prompt_rules
+from forgather.serve.errors import APIError, install_error_handlers
+from forgather.serve.prompts import ServedModel
+from forgather.serve.protocol import ChatCompletionRequest, CompletionRequest
+from forgather.serve.responses import ChatFormat, CompletionFormat, usage
+from forgather.serve.sampling import SamplingParams, TokenChoice
+from forgather.serve.scheduler import GenerationRequest, Overloaded, SequenceOutput
+
+
+@dataclass
+class _Choice:
+    """What one choice has produced so far."""
+
+    text: str = ""
+    tokens: list[TokenChoice] = field(default_factory=list)
+    finish_reason: str | None = None
+    num_generated: int = 0
+
+
+class _Run:
+    """The scheduler sequences of one HTTP request, their outputs delivered on the event loop."""
+
+    def __init__(
+        self,
+        served: ServedModel,
+        prompts: list[list[int]],
+        params: list[SamplingParams],
+        stream: bool,
+    ):
+        self._served = served
+        self._queue: asyncio.Queue[tuple[int, SequenceOutput]] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        def deliver_to(index: int) -> Callable[[SequenceOutput], None]:
+            return lambda output: loop.call_soon_threadsafe(self._queue.put_nowait, (index, output))
+
+        requests = [
+            GenerationRequest(p, s, deliver_to(i), stream)
+            for i, (p, s) in enumerate(zip(prompts, params, strict=True))
+        ]
+        try:
+            self._ids = served.scheduler.submit(requests)
+        except Overloaded as error:
+            raise APIError(
+                503, f"the server is overloaded: {error}; retry later", code="overloaded"
+            ) from None
+        self.count = len(requests)
+        self._unfinished = len(requests)
+
+    async def outputs(self) -> AsyncIterator[tuple[int, SequenceOutput]]:
+        """(choice index, output) as they arrive, until every choice has finished."""
+        while self._unfinished:
+            index, output = await self._queue.get()
+            if output.finish_reason is not None:
+                self._unfinished -= 1
+            yield index, output
+
+    def cancel(self) -> None:
+        """Drop the sequences still running (a no-op for finished ones)."""
+        if self._unfinished:
+            self._served.scheduler.cancel(self._ids)
+
+
+def _sse(body: dict | str) -> str:
+    return f"data: {body if isinstance(body, str) else json.dumps(body)}\n\n"
+
+
+async def _collect(run: _Run, count: int, request: Request) -> list[_Choice]:
+    """Wait for every choice to finish; cancel the run if the client disconnects."""
+
+    async def gather() -> list[_Choice]:
+        choices = [_Choice() for _ in range(count)]
+        async for index, output in run.outputs():
+            choice = choices[index]
+            if output.finish_reason == "error":
+                raise APIError(500, f"generation failed: {output.error}", code="generation_error")
+            choice.text += output.text
+            choice.tokens += output.tokens
+            choice.num_generated = output.num_generated
+            choice.finish_reason = output.finish_reason
+        return choices
+
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    gathering, watching = asyncio.ensure_future(gather()), asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait([gathering, watching], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watching.cancel()
+        if not gathering.done():
+            gathering.cancel()
+            run.cancel()
+    if gathering.cancelled():  # nobody will read this answer
+        raise APIError(400, "the client disconnected", code="client_disconnected")
+    return gathering.result()
+
+
+def create_app(served: ServedModel) -> FastAPI:
+    """The application serving ``served``; its lifespan starts and stops the scheduler."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        served.scheduler.start()
+        yield
+        served.scheduler.stop()
+
+    app = FastAPI(title="Forgather inference server", lifespan=lifespan)
+    install_error_handlers(app)
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok", "model": served.name, **served.scheduler.stats()}
+
+    def model_card() -> dict:
+        return {
+            "id": served.name,
+            "object": "model",
+            "created": served.created,
+            "owned_by": "forgather",
+            "max_model_len": served.context_length,
+        }
+
+    @app.get("/v1/models")
+    async def models() -> dict:
+        return {"object": "list", "data": [model_card()]}
+
+    @app.get("/v1/models/{name:path}")
+    async def model(name: str) -> dict:
+        prompt_rules.check_model_name(served, name)
+        return model_card()
+
+    @app.post("/v1/completions")
+    async def completions(body: CompletionRequest, request: Request):
+        body.check_supported()
+        prompt_rules.check_model_name(served, body.model)
+        prompts = prompt_rules.completion_prompts(served, body)
+        choice_prompts, params = [], []
+        for prompt in prompts:
+            for _ in range(body.n):
+                seed = None if body.seed is None else body.seed + len(params)
+                params.append(
+                    prompt_rules.sampling_params(
+                        served,
+                        body,
+                        len(prompt),
+                        body.max_tokens,
+                        prompt_rules.COMPLETION_DEFAULT_MAX_TOKENS,
+                        body.logprobs,
+                        seed,
+                    )
+                )
+                choice_prompts.append(prompt)
+        form = CompletionFormat(served.name, served.tokenizer)
+        prompt_tokens = sum(len(p) for p in prompts)
+        with_logprobs = body.logprobs is not None
+        run = _Run(served, choice_prompts, params, body.stream)
+        if body.stream:
+            return _stream(run, form, prompt_tokens, body.include_usage, with_logprobs, chat=False)
+        choices = await _collect(run, len(params), request)
+        return form.response(
+            [
+                form.choice(i, c.text, c.finish_reason, c.tokens if with_logprobs else None)
+                for i, c in enumerate(choices)
+            ],
+            usage(prompt_tokens, sum(c.num_generated for c in choices)),
+        )
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(body: ChatCompletionRequest, request: Request):
+        body.check_supported()
+        prompt_rules.check_model_name(served, body.model)
+        prompt = prompt_rules.chat_prompt(served, body)
+        params = [
+            prompt_rules.sampling_params(
+                served,
+                body,
+                len(prompt),
+                body.requested_max_tokens,
+                None,
+                body.logprobs_count,
+                None if body.seed is None else body.seed + i,
+            )
+            for i in range(body.n)
+        ]
+        form = ChatFormat(served.name, served.tokenizer)
+        run = _Run(served, [prompt] * body.n, params, body.stream)
+        if body.stream:
+            return _stream(run, form, len(prompt), body.include_usage, body.logprobs, chat=True)
+        choices = await _collect(run, body.n, request)
+        return form.response(
+            [
+                form.choice(i, c.text, c.finish_reason, c.tokens if body.logprobs else None)
+                for i, c in enumerate(choices)
+            ],
+            usage(len(prompt), sum(c.num_generated for c in choices)),
+        )
+
+    return app
+
+
+def _stream(
+    run: _Run,
+    form: CompletionFormat | ChatFormat,
+    prompt_tokens: int,
+    include_usage: bool,
+    with_logprobs: bool,
+    chat: bool,
+) -> StreamingResponse:
+    """An SSE response with one chunk per output, ``[DONE]`` at the end."""
+
+    async def events() -> AsyncIterator[str]:
+        generated: dict[int, int] = {}
+        offsets: dict[int, int] = {}  # text already sent per choice (completion logprobs offsets)
+        try:
+            if chat:  # the first chunk of each choice announces the role
+                for index in range(run.count):
+                    delta = {"role": "assistant", "content": ""}
+                    yield _sse(form.chunk([form.delta_choice(index, delta, None)], include_usage))
+            async for index, output in run.outputs():
+                if output.finish_reason == "error":
+                    error = APIError(
+                        500, f"generation failed: {output.error}", code="generation_error"
+                    )
+                    yield _sse(error.body())
+                    continue
+                generated[index] = output.num_generated
+                tokens = output.tokens if with_logprobs else None
+                if chat:
+                    delta = {"content": output.text} if output.text else {}
+                    choice = form.delta_choice(index, delta, output.finish_reason, tokens)
+                else:
+                    offset = offsets.get(index, 0)
+                    choice = form.choice(index, output.text, output.finish_reason, tokens, offset)
+                    offsets[index] = offset + len(output.text)
+                yield _sse(form.chunk([choice], include_usage))
+            if include_usage:
+                yield _sse(form.usage_chunk(usage(prompt_tokens, sum(generated.values()))))
+            yield _sse("[DONE]")
+        finally:  # also when the client disconnects and Starlette cancels this generator
+            run.cancel()
+
+    return StreamingResponse(events(), media_type="text/event-stream")

@@ -1,0 +1,135 @@
+"""Per-request sampling: how one decode step turns a row of logits into a token.
+
+Every sequence in a batch carries its own :class:`SamplingParams` and its own
+``torch.Generator``, so a request's ``seed`` reproduces its output whatever
+else shares the batch, and greedy and sampled requests decode side by side.
+
+Decision a reader may question: sampled rows are processed one at a time in a
+Python loop rather than as one vectorised tensor op. Each row needs its own
+generator (``torch.multinomial`` takes one generator per call), and at the
+batch sizes a CPU or a single GPU serves (tens of rows) the loop costs far
+less than the model's forward pass. Greedy rows are done in one ``argmax``.
+Log-probabilities are those of the model's own distribution (before
+temperature, top-k and top-p), as OpenAI documents them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How one sequence is decoded.
+
+    Attributes:
+        max_tokens: Most tokens to generate (the stop token included).
+        temperature: Softmax temperature; 0 means greedy (argmax).
+        top_p: Nucleus sampling: keep the smallest set of tokens whose
+            probabilities sum to at least ``top_p``; 1 disables it.
+        top_k: Keep the ``top_k`` most likely tokens; 0 disables it.
+        seed: Seed of this sequence's generator; None draws a random one.
+        stop: Strings that end the text; the match and what follows are cut.
+        stop_token_ids: Tokens that end the sequence (usually the EOS ids);
+            their text is not returned.
+        logprobs: None for no log-probabilities; k >= 0 returns the chosen
+            token's log-probability and the k most likely alternatives.
+    """
+
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    stop_token_ids: tuple[int, ...] = ()
+    logprobs: int | None = None
+
+    @property
+    def greedy(self) -> bool:
+        """True when the next token is always the most likely one."""
+        return self.temperature == 0 or self.top_k == 1
+
+
+@dataclass
+class TokenChoice:
+    """One decoded token and, when requested, its log-probabilities.
+
+    Attributes:
+        token_id: The chosen token.
+        logprob: Its log-probability under the model; None unless requested.
+        top_logprobs: (token id, log-probability) of the most likely tokens,
+            best first; empty unless requested.
+    """
+
+    token_id: int
+    logprob: float | None = None
+    top_logprobs: list[tuple[int, float]] = field(default_factory=list)
+
+
+def make_generator(seed: int | None, device: torch.device) -> torch.Generator:
+    """A generator for one sequence on ``device``, seeded by ``seed`` or at random."""
+    generator = torch.Generator(device=device)
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return generator
+
+
+def _filtered_logits(row: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """(V,) logits -> (V,) logits scaled by temperature, with top-k/top-p cut to -inf.
+
+    The order (temperature, then top-k, then top-p) is the one ``generate()`` uses.
+    """
+    scores = row / params.temperature
+    if 0 < params.top_k < scores.numel():
+        kth_best = torch.topk(scores, params.top_k).values[-1]
+        scores = scores.masked_fill(scores < kth_best, float("-inf"))
+    if params.top_p < 1.0:
+        sorted_scores, order = torch.sort(scores, descending=True)
+        probs = sorted_scores.softmax(dim=-1)
+        # Drop a token when the tokens before it already reach top_p; the best one always stays.
+        before = probs.cumsum(dim=-1) - probs
+        drop_sorted = before >= params.top_p
+        drop_sorted[0] = False
+        drop = torch.zeros_like(drop_sorted).scatter(0, order, drop_sorted)
+        scores = scores.masked_fill(drop, float("-inf"))
+    return scores
+
+
+def choose_tokens(
+    logits: torch.Tensor,
+    params: list[SamplingParams],
+    generators: list[torch.Generator],
+) -> list[TokenChoice]:
+    """Pick the next token of every row.
+
+    Args:
+        logits: (B, V) next-token logits, one row per sequence.
+        params: The B sequences' sampling parameters.
+        generators: The B sequences' generators (see :func:`make_generator`).
+
+    Returns:
+        B choices, in row order.
+    """
+    logits = logits.float()
+    token_ids = logits.argmax(dim=-1).tolist()  # greedy for every row; sampled rows overwrite
+    for row, p in enumerate(params):
+        if not p.greedy:
+            probs = _filtered_logits(logits[row], p).softmax(dim=-1)
+            token_ids[row] = int(torch.multinomial(probs, 1, generator=generators[row]))
+    choices = [TokenChoice(token_id) for token_id in token_ids]
+    wanted = [row for row, p in enumerate(params) if p.logprobs is not None]
+    if wanted:
+        logprobs = torch.log_softmax(logits[wanted], dim=-1)  # (W, V)
+        for i, row in enumerate(wanted):
+            choice = choices[row]
+            choice.logprob = float(logprobs[i, choice.token_id])
+            k = params[row].logprobs or 0
+            if k > 0:
+                values, ids = torch.topk(logprobs[i], k)
+                choice.top_logprobs = list(zip(ids.tolist(), values.tolist(), strict=True))
+    return choices

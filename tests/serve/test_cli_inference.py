@@ -1,0 +1,131 @@
+"""``forgather inf server|client`` as processes: the server command serves a model
+directory (and its newest checkpoint with -c); the client command prints streamed
+and whole answers; interactive chat keeps and resets its history."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+from forgather.cli.inference import COMMANDS, add_parser
+from forgather.serve.client import ChatSession, ClientSettings, interactive
+from forgather.serve.server import free_port
+from tests.serve.conftest import MODEL_NAME, greedy_reference, wait_until
+
+INFERENCE = [sys.executable, "-m", "forgather.cli.inference"]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=1) as response:
+            return json.load(response)["status"] == "ok"
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def server_process(model_dir, tmp_path_factory):
+    """``inf server -c`` on a copy of the model with a weights-only checkpoint of it."""
+    root = tmp_path_factory.mktemp("cli") / "tiny"
+    shutil.copytree(model_dir, root)
+    checkpoint = root / "checkpoints" / "checkpoint-3"
+    checkpoint.mkdir(parents=True)
+    shutil.copy(root / "model.safetensors", checkpoint / "model.safetensors")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *INFERENCE,
+            "server",
+            "-m",
+            str(root),
+            "-c",
+            "--port",
+            str(port),
+            "--max-batch-size",
+            "4",
+            "--served-model-name",
+            "served-tiny",
+            "--log-level",
+            "warning",
+        ],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _healthy(url) or process.poll() is not None, timeout=120)
+    assert process.poll() is None, "the server exited"
+    yield url
+    process.send_signal(signal.SIGINT)  # uvicorn shuts down gracefully
+    assert process.wait(timeout=30) == 0
+
+
+def _client(url: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*INFERENCE, "client", "--url", url, *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_client_completion_prints_the_greedy_text(server_process, model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    expected, _ = greedy_reference(model, tokenizer, tokenizer("def")["input_ids"], 8)
+    streamed = _client(
+        server_process, "--completion", "def", "--temperature", "0", "--max-tokens", "8"
+    )
+    assert streamed.returncode == 0, streamed.stderr
+    assert streamed.stdout == expected + "\n"
+    whole = _client(
+        server_process,
+        "--completion",
+        "def",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "8",
+        "--no-stream",
+    )
+    assert whole.stdout.startswith(expected + "\n[1 prompt + ")
+
+
+def test_client_message_and_server_error(server_process):
+    answer = _client(server_process, "--message", "hi", "--max-tokens", "5", "--seed", "1")
+    assert answer.returncode == 0 and answer.stdout.endswith("\n"), answer.stderr
+    wrong = _client(server_process, "--message", "hi", "--model", "other")
+    assert wrong.returncode == 1
+    assert "404" in wrong.stderr and "served-tiny" in wrong.stderr
+    unreachable = _client(f"http://127.0.0.1:{free_port()}", "--message", "hi")
+    assert unreachable.returncode == 1 and "cannot reach" in unreachable.stderr
+
+
+def test_interactive_chat_keeps_and_resets_history(server):
+    lines = iter(["hello", "and more", "/reset", "again", "/quit", "never read"])
+    out = io.StringIO()
+    session = ChatSession(ClientSettings(url=server.url, max_tokens=4, system="Be brief."), out)
+    interactive(session, read=lambda prompt: next(lines))
+    roles = [message["role"] for message in session.history]
+    assert roles == ["system", "user", "assistant"]
+    assert session.history[1]["content"] == "again"
+    assert out.getvalue().startswith(f"chatting with {MODEL_NAME}")
+    assert next(lines) == "never read"
+
+
+def test_parser_registration():
+    parser = argparse.ArgumentParser(prog="forgather")
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["inf", "server", "-m", "out/tiny", "-c", "--dtype", "bfloat16"])
+    assert (args.model, args.from_checkpoint, args.dtype, args.port) == (
+        "out/tiny",
+        True,
+        "bfloat16",
+        8000,
+    )
+    args = parser.parse_args(["inf", "client", "--stop", "a", "--stop", "b", "--top-k", "3"])
+    assert args.stop == ["a", "b"] and args.top_k == 3
+    assert set(COMMANDS) == {"inf"}

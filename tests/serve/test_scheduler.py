@@ -1,0 +1,130 @@
+"""The batch scheduler without HTTP: rows joining and leaving a left-padded KV batch
+decode exactly like ``generate()``; the batch size and token budget bound the batch;
+cancelled and failing sequences leave it."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from forgather.serve.kv_batch import PaddedKVBatch
+from forgather.serve.sampling import SamplingParams
+from forgather.serve.scheduler import BatchScheduler, GenerationRequest, Overloaded
+from tests.serve.conftest import greedy_reference, wait_until
+
+TEXT = "def function(argument):\n    return argument + 1\n\nclass A:\n    pass\n"
+
+
+@pytest.fixture
+def scheduler(model_and_tokenizer):
+    def make(**limits) -> BatchScheduler:
+        model, tokenizer = model_and_tokenizer
+        made = BatchScheduler(model, tokenizer, **limits)
+        made.start()
+        started.append(made)
+        return made
+
+    started: list[BatchScheduler] = []
+    yield make
+    for made in started:
+        made.stop()
+
+
+def _greedy(tokenizer, max_tokens: int, stop=()) -> SamplingParams:
+    return SamplingParams(
+        max_tokens=max_tokens, temperature=0, stop=stop, stop_token_ids=(tokenizer.eos_token_id,)
+    )
+
+
+@pytest.mark.parametrize("limits", [{"max_batch_size": 3}, {"max_batch_tokens": 40}])
+def test_batched_greedy_equals_generate(scheduler, model_and_tokenizer, limits):
+    model, tokenizer = model_and_tokenizer
+    prompts = [tokenizer(TEXT[: 2 + 7 * i])["input_ids"] for i in range(7)]
+    running = scheduler(**limits)
+    results = running.generate(prompts, _greedy(tokenizer, 20))
+    for prompt, (text, finish_reason, generated) in zip(prompts, results, strict=True):
+        expected, new_tokens = greedy_reference(model, tokenizer, prompt, 20)
+        assert (text, generated) == (expected, new_tokens)
+        assert finish_reason == ("length" if new_tokens == 20 else "stop")
+
+
+def test_batch_size_and_token_budget_bound_the_batch(scheduler, model_and_tokenizer):
+    _, tokenizer = model_and_tokenizer
+    running = scheduler(max_batch_size=4, max_batch_tokens=50)
+    seen: list[int] = []
+    prompts = [tokenizer(TEXT[: 4 + i])["input_ids"] for i in range(10)]  # ~3-8 tokens each
+    done = threading.Semaphore(0)
+
+    def on_output(output) -> None:
+        seen.append(running.stats()["running"])
+        if output.finish_reason:
+            done.release()
+
+    # Each reserves its prompt + 12 tokens, so at most 3 fit the budget of 50.
+    running.submit([GenerationRequest(p, _greedy(tokenizer, 12), on_output) for p in prompts])
+    for _ in prompts:
+        done.acquire()
+    assert 2 <= max(seen) <= 3
+
+
+def test_cancelled_sequences_stop_and_others_finish(scheduler, model_and_tokenizer):
+    _, tokenizer = model_and_tokenizer
+    running = scheduler(max_batch_size=2)
+    outputs: dict[int, list] = {0: [], 1: [], 2: []}
+    first_token = threading.Event()
+    finished = threading.Event()
+
+    def collect(index):
+        def on_output(output):
+            outputs[index].append(output)
+            first_token.set()
+            if index == 2 and output.finish_reason:
+                finished.set()
+
+        return on_output
+
+    params = SamplingParams(max_tokens=3000, temperature=0)  # no stop tokens: runs for seconds
+    ids = running.submit(
+        [GenerationRequest([5, 6, 7], params, collect(i)) for i in range(2)]
+        + [GenerationRequest([5, 6], _greedy(tokenizer, 5), collect(2))]
+    )
+    first_token.wait()
+    running.cancel(ids[:2])  # one running, then the one that took the other row
+    finished.wait()
+    assert outputs[2][-1].num_generated <= 5
+    assert all(not out.finish_reason for i in (0, 1) for out in outputs[i])
+    wait_until(lambda: running.stats()["running"] == 0)
+    stats = running.stats()
+    assert stats["running"] == stats["waiting"] == 0 and stats["cancelled"] == 2
+
+
+def test_queue_limit_and_failing_callback(scheduler, model_and_tokenizer):
+    _, tokenizer = model_and_tokenizer
+    running = scheduler(max_batch_size=1, max_waiting=2)
+    requests = [GenerationRequest([5], _greedy(tokenizer, 2), lambda out: None)] * 3
+    with pytest.raises(Overloaded):
+        running.submit(requests)  # all or none: three do not fit a queue of two
+
+    def broken(output):
+        raise RuntimeError("receiver gone")
+
+    running.submit([GenerationRequest([5, 6], SamplingParams(max_tokens=3000), broken)])
+    [(text, reason, _)] = running.generate([[7, 8]], _greedy(tokenizer, 4))
+    assert reason in ("length", "stop")
+    assert running.stats()["cancelled"] == 1
+
+
+def test_padded_batch_trims_columns_no_row_uses(model_and_tokenizer):
+    model, _ = model_and_tokenizer
+    batch = PaddedKVBatch(model.config)
+    for length in (3, 7, 5):
+        cache_model = model(torch.arange(length)[None] + 10, use_cache=True).past_key_values
+        batch.add(cache_model, length)
+    assert batch.mask.sum(dim=1).tolist() == [3, 7, 5] and batch.mask.shape[1] == 7
+    batch.keep([2, 0])
+    assert batch.lengths == [5, 3] and batch.mask.shape == (2, 5)
+    assert batch.cache.layers[0].keys.shape[2] == 5
+    batch.keep([])
+    assert len(batch) == 0 and batch.cache is None
