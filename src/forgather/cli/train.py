@@ -41,6 +41,21 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "torchrun_args", nargs="*", metavar="-- TORCHRUN_OPTIONS", help="passed to torchrun (after --)"
     )
+    parse = parser.parse_args
+
+    def parse_with_separator(args=None, namespace=None):
+        # The top-level parser's REMAINDER drops a "--" that directly follows the
+        # command name (`forgather train -- --nnodes 2`), which would leave torchrun's
+        # options to this parser as unknown options; put it back from sys.argv.
+        args = list(sys.argv[1:] if args is None else args)
+        raw = sys.argv[1:]
+        if "--" in raw and "--" not in args:
+            tail = raw[raw.index("--") + 1 :]
+            if tail and args[len(args) - len(tail) :] == tail:
+                args = [*args[: len(args) - len(tail)], "--", *tail]
+        return parse(args, namespace)
+
+    parser.parse_args = parse_with_separator
 
 
 def _under_torchrun() -> bool:
@@ -105,7 +120,12 @@ def _train_in_process(ctx: CommandContext) -> int:
     script = config.build("main", config_sources=sources, generated_code=config.to_python("main"))
     if not hasattr(script, "run"):
         raise CLIError(f"main of {ctx.config_name} builds a {type(script).__name__}, not a training script")
-    script.run()
+    from forgather.ml.trainer.callbacks import TrainingAborted
+
+    try:
+        script.run()
+    except TrainingAborted as e:
+        raise CLIError(str(e)) from None  # asked for: one line, no traceback
     return 0
 
 

@@ -146,7 +146,7 @@ class TrainingScript:
             (run_dir / "generated_code.py").write_text(self.generated_code)
         templates = run_dir / "templates"
         for name, source in self.config_sources.items():
-            path = templates / name
+            path = templates / _safe_relative(name)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(source)
         info = environment_info(self.project_dir)
@@ -154,6 +154,18 @@ class TrainingScript:
 
     def __repr__(self) -> str:
         return f"TrainingScript(model_dir={str(self.model_dir)!r}, run_name={self.run_name!r})"
+
+
+def _safe_relative(name: str) -> Path:
+    """A template name as a path inside the run's ``templates/`` (never outside it).
+
+    A config given as an absolute path (``-t /abs/cfg.yaml``) keeps only its file
+    name; ``..`` steps are dropped.
+    """
+    parts = [p for p in Path(name).parts if p not in (Path(name).anchor, "..", ".")]
+    if Path(name).is_absolute():
+        parts = parts[-1:]
+    return Path(*parts) if parts else Path("config.yaml")
 
 
 def _is_main_process() -> bool:
