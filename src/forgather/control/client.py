@@ -3,11 +3,18 @@
 >>> from forgather import control
 >>> for job in control.list_jobs(): print(job.job_id, control.status(job)["step"])  # doctest: +SKIP
 >>> control.send("2026", "save")  # doctest: +SKIP
+{'accepted': 'save', 'step': 120}
+
+Decision a reader may question: a job that has ended answers ``status`` from
+its registry entry (its final state and step) but refuses commands with a
+``ControlError`` that says so, and a job whose process vanished (``kill -9``)
+is reported as gone rather than as a network error.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import urllib.error
 import urllib.request
 from typing import Any
@@ -18,14 +25,23 @@ _TIMEOUT = 5.0  # seconds; a live job answers from a side thread at once
 
 
 class ControlError(RuntimeError):
-    """A job could not be reached, refused the request, or has finished."""
+    """A job could not be reached, refused the request, or has ended."""
 
 
 def _job(job: str | JobRecord) -> JobRecord:
     return job if isinstance(job, JobRecord) else find_job(job)
 
 
+def _gone(job: JobRecord) -> ControlError:
+    return ControlError(
+        f"job {job.job_id} is gone: its process {job.pid} no longer exists "
+        "(killed?); `forgather control cleanup` removes its entry"
+    )
+
+
 def _request(job: JobRecord, method: str, path: str, body: dict | None = None) -> dict[str, Any]:
+    if job.host != socket.gethostname():  # the server listens on the job's loopback only
+        raise ControlError(f"job {job.job_id} runs on {job.host}; run forgather control there")
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(job.url + path, data=data, method=method)
     request.add_header("Authorization", f"Bearer {job.token}")
@@ -42,28 +58,75 @@ def _request(job: JobRecord, method: str, path: str, body: dict | None = None) -
         raise ControlError(f"job {job.job_id} refused: {reason}") from None
     except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
         if not job.alive():
-            raise ControlError(f"job {job.job_id} has finished (its process is gone)") from None
+            raise _gone(job) from None
         raise ControlError(f"job {job.job_id} does not answer: {e}") from None
 
 
 def status(job: str | JobRecord) -> dict[str, Any]:
-    """The job's latest status: step, epoch, loss, learning_rate, tokens_per_second, ..."""
-    return _request(_job(job), "GET", "/status")
+    """The job's latest status.
+
+    Args:
+        job: a job id, a unique prefix of one, or a record from :func:`list_jobs`.
+
+    Returns:
+        ``state`` ("running", "stopping", or how it ended), ``step``,
+        ``max_steps``, ``epoch``, ``loss``, ``learning_rate``,
+        ``tokens_per_second``, ``eta_seconds``, ``last_checkpoint``, ``run_dir``
+        (keys the job has not seen yet are missing).
+
+    Raises:
+        ControlError: the job is gone or does not answer.
+        JobNotFound: no job, or several, match ``job``.
+    """
+    record = _job(job)
+    if record.ended:
+        return {"state": record.ended, "step": record.end_step, "run_dir": record.run_dir}
+    return _request(record, "GET", "/status")
 
 
 def send(job: str | JobRecord, command: str) -> dict[str, Any]:
-    """Send ``save``, ``stop``, ``save-stop`` or ``abort``; applied at the next step boundary."""
-    return _request(_job(job), "POST", "/command", {"command": command})
+    """Send a command; the job applies it at its next step boundary, on every rank.
+
+    Args:
+        job: a job id, a unique prefix of one, or a record from :func:`list_jobs`.
+        command: ``save``, ``stop``, ``save-stop`` or ``abort`` (see ``COMMANDS``).
+
+    Returns:
+        ``{"accepted": command, "step": the job's step when the command arrived}``.
+
+    Raises:
+        ControlError: the job refused the command (unknown command, wrong
+            token), has ended, is gone, or does not answer.
+        JobNotFound: no job, or several, match ``job``.
+    """
+    record = _job(job)
+    if record.ended:
+        raise ControlError(
+            f"job {record.job_id} has ended ({record.ended} at step {record.end_step}); "
+            f"nothing to {command}"
+        )
+    return _request(record, "POST", "/command", {"command": command})
 
 
 def cleanup(force: bool = False) -> list[JobRecord]:
-    """Remove entries whose process is gone (``force``: also those that do not answer)."""
+    """Remove the entries of jobs that ended or whose process is gone.
+
+    Args:
+        force: also remove jobs whose process exists but that do not answer
+            (a reused pid, or a hung job). Jobs of other hosts (a state dir
+            shared over the network) are left alone unless they ended.
+
+    Returns:
+        The records removed.
+    """
     removed = []
     for job in list_jobs():
-        dead = not job.alive()
+        if job.host != socket.gethostname() and not job.ended:
+            continue  # a shared state dir: only that host can tell whether it lives
+        dead = bool(job.ended) or not job.alive()
         if not dead and force:
             try:
-                status(job)
+                _request(job, "GET", "/status")
             except ControlError:
                 dead = True
         if dead:

@@ -3,7 +3,9 @@
 HTTP/1.1 on 127.0.0.1, JSON bodies, the job's secret token as a bearer token:
 
 - ``GET /status`` -> the job's status (step, epoch, loss, learning rate, ...);
-- ``POST /command`` with ``{"command": "save"}`` -> ``{"accepted": "save"}``.
+- ``POST /command`` with ``{"command": "save"}`` -> ``{"accepted": "save", "step": 120}``
+  (the job's step when the command arrived; it is applied at the end of the
+  step running then, so the checkpoint of a ``save`` is at most two steps later).
 
 Errors are ``{"error": "..."}`` with 400 (malformed), 401 (bad token) or 404.
 """

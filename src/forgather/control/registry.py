@@ -1,13 +1,17 @@
 """The job registry: one small JSON file per running training job.
 
-A job registers itself when training starts (rank 0 only) and removes its
-entry when it ends. ``forgather control`` reads the files to find jobs; a
-file whose process is gone is stale and ``cleanup`` removes it.
+A job registers itself when training starts (rank 0 only) and, when it
+ends, rewrites its entry to say how (``finished``, ``stopped``, ``aborted``,
+``failed``) and at which step. ``forgather control`` reads the files to find
+jobs; ``cleanup`` removes the entries of jobs that ended or whose process is
+gone (killed: nothing ran to update the file).
 
-Decisions a reader may question: the registry is a directory of files, not a
-database, so a crashed job leaves at most one stale file and no lock; each
-file holds the job's secret token, so it is written with mode 0600 (created
-with those permissions, then renamed into place atomically).
+Decisions a reader may question: an ended job keeps its entry (until
+``cleanup``) so that a command sent to it is answered "it has ended" rather
+than "no such job". The registry is a directory of files, not a database, so
+a crashed job leaves at most one stale file and no lock; each file holds the
+job's secret token, so it is written with mode 0600 (created with those
+permissions, then renamed into place atomically).
 """
 
 from __future__ import annotations
@@ -48,6 +52,9 @@ class JobRecord:
     config: str = ""
     start_time: float = field(default_factory=time.time)
     world_size: int = 1
+    ended: str = ""  # "" while it runs; then "finished", "stopped", "aborted" or "failed"
+    end_step: int | None = None
+    end_time: float | None = None
 
     @property
     def path(self) -> Path:
@@ -76,25 +83,46 @@ def new_job_id() -> str:
 
 
 def new_token() -> str:
+    """A fresh secret for one job (192 random bits, URL-safe)."""
     return secrets.token_urlsafe(24)
 
 
-def register(record: JobRecord) -> Path:
-    """Write the job's file atomically with mode 0600."""
-    directory = registry_dir()
+def register(record: JobRecord, directory: Path | None = None) -> Path:
+    """Write the job's file atomically with mode 0600.
+
+    Args:
+        record: the job.
+        directory: the registry (default :func:`registry_dir`); a job passes
+            the one it first registered in, so later rewrites land there even
+            if the environment changed.
+
+    Returns:
+        The file written.
+    """
+    directory = directory or registry_dir()
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = directory / f"{record.job_id}.json"
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")  # mode 0600
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(asdict(record), f, indent=2)
-        os.replace(tmp, record.path)
+        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return record.path
+    return path
+
+
+def mark_ended(
+    record: JobRecord, how: str, step: int | None, directory: Path | None = None
+) -> None:
+    """Rewrite the job's entry to say it ended (``how``) at ``step`` (see :func:`register`)."""
+    record.ended, record.end_step, record.end_time = how, step, time.time()
+    register(record, directory)
 
 
 def unregister(job_id: str) -> None:
+    """Remove the job's entry (a missing one is fine)."""
     (registry_dir() / f"{job_id}.json").unlink(missing_ok=True)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from .protocol import COMMANDS
 
 _MAX_BODY = 4096  # bytes; commands are tiny
+_READ_TIMEOUT = 5.0  # seconds a client may take to send its request (a stuck one frees its thread)
 
 
 class ControlServer:
@@ -26,8 +27,13 @@ class ControlServer:
 
     Args:
         token: the secret every request must present (``Authorization: Bearer``).
-        status: returns the latest status snapshot (a JSON-able dict).
+        status: returns the latest status snapshot (a JSON-able dict; its
+            ``step``, if any, is echoed in the reply to a command).
         port: 0 picks a free port.
+
+    Example:
+        >>> server = ControlServer("secret", lambda: {"step": 3}).start()  # doctest: +SKIP
+        >>> server.next_command()  # None until a client sends one  # doctest: +SKIP
     """
 
     def __init__(self, token: str, status: Callable[[], dict[str, Any]], port: int = 0):
@@ -37,20 +43,33 @@ class ControlServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="forgather-control", daemon=True
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="forgather-control",
+            daemon=True,
         )
 
     @property
     def port(self) -> int:
+        """The port it listens on (on 127.0.0.1)."""
         return self._httpd.server_address[1]
 
     def start(self) -> ControlServer:
+        """Serve from a daemon thread; returns self."""
         self._thread.start()
         return self
 
     def close(self) -> None:
+        """Stop serving and release the port."""
         self._httpd.shutdown()
         self._httpd.server_close()
+
+    def next_command(self) -> str | None:
+        """The oldest command not yet taken, or None."""
+        try:
+            return self.commands.get_nowait()
+        except queue.Empty:
+            return None
 
     def pending(self) -> list[str]:
         """Commands received since the last call, oldest first."""
@@ -64,6 +83,8 @@ class ControlServer:
 
 def _handler(server: ControlServer):
     class Handler(BaseHTTPRequestHandler):
+        timeout = _READ_TIMEOUT
+
         def log_message(self, format, *args):  # training output stays clean
             pass
 
@@ -107,9 +128,12 @@ def _handler(server: ControlServer):
                 self.reply(400, {"error": f"malformed request: {e}"})
                 return
             if command not in COMMANDS:
-                self.reply(400, {"error": f"unknown command {command!r}; expected one of {', '.join(COMMANDS)}"})
+                expected = ", ".join(COMMANDS)
+                self.reply(
+                    400, {"error": f"unknown command {command!r}; expected one of {expected}"}
+                )
                 return
             server.commands.put(command)
-            self.reply(200, {"accepted": command})
+            self.reply(200, {"accepted": command, "step": server.status().get("step")})
 
     return Handler

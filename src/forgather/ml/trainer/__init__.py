@@ -15,7 +15,24 @@ from .state import TrainerControl, TrainerState, TrainOutput
 from .trainer import Trainer
 from .training_args import TrainingArguments
 
+# Multi-process trainers import accelerate / torch.distributed.pipelining: on use only.
+_LAZY = {
+    "AccelTrainer": "forgather.ml.trainer.accel_trainer",
+    "PipelineTrainer": "forgather.ml.trainer.pipeline_trainer",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'forgather.ml.trainer' has no attribute {name!r}")
+
+
 __all__ = [
+    "AccelTrainer",
+    "PipelineTrainer",
     "BaseTrainer",
     "ResumableShuffleSampler",
     "TrainOutput",

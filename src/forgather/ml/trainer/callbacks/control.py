@@ -2,12 +2,17 @@
 
 Rank 0 registers the job (``forgather.control.registry``) and serves commands
 on 127.0.0.1 from a side thread. At every step boundary rank 0 takes the
-commands that arrived and broadcasts them, so all ranks apply the same command
-at the same step:
+oldest command that arrived and broadcasts it, so all ranks apply the same
+command at the same step:
 
 - ``save``: checkpoint now (and evaluate too when ``evaluate_on_save``);
 - ``stop`` / ``save-stop``: checkpoint, then end training cleanly;
 - ``abort``: end at once without a checkpoint (raises :class:`TrainingAborted`).
+
+Each rank logs the command it applies (``forgather control: save at step 12
+(rank 1 of 2)``, a warning, so it shows without any logging setup). When the
+job ends, its registry entry is rewritten to say how (``finished``,
+``stopped``, ``aborted``, or ``failed`` when an exception ended it).
 
 Decision a reader may question: the broadcast happens every step even when no
 command is pending (one int64 per step), because only rank 0 knows whether one
@@ -17,18 +22,24 @@ is; skipping it on some ranks would deadlock the collective.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from forgather.control.registry import JobRecord, new_job_id, new_token, register, unregister
+from forgather.control.registry import JobRecord, mark_ended, new_job_id, new_token, register
 from forgather.control.server import ControlServer
 
 from .base import TrainerCallback
+
+__all__ = ["TrainerControlCallback", "TrainingAborted"]
+
+logger = logging.getLogger(__name__)
 
 # Command codes broadcast from rank 0; 0 means "nothing to do".
 _CODES = {"save": 1, "stop": 2, "save-stop": 3, "abort": 4}
@@ -37,6 +48,10 @@ _NAMES = {code: name for name, code in _CODES.items()}
 
 class TrainingAborted(RuntimeError):
     """Raised on every rank when ``forgather control abort`` is applied."""
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def _world() -> tuple[int, int]:
@@ -52,78 +67,102 @@ class TrainerControlCallback(TrainerCallback):
         config_name: shown by ``forgather control list``.
         evaluate_on_save: a ``save`` command also runs an evaluation.
         port: the port to listen on (0: any free port).
+
+    Example:
+        >>> trainer = Trainer(model, args, train_dataset=data,
+        ...                   callbacks=[TrainerControlCallback("my run")])  # doctest: +SKIP
     """
 
-    def __init__(self, config_name: str = "", evaluate_on_save: bool = False, port: int = 0) -> None:
+    def __init__(
+        self, config_name: str = "", evaluate_on_save: bool = False, port: int = 0
+    ) -> None:
         self.config_name = config_name
         self.evaluate_on_save = evaluate_on_save
         self.port = port
         self.server: ControlServer | None = None
         self.record: JobRecord | None = None
-        self.applied: list[tuple[int, str]] = []  # (step, command) on this rank
+        self._registry: Path | None = None  # the directory it registered in
+        self.applied: list[tuple[int, str]] = []  # (step, command) applied on this rank
         self._status: dict[str, Any] = {"state": "starting"}
         self._started = 0.0
         self._start_step = 0
 
     # -- lifecycle --------------------------------------------------------------
     def on_train_begin(self, args, state, control, **kwargs):
+        self._end("failed")  # a previous train() of this trainer that raised, if any
         rank, world = _world()
         self._started, self._start_step = time.monotonic(), state.global_step
         self._update(args, state, phase="running")
         if rank != 0:
             return
+        launched = int(os.environ.get("WORLD_SIZE", "1"))
+        if launched > world:
+            logger.warning(
+                "forgather control: %d processes were launched but torch.distributed is not "
+                "initialised; commands reach rank 0 only (use a multi-process trainer)", launched,
+            )  # fmt: skip
         token = new_token()
         self.server = ControlServer(token, lambda: dict(self._status), self.port).start()
         self.record = JobRecord(
             job_id=new_job_id(), pid=os.getpid(), host=socket.gethostname(), port=self.server.port,
             token=token, run_dir=str(args.output_dir), config=self.config_name, world_size=world,
         )  # fmt: skip
-        register(self.record)
-        atexit.register(self._close)  # also when training dies with an exception
+        self._registry = register(self.record).parent
+        atexit.register(self._end, "failed")  # training died with an exception
 
     def on_train_end(self, args, state, control, **kwargs):
-        self._update(args, state, phase="finished")
-        self._close()
+        # Stopped early: by a command, a signal, or another callback.
+        stopped = state.global_step < state.max_steps
+        self._update(args, state, phase="stopped" if stopped else "finished")
+        self._end(self._status["state"])
 
-    def _close(self) -> None:
-        if self.record is not None:
-            unregister(self.record.job_id)
-            self.record = None
+    def _end(self, how: str) -> None:
+        """Stop serving and record in the registry how the job ended (rank 0)."""
         if self.server is not None:
             self.server.close()
             self.server = None
+        if self.record is not None:
+            mark_ended(self.record, how, self._status.get("step"), self._registry)
+            self.record = None
+            atexit.unregister(self._end)
 
     # -- commands ---------------------------------------------------------------
     def on_step_end(self, args, state, control, **kwargs):
-        code = self._next_command()
+        # Status first: a command that arrives from now on is applied at this
+        # step or the next, never later than the step its reply reports plus one.
         self._update(args, state)
+        code = self._next_command()
         if not code:
             return control
         command = _NAMES[code]
-        self.applied.append((state.global_step, command))
+        rank, world = _world()
+        step = state.global_step
+        self.applied.append((step, command))
+        logger.warning(
+            "forgather control: %s at step %d (rank %d of %d)", command, step, rank, world
+        )
         if command == "abort":
             self._update(args, state, phase="aborted")
-            self._close()
-            raise TrainingAborted(f"aborted by `forgather control abort` at step {state.global_step}")
+            self._end("aborted")
+            raise TrainingAborted(f"aborted by `forgather control abort` at step {step}")
         control.should_save = True
-        control.should_evaluate = control.should_evaluate or (command == "save" and self.evaluate_on_save)
+        control.should_evaluate = control.should_evaluate or (
+            command == "save" and self.evaluate_on_save
+        )
         if command in ("stop", "save-stop"):
             control.should_training_stop = True
+            control.should_log = True  # the last window's loss reaches the logs
             self._update(args, state, phase="stopping")
         return control
 
     def _next_command(self) -> int:
-        """Rank 0's next pending command, agreed by every rank (0 when none)."""
-        code = 0
-        if self.server is not None:
-            pending = self.server.pending()
-            if pending:
-                code = _CODES[pending[0]]
-                for extra in pending[1:]:  # keep the rest for the next steps, in order
-                    self.server.commands.put(extra)
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-            flag = torch.tensor([code], dtype=torch.int64, device=device)
+        """Rank 0's oldest pending command, agreed by every rank (0 when none)."""
+        command = self.server.next_command() if self.server is not None else None
+        code = _CODES[command] if command else 0
+        if _distributed():
+            flag = torch.tensor([code], dtype=torch.int64)
+            if dist.get_backend() == "nccl":
+                flag = flag.cuda()
             dist.broadcast(flag, src=0)
             code = int(flag.item())
         return code

@@ -1,0 +1,208 @@
+"""`AccelTrainer`: the training loop on every rank of a job, with Hugging Face Accelerate.
+
+Launch it with torchrun (`forgather -t CONFIG train --nproc 2`); each rank
+reads its own share of every global batch, so N processes with
+`per_device_train_batch_size` B train like one process with batch N*B.
+
+- `strategy="ddp"`: the model is replicated; Accelerate wraps it in
+  DistributedDataParallel and gradients are averaged in backward (skipped on
+  all but the last micro-batch of gradient accumulation).
+- `strategy="fsdp"`: parameters, gradients and optimizer state are sharded
+  over the ranks with FSDP2 (`fully_shard`, one unit per decoder layer).
+  `state_dict_type` picks how checkpoints hold them: `"full"` (gathered into one
+  `model.safetensors`, as `Trainer` writes) or `"sharded"` (each rank its own
+  shard, via `torch.distributed.checkpoint`).
+- `bf16=True`: bf16 autocast (Accelerate's mixed precision); weights,
+  gradients and optimizer state stay fp32.
+
+The decision a reader may question: FSDP is applied by this class with
+torch's `fully_shard`, not by Accelerate's FSDP plugin. Accelerate turns FSDP
+on only for GPU jobs (on the CPU its plugin is ignored and the run silently
+becomes DDP); applying FSDP2 ourselves, which is what that plugin does
+internally, gives one code path that the CPU tests exercise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from datetime import timedelta
+from typing import Any
+
+import torch
+from accelerate import Accelerator, InitProcessGroupKwargs
+from torch import nn
+from torch.distributed.device_mesh import init_device_mesh
+from torch.nn.utils import clip_grads_with_norm_, get_total_norm
+from torch.utils.data import Dataset, Sampler
+
+from . import sharded_state
+from .base_trainer import OptimizerFactory, SchedulerFactory
+from .callbacks import TrainerCallback
+from .distributed import check_joined, destroy_process_group_at_exit, launched_world_size
+from .multiprocess import MultiProcessTrainer
+from .training_args import TrainingArguments
+
+__all__ = ["AccelTrainer"]
+
+STRATEGIES = ("ddp", "fsdp")
+STATE_DICT_TYPES = ("full", "sharded")
+
+
+class AccelTrainer(MultiProcessTrainer):
+    """Data-parallel trainer (DDP or FSDP) on Accelerate; see the module docstring.
+
+    Args:
+        strategy: "ddp" or "fsdp".
+        state_dict_type: "full" or "sharded" checkpoints (FSDP; DDP is always full).
+        fsdp_reshard_after_forward: FSDP frees gathered layer weights after
+            forward (less memory, one more all-gather in backward).
+        timeout_seconds: How long a collective waits for a missing peer.
+        Others: as `BaseTrainer`.
+
+    Example:
+        >>> trainer = AccelTrainer(model=model, args=args, train_dataset=train,
+        ...                        data_collator=collate, strategy="fsdp")  # doctest: +SKIP
+        >>> trainer.train()  # under torchrun --nproc-per-node N  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        args: TrainingArguments,
+        train_dataset: Dataset | None = None,
+        eval_dataset: Dataset | None = None,
+        data_collator: Callable[[list[Any]], Any] | None = None,
+        processing_class: Any = None,
+        callbacks: list[TrainerCallback | type[TrainerCallback]] | None = None,
+        optimizer_factory: OptimizerFactory | None = None,
+        lr_scheduler_factory: SchedulerFactory | None = None,
+        train_sampler: Sampler | None = None,
+        strategy: str = "ddp",
+        state_dict_type: str = "full",
+        fsdp_reshard_after_forward: bool = True,
+        timeout_seconds: float = 600.0,
+    ) -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        if state_dict_type not in STATE_DICT_TYPES:
+            raise ValueError(
+                f"state_dict_type must be one of {STATE_DICT_TYPES}, got {state_dict_type!r}"
+            )
+        super().__init__(
+            model, args, train_dataset, eval_dataset, data_collator, processing_class, callbacks,
+            optimizer_factory, lr_scheduler_factory, train_sampler, timeout_seconds,
+        )  # fmt: skip
+        self.strategy = strategy
+        self.state_dict_type = state_dict_type if strategy == "fsdp" else "full"
+        self.fsdp_reshard_after_forward = fsdp_reshard_after_forward
+        self.accelerator: Accelerator | None = None
+        self._wrapped: nn.Module = model  # what runs forward: DDP wrapper, FSDP module or model
+
+    # ------------------------------------------------------------------ setup
+    def _setup(self) -> None:
+        use_cpu = self.args.use_cpu or not torch.cuda.is_available()
+        # cpu=True is what makes Accelerate join torchrun's process group on a CPU
+        # (see distributed.check_joined for what happens without it).
+        self.accelerator = Accelerator(
+            cpu=use_cpu,
+            mixed_precision="bf16" if self.args.bf16 else "no",
+            kwargs_handlers=[
+                InitProcessGroupKwargs(timeout=timedelta(seconds=self.timeout_seconds))
+            ],
+        )
+        check_joined(launched_world_size(), self.accelerator.num_processes)
+        destroy_process_group_at_exit()
+        self.device = self.accelerator.device
+        if self.args.torch_compile:
+            self.model.compile(mode=self.args.torch_compile_mode)
+        if self.strategy == "fsdp" and self.accelerator.num_processes > 1:
+            self.model.to(self.device)
+            mesh = init_device_mesh(self.device.type, (self.accelerator.num_processes,))
+            sharded_state.apply_fsdp(self.model, mesh, self.fsdp_reshard_after_forward)
+            self._wrapped = self.model
+        else:
+            self._wrapped = self.accelerator.prepare_model(self.model)
+
+    def _autocast(self) -> AbstractContextManager:
+        return self.accelerator.autocast()
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        self.accelerator.backward(loss)
+
+    def _no_sync(self, last_micro_batch: bool) -> AbstractContextManager:
+        if last_micro_batch or self.accelerator.num_processes == 1:
+            return contextlib.nullcontext()
+        if self.strategy == "fsdp":
+            return _fsdp_no_sync(self.model)
+        return self.accelerator.no_sync(self._wrapped)
+
+    def _clip_grad_norm(self) -> torch.Tensor | None:
+        if self.args.max_grad_norm <= 0:
+            return None
+        if self.strategy == "ddp":
+            return self.accelerator.clip_grad_norm_(
+                self.model.parameters(), self.args.max_grad_norm
+            )
+        # FSDP: gradients are sharded DTensors; the norm of all shards is a reduction.
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        norm = get_total_norm(grads, norm_type=2.0)
+        norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+        clip_grads_with_norm_(self.model.parameters(), self.args.max_grad_norm, norm)
+        return norm
+
+    def compute_loss(self, model: nn.Module, inputs: Any) -> torch.Tensor:
+        """As `BaseTrainer`, but forward runs through the DDP wrapper (which syncs gradients)."""
+        return super().compute_loss(self._wrapped if model is self.model else model, inputs)
+
+    def _callback_model(self) -> nn.Module | None:
+        # An FSDP module's forward is a collective: generating samples on rank 0 alone would hang.
+        return None if self.strategy == "fsdp" else self.model
+
+    # ------------------------------------------------------------ checkpoints
+    def _checkpoint_layout(self) -> dict[str, Any]:
+        return {
+            **super()._checkpoint_layout(),
+            "strategy": self.strategy,
+            "state_dict_type": self.state_dict_type,
+        }
+
+    def _save_model_and_optimizer(self, directory: str) -> None:
+        sharded_state.save_model_and_optimizer(
+            self._wrapped, self.model, self.optimizer, directory,
+            sharded=self.state_dict_type == "sharded", is_main_process=self.is_main_process,
+        )  # fmt: skip
+
+    def _load_model_and_optimizer(self, directory: str) -> None:
+        sharded_state.load_model_and_optimizer(
+            self._wrapped, self.model, self.optimizer, directory,
+            sharded=self.state_dict_type == "sharded",
+        )  # fmt: skip
+
+    def save_model(self, output_dir: str | None = None) -> str:
+        """Save the full weights (and tokenizer) for inference; call on every rank.
+
+        With FSDP the weights are first gathered to rank 0.
+        """
+        if self.strategy == "ddp" or self.accelerator.num_processes == 1:
+            return super().save_model(output_dir)
+        self._ensure_setup()
+        output_dir = output_dir or self.args.output_dir
+        weights = sharded_state.full_model_state_dict(self.model)
+        if self.is_main_process:
+            sharded_state.save_full_model(self.model, weights, output_dir)
+            if hasattr(self.processing_class, "save_pretrained"):
+                self.processing_class.save_pretrained(output_dir)
+        self._barrier()
+        return output_dir
+
+
+@contextlib.contextmanager
+def _fsdp_no_sync(model: nn.Module) -> Iterator[None]:
+    """Accumulate unsharded gradients locally; the last micro-batch reduce-scatters them."""
+    model.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        model.set_requires_gradient_sync(True)
