@@ -280,26 +280,22 @@ class TextFiles:
                     ordinal += 1
 
 
-class JsonlFiles:
-    """JSON Lines files: one JSON object per line, its ``text_field`` is the document.
+class _RecordFiles:
+    """Files of records whose text is one field: what JSONL and Parquet sources share."""
 
-    Blank lines are ignored. A line that is not JSON, not an object, lacks the field,
-    or holds a non-string there is a DataError naming file and line (or a logged
-    warning with ``on_error="skip"``).
-    """
-
-    kind = "jsonl"
+    kind = "records"
+    default_pattern = "**/*"
 
     def __init__(
         self,
         paths: str | os.PathLike | Sequence[str | os.PathLike],
         text_field: str = "text",
-        pattern: str = "**/*.jsonl",
+        pattern: str | None = None,
         on_error: OnError = "raise",
     ):
         self.paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
         self.text_field = text_field
-        self.pattern = pattern
+        self.pattern = pattern or self.default_pattern
         self.on_error: OnError = on_error
         self._files: list[SourceFile] | None = None
 
@@ -310,6 +306,19 @@ class JsonlFiles:
 
     def describe(self) -> dict:
         return {"kind": self.kind, "text_field": self.text_field, "on_error": self.on_error}
+
+
+class JsonlFiles(_RecordFiles):
+    """JSON Lines files: one JSON object per line, its ``text_field`` is the document.
+
+    Blank lines are ignored. A line that is not JSON, not an object, lacks the field,
+    or holds a non-string there is a DataError naming file and line (or a logged
+    warning with ``on_error="skip"``).
+    """
+
+    kind = "jsonl"
+
+    default_pattern = "**/*.jsonl"
 
     def _parse(self, path: Path, lineno: int, raw: bytes) -> str:
         line = _decode(path, raw, lineno).rstrip("\r\n")
@@ -348,7 +357,7 @@ class JsonlFiles:
                 _report(self.on_error, DataError(f.path, None, "file has no documents"))
 
 
-class ParquetFiles:
+class ParquetFiles(_RecordFiles):
     """Parquet files: the string column ``text_field``, one document per row.
 
     Read with ``pyarrow`` (a dependency of ``datasets``) in record batches, so a
@@ -357,26 +366,7 @@ class ParquetFiles:
 
     kind = "parquet"
 
-    def __init__(
-        self,
-        paths: str | os.PathLike | Sequence[str | os.PathLike],
-        text_field: str = "text",
-        pattern: str = "**/*.parquet",
-        on_error: OnError = "raise",
-    ):
-        self.paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-        self.text_field = text_field
-        self.pattern = pattern
-        self.on_error: OnError = on_error
-        self._files: list[SourceFile] | None = None
-
-    def files(self) -> list[SourceFile]:
-        if self._files is None:
-            self._files = expand_paths(self.paths, self.pattern)
-        return self._files
-
-    def describe(self) -> dict:
-        return {"kind": self.kind, "text_field": self.text_field, "on_error": self.on_error}
+    default_pattern = "**/*.parquet"
 
     def documents(self) -> Iterator[Document]:
         import pyarrow.parquet as pq
