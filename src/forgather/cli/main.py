@@ -115,10 +115,15 @@ def main(argv: list[str] | None = None) -> int:
         The exit code: 0 ok, 1 user error, 2 usage error.
     """
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # argparse's REMAINDER swallows a "--" right after the command name; keep
+    # everything from the first "--" for the command's own parser (train -- ...).
+    tail = argv[argv.index("--") :] if "--" in argv else []
     try:
-        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+        args = parser.parse_args(argv[: len(argv) - len(tail)])
     except SystemExit as exit_:
         return int(exit_.code or 0)
+    args.args = [*args.args, *tail]
     if args.interactive:
         from forgather.cli.shell import run_shell
 

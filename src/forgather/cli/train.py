@@ -41,21 +41,6 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "torchrun_args", nargs="*", metavar="-- TORCHRUN_OPTIONS", help="passed to torchrun (after --)"
     )
-    parse = parser.parse_args
-
-    def parse_with_separator(args=None, namespace=None):
-        # The top-level parser's REMAINDER drops a "--" that directly follows the
-        # command name (`forgather train -- --nnodes 2`), which would leave torchrun's
-        # options to this parser as unknown options; put it back from sys.argv.
-        args = list(sys.argv[1:] if args is None else args)
-        raw = sys.argv[1:]
-        if "--" in raw and "--" not in args:
-            tail = raw[raw.index("--") + 1 :]
-            if tail and args[len(args) - len(tail) :] == tail:
-                args = [*args[: len(args) - len(tail)], "--", *tail]
-        return parse(args, namespace)
-
-    parser.parse_args = parse_with_separator
 
 
 def _under_torchrun() -> bool:
