@@ -1,25 +1,47 @@
 # The two commands of the README: `make demo` and `make test`.
 # `make setup` is idempotent: it re-installs only when pyproject.toml or
-# constraints.txt changed since the last install.
+# constraints.txt changed since the last install. constraints.txt is the lock
+# (every package at the version CI tested); `make lock` remakes it.
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The CPU build on this machine's disk; any other version pulls a multi-GB CUDA build.
+TORCH_VERSION := 2.13.0
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test lint demo clean test-vllm
+.PHONY: setup test lint demo clean test-vllm lock test-latest
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
+# Re-resolve the newest versions pyproject.toml allows and write them to constraints.txt.
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip
+	.venv-lock/bin/python scripts/lock.py --torch $(TORCH_VERSION)
+	rm -rf .venv-lock
+
+# The newest versions pyproject.toml allows (torch stays the CPU build), in
+# .venv-latest: prints what differs from the lock, then lint and the whole suite.
+test-latest:
+	rm -rf .venv-latest
+	$(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/python -m pip install --quiet --upgrade pip
+	.venv-latest/bin/python -m pip install --quiet "torch==$(TORCH_VERSION)" -e '.[dev]'
+	.venv-latest/bin/python scripts/lock.py --compare constraints.txt
+	.venv-latest/bin/ruff check src tests benchmarks modelsrc scripts
+	.venv-latest/bin/python -m pytest -q
+
 lint: setup
-	$(VENV)/bin/ruff check src tests benchmarks modelsrc
+	$(VENV)/bin/ruff check src tests benchmarks modelsrc scripts
 
 test: lint
 	$(PY) -m pytest -q
@@ -38,4 +60,4 @@ test-vllm: setup
 	bash scripts/test_vllm.sh
 
 clean:
-	rm -rf $(VENV) output_models
+	rm -rf $(VENV) .venv-latest .venv-lock output_models

@@ -9,7 +9,10 @@ them): ``tiny_llama``, a plain transformers ``LlamaForCausalLM`` that vLLM runs
 with its own implementation, and ``gen_llama``, a Forgather-generated model
 (``templatelib/models/llama_4m.yaml`` at this size) that vLLM runs through its
 Transformers backend with ``trust_remote_code``. Each directory gets
-``expected.json``: greedy completions from transformers ``generate()``.
+``expected.json``: greedy completions computed by recomputing the whole
+sequence at every step, a reference that does not depend on any KV-cache path
+(``prepare`` fails if transformers ``generate()`` with its cache disagrees,
+which is a bug in the model code, not in vLLM).
 ``compare`` asks a running server for the same completions and exits 1 on any
 difference.
 
@@ -43,19 +46,23 @@ SIZES = {  # head_dim = hidden / heads = 64
 
 
 def _write_expected(model_dir: str) -> None:
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, trust_remote_code=True).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=True)
+    from tests.serve.conftest import greedy_reference, uncached_greedy
+
     expected = []
     for prompt in PROMPTS:
-        ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
-        with torch.no_grad():
-            out = model.generate(
-                ids, max_new_tokens=MAX_TOKENS, do_sample=False, pad_token_id=tokenizer.pad_token_id
+        ids = tokenizer(prompt)["input_ids"]
+        reference, _ = uncached_greedy(model, tokenizer, ids, MAX_TOKENS)
+        cached, _ = greedy_reference(model, tokenizer, ids, MAX_TOKENS)
+        if cached != reference:
+            raise SystemExit(
+                f"{model_dir}: generate() with a KV cache gives {cached!r} but recomputing "
+                f"the sequence gives {reference!r} for {prompt!r}; fix the model before vLLM"
             )
-        expected.append(tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
+        expected.append(reference)
     with open(os.path.join(model_dir, "expected.json"), "w") as f:
         json.dump({"prompts": PROMPTS, "max_tokens": MAX_TOKENS, "completions": expected}, f)
 

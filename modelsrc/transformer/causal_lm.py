@@ -36,6 +36,13 @@ from .attention_masks import causal_attention_mask, default_position_ids
 from .causal_loss import causal_lm_loss
 from .layer_stack import run_layers
 
+# transformers 5.2x renamed the KV cache argument and output field from
+# `past_key_values` to `cache`; the old name now warns and is announced for
+# removal. A generated model must run on both sides of the rename (vLLM pins an
+# older 5.x), so forward() accepts either name and outputs use whichever field
+# the installed transformers declares.
+CACHE_FIELD = "cache" if "cache" in BaseModelOutputWithPast.__dataclass_fields__ else "past_key_values"
+
 
 @dataclass
 class DecoderParts:
@@ -73,7 +80,7 @@ class CausalTransformerPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _supports_flex_attn = True
     _supports_attention_backend = True
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = ["cache", "past_key_values"]
 
     def _parameter_names(self, module: nn.Module) -> str | None:
         names = self.__dict__.get("_module_names")
@@ -138,10 +145,11 @@ class CausalTransformerModel(CausalTransformerPreTrainedModel):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values=None,
+        cache=None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
+        past_key_values=None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast | tuple:
@@ -154,9 +162,10 @@ class CausalTransformerModel(CausalTransformerPreTrainedModel):
             position_ids: (B|1, T); default: continue from the cache, skipping
                 padding. Restarting at 0 inside a row starts a new document
                 that cannot see the previous ones (packed sequences).
-            past_key_values: A transformers ``Cache``; created when ``use_cache``.
+            cache: A transformers ``Cache``; created when ``use_cache``.
             use_cache: Return the cache; default ``config.use_cache`` outside training.
             output_hidden_states: Also return each layer's input and the final output.
+            past_key_values: The name transformers before the rename uses for ``cache``.
             return_dict: False returns a tuple.
             **kwargs: Passed to the attention kernel.
 
@@ -173,9 +182,11 @@ class CausalTransformerModel(CausalTransformerPreTrainedModel):
         device = tokens.device
         if use_cache is None:
             use_cache = getattr(self.config, "use_cache", True) and not self.training
-        if use_cache and past_key_values is None:
-            past_key_values = DynamicCache(config=self.config)
-        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+        if cache is None:
+            cache = past_key_values
+        if use_cache and cache is None:
+            cache = DynamicCache(config=self.config)
+        past_length = cache.get_seq_length() if cache is not None else 0
         if position_ids is None:
             position_ids = default_position_ids(attention_mask, past_length, seq_len, device)
         elif position_ids.dim() == 1:
@@ -201,7 +212,7 @@ class CausalTransformerModel(CausalTransformerPreTrainedModel):
             all_hidden_states=all_hidden_states,
             attention_mask=mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            past_key_values=cache,
             attn_implementation=attn_implementation,
             **kwargs,
         )
@@ -210,8 +221,8 @@ class CausalTransformerModel(CausalTransformerPreTrainedModel):
             all_hidden_states.append(hidden_states)
         output = BaseModelOutputWithPast(
             last_hidden_state=hidden_states,
-            past_key_values=past_key_values if use_cache else None,
             hidden_states=tuple(all_hidden_states) if all_hidden_states is not None else None,
+            **{CACHE_FIELD: cache if use_cache else None},
         )
         return output if return_dict is not False else output.to_tuple()
 
@@ -253,12 +264,13 @@ class CausalTransformerForCausalLM(CausalTransformerPreTrainedModel, GenerationM
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values=None,
+        cache=None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         return_dict: bool | None = None,
+        past_key_values=None,
         **kwargs,
     ) -> CausalLMOutputWithPast | tuple:
         """Logits for every position (or the last ``logits_to_keep``), and the loss given ``labels``.
@@ -277,9 +289,10 @@ class CausalTransformerForCausalLM(CausalTransformerPreTrainedModel, GenerationM
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=cache if cache is not None else past_key_values,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
+            return_dict=True,
             **kwargs,
         )
         hidden_states = outputs.last_hidden_state
@@ -294,7 +307,7 @@ class CausalTransformerForCausalLM(CausalTransformerPreTrainedModel, GenerationM
         output = CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
             hidden_states=outputs.hidden_states,
+            **{CACHE_FIELD: getattr(outputs, CACHE_FIELD)},
         )
         return output if return_dict is not False else output.to_tuple()

@@ -72,6 +72,22 @@ def greedy_reference(model, tokenizer, prompt_ids: list[int], max_new_tokens: in
     return tokenizer.decode(new_tokens, skip_special_tokens=True), len(new_tokens)
 
 
+def uncached_greedy(model, tokenizer, prompt_ids: list[int], max_new_tokens: int):
+    """Greedy continuation that recomputes the whole sequence each step: (text, new tokens).
+
+    A reference with no KV-cache path at all, for checking the cached ones.
+    """
+    ids = torch.tensor([prompt_ids])
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            next_id = model(input_ids=ids, use_cache=False).logits[:, -1].argmax(-1)
+            ids = torch.cat([ids, next_id[:, None]], dim=1)
+            if next_id.item() == tokenizer.eos_token_id:
+                break
+    new_tokens = ids[0, len(prompt_ids) :]
+    return tokenizer.decode(new_tokens, skip_special_tokens=True), len(new_tokens)
+
+
 def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
     """Poll ``condition`` until it holds; fail after ``timeout`` seconds (a hang, not a timing)."""
     deadline = time.monotonic() + timeout

@@ -1,7 +1,10 @@
-"""A Forgather-generated model (``templatelib/models/llama_4m.yaml`` at test size,
-loaded back through transformers' remote code) served like any other: concurrent
-greedy completions equal ``model.generate()``, so its padding mask, positions and
-KV cache work in a continuously changing batch."""
+"""Forgather-generated models (the shipped Llama, GPT-2 and DeepNet presets and
+an ALiBi variant, at test size, loaded back through transformers' remote code)
+served like any other: concurrent greedy completions equal ``model.generate()``
+with its KV cache, which equals ``generate()`` without a cache. So the padding
+mask, positions and cache work in a continuously changing batch, and whatever
+keyword the installed transformers passes the cache under reaches the model
+(transformers 5.24 renamed it, and a model that dropped it generated garbage)."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import pytest
 import torch
 
 from forgather.serve import ServerThread, load_for_serving, wrap_model
-from tests.serve.conftest import greedy_reference
+from tests.serve.conftest import greedy_reference, uncached_greedy
 from tests.serve.tiny_model import train_tokenizer
 
 SIZES = {
@@ -27,15 +30,40 @@ SIZES = {
 }
 
 
+ALIBI = """\
+-- extends "llama_4m.yaml"
+[relative_positions]
+                alibi: !call:.alibi:ALiBi@alibi
+                    num_heads: !var num_attention_heads
+"""
+
+#: name -> (template, template text or None, sizes that differ from SIZES)
+PRESETS = {
+    "llama": ("llama_4m.yaml", None, {}),
+    "gpt2": ("gpt2_4m.yaml", None, {"num_key_value_heads": 4}),
+    "deepnet": ("deepnet.yaml", None, {"num_key_value_heads": 4}),
+    "alibi": ("", ALIBI, {}),
+}
+
+
 @pytest.fixture(scope="module")
-def generated_model_dir(tmp_path_factory) -> str:
+def tokenizer():
+    return train_tokenizer(512)
+
+
+@pytest.fixture(scope="module", params=sorted(PRESETS))
+def generated_model_dir(request, tmp_path_factory, tokenizer) -> str:
     from forgather.config import ConfigEnvironment
     from forgather.project.workspace import templatelib_searchdirs
 
-    out = str(tmp_path_factory.mktemp("generated") / "gen_llama")
-    tokenizer = train_tokenizer(512)
-    config = ConfigEnvironment(templatelib_searchdirs()).load("llama_4m.yaml", output_dir=out)
-    for key, value in {"vocab_size": len(tokenizer), **SIZES}.items():
+    template, text, sizes = PRESETS[request.param]
+    out = str(tmp_path_factory.mktemp("generated") / f"gen_{request.param}")
+    env = ConfigEnvironment(templatelib_searchdirs())
+    if text is None:
+        config = env.load(template, output_dir=out)
+    else:
+        config = env.load_from_string(text, output_dir=out)
+    for key, value in {"vocab_size": len(tokenizer), **SIZES, **sizes}.items():
         config.set_value(f"model.hyperparameters.{key}", value)
     torch.manual_seed(0)
     config.build("model").save_pretrained(out)
@@ -48,9 +76,10 @@ def test_generated_model_serves_concurrent_greedy_equal_to_generate(generated_mo
     assert type(model).__module__.startswith("transformers_modules.")  # the generated code
     text = "def function(argument):\n    return argument + 1\n"
     prompts = [text[: 3 + 6 * i] for i in range(8)]
-    expected = [
-        greedy_reference(model, tokenizer, tokenizer(p)["input_ids"], 16)[0] for p in prompts
-    ]
+    prompt_ids = [tokenizer(p)["input_ids"] for p in prompts]
+    expected = [greedy_reference(model, tokenizer, ids, 16)[0] for ids in prompt_ids]
+    assert expected == [uncached_greedy(model, tokenizer, ids, 16)[0] for ids in prompt_ids]
+    assert len(set(expected)) > 1  # the prompts lead to different continuations
 
     async def ask_all(url: str) -> list[str]:
         client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="-", max_retries=0)

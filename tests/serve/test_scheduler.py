@@ -8,8 +8,9 @@ import threading
 
 import pytest
 import torch
+from transformers import DynamicCache
 
-from forgather.serve.kv_batch import PaddedKVBatch
+from forgather.serve.kv_batch import PaddedKVBatch, cache_keyword
 from forgather.serve.sampling import SamplingParams
 from forgather.serve.scheduler import BatchScheduler, GenerationRequest, Overloaded
 from tests.serve.conftest import greedy_reference, wait_until
@@ -120,8 +121,9 @@ def test_padded_batch_trims_columns_no_row_uses(model_and_tokenizer):
     model, _ = model_and_tokenizer
     batch = PaddedKVBatch(model.config)
     for length in (3, 7, 5):
-        cache_model = model(torch.arange(length)[None] + 10, use_cache=True).past_key_values
-        batch.add(cache_model, length)
+        cache = DynamicCache(config=model.config)
+        model(torch.arange(length)[None] + 10, use_cache=True, **{cache_keyword(model): cache})
+        batch.add(cache, length)
     assert batch.mask.sum(dim=1).tolist() == [3, 7, 5] and batch.mask.shape[1] == 7
     batch.keep([2, 0])
     assert batch.lengths == [5, 3] and batch.mask.shape == (2, 5)

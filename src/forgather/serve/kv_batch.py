@@ -18,9 +18,22 @@ trimmed whenever rows leave.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
+
+
+def cache_keyword(model) -> str:
+    """The keyword under which ``model.forward`` takes its KV cache.
+
+    transformers 5.2x renamed ``past_key_values`` to ``cache`` (the old name
+    warns); a model written for either side of the rename is served, and
+    Forgather's generated models accept both.
+    """
+    parameters = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
 
 
 def check_cache_supported(config) -> None:
@@ -113,11 +126,12 @@ class PaddedKVBatch:
             layer.keys = layer.keys[index, :, unused:]
             layer.values = layer.values[index, :, unused:]
 
-    def step_inputs(self, last_tokens: list[int]) -> dict[str, torch.Tensor | DynamicCache]:
+    def step_inputs(self, last_tokens: list[int]) -> dict[str, torch.Tensor | bool]:
         """Model keyword arguments for one decode step that feeds each row its last token.
 
-        The mask gains the new token's column here; the model appends its keys
-        and values to the cache.
+        The mask gains the new token's column here; the caller passes
+        :attr:`cache` under the model's :func:`cache_keyword` and the model
+        appends its keys and values to it.
         """
         device = self.mask.device
         self.mask = torch.nn.functional.pad(self.mask, (0, 1), value=1)
@@ -127,6 +141,5 @@ class PaddedKVBatch:
             "input_ids": torch.tensor(last_tokens, device=device)[:, None],  # (B, 1)
             "attention_mask": self.mask,
             "position_ids": positions,
-            "past_key_values": self.cache,
             "use_cache": True,
         }

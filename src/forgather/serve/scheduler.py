@@ -37,7 +37,7 @@ import torch
 from transformers import DynamicCache
 
 from forgather.serve.detokenize import IncrementalDetokenizer, StopStringFilter
-from forgather.serve.kv_batch import PaddedKVBatch, check_cache_supported
+from forgather.serve.kv_batch import PaddedKVBatch, cache_keyword, check_cache_supported
 from forgather.serve.sampling import SamplingParams, TokenChoice, choose_tokens, make_generator
 
 logger = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class BatchScheduler:
 
     Args:
         model: A causal LM (``model(input_ids, attention_mask, position_ids,
-            past_key_values, use_cache)`` returning ``.logits``), in eval mode.
+            cache | past_key_values, use_cache)`` returning ``.logits``), in eval mode.
         tokenizer: Its tokenizer (for detokenizing).
         max_batch_size: Most sequences decoded in one step.
         max_batch_tokens: Token budget: the prompt + ``max_tokens`` of the
@@ -139,6 +139,7 @@ class BatchScheduler:
         self._prefill_kwargs = (
             {"logits_to_keep": 1} if "logits_to_keep" in _forward_parameters(model) else {}
         )
+        self._cache_keyword = cache_keyword(model)
         self._ids = itertools.count()
         self._lock = threading.Condition()
         self._waiting: collections.deque[_Sequence] = collections.deque()
@@ -279,8 +280,8 @@ class BatchScheduler:
             cache = DynamicCache(config=self.model.config)
             output = self.model(
                 input_ids=torch.tensor([prompt], device=self._device),
-                past_key_values=cache,
                 use_cache=True,
+                **{self._cache_keyword: cache},
                 **self._prefill_kwargs,
             )
             [choice] = choose_tokens(
@@ -298,7 +299,7 @@ class BatchScheduler:
         """Feed every running row its last token and advance each by one token."""
         try:
             inputs = self._batch.step_inputs([s.last_token for s in self._running])
-            output = self.model(**inputs)
+            output = self.model(**inputs, **{self._cache_keyword: self._batch.cache})
             choices = choose_tokens(
                 output.logits[:, -1],
                 [s.request.params for s in self._running],
