@@ -20,6 +20,11 @@ parser reads options up to the command name; the command's module is imported
 and its parser built only then. So ``forgather --help`` imports no command
 module, and a config-aware command can load the config first and add the
 config's ``dynamic_args`` to its own parser (and to its ``--help``).
+
+No parser accepts abbreviated options (``allow_abbrev=False``): the options
+after a command name are read by two parsers, and an abbreviation one of them
+understands (``--out`` for the global ``--output``) would steal a command's
+own option of that name (``plot --out``).
 """
 
 from __future__ import annotations
@@ -97,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Explore, build and run Forgather projects.",
         epilog=f"commands:\n{listing}\n\n'forgather COMMAND --help' shows a command's options.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
     _add_common_options(parser)
     parser.add_argument(
@@ -169,12 +175,13 @@ def _dispatch(global_args: argparse.Namespace, name: str, argv: list[str]) -> in
         prog=f"forgather {name}",
         description=f"{help_text}.\n\n{command.description}".strip(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
     command.add_arguments(parser)
     _add_common_options(parser.add_argument_group("common options"), prefix="cmd_")
 
     # Options after the command name that decide how the config loads.
-    early = argparse.ArgumentParser(add_help=False)
+    early = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     _add_common_options(early, prefix="cmd_")
     pre, _ = early.parse_known_args(argv)
     ctx = CommandContext(

@@ -1,0 +1,43 @@
+"""``forgather plot RUN --out FILE``: the option reaches the command (the global
+``-o/--output`` takes no abbreviations), so FILE holds the image, not the report."""
+
+from __future__ import annotations
+
+import json
+
+from .conftest import TUTORIAL, run_cli
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _run_dir(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    history = [{"loss": 3.0 - step / 4, "learning_rate": 1e-3, "step": step} for step in range(1, 5)]
+    history.append({"eval_loss": 2.5, "step": 4})
+    (run / "trainer_logs.json").write_text(json.dumps(history))
+    return run
+
+
+def test_plot_out_writes_a_png(tmp_path):
+    run, image = _run_dir(tmp_path), tmp_path / "curves.png"
+    result = run_cli("plot", str(run), "--out", str(image))
+    assert result.rc == 0, result.err
+    assert result.out == f"wrote {image}\n"
+    data = image.read_bytes()
+    assert data.startswith(PNG_SIGNATURE)
+    assert data.endswith(b"IEND\xaeB`\x82")  # the closing chunk: nothing appended
+
+
+def test_plot_out_with_output_keeps_both_apart(tmp_path):
+    run, image, report = _run_dir(tmp_path), tmp_path / "curves.png", tmp_path / "report.txt"
+    result = run_cli("plot", str(run), "--out", str(image), "-o", str(report))
+    assert result.rc == 0, result.err
+    assert image.read_bytes().startswith(PNG_SIGNATURE)
+    assert report.read_text() == f"wrote {image}\n"
+
+
+def test_global_options_are_not_abbreviated(tmp_path):
+    result = run_cli("-p", str(TUTORIAL), "--out", "x.txt", "ls", cwd=tmp_path)
+    assert result.rc == 2  # a usage error, not `-o x.txt`
+    assert not (tmp_path / "x.txt").exists()
