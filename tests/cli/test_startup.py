@@ -45,3 +45,17 @@ def test_help_imports_no_command_module():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "['forgather.cli', 'forgather.cli.main']"
+
+
+def test_python_dash_m_forgather_is_the_command_and_stays_light():
+    # -X importtime lists every module the interpreter imports, on stderr.
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "forgather", "--help"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("usage: forgather ")
+    imported = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if "|" in line}
+    assert "forgather.cli.main" in imported
+    assert not {m.split(".")[0] for m in imported} & {"torch", "transformers", "numpy"}
