@@ -47,3 +47,30 @@ def test_define_is_parsed_as_yaml():
     args = ["-t", "4_dynamic_args.yaml", "-D", "greeting=Hey", "-D", "repeat=2", "construct"]
     result = run_cli(*T, *args)
     assert "'repeated': ['Hey', 'Hey']" in result.out
+
+
+# YAML 1.2 core: what each override text becomes (YAML 1.1 would read no/yes/on/off as
+# booleans, 1_000 as 1000, and 0o17 and 3e-4 as strings).
+YAML12_VALUES = {
+    "no": "no", "yes": "yes", "on": "on", "off": "off", "0o17": 15, "1_000": "1_000",
+    "true": True, "False": False, "null": None, "~": None, "3e-4": 0.0003, "017": 17,
+    "0x1f": 31, ".inf": float("inf"), "2024-01-01": "2024-01-01",
+}  # fmt: skip
+
+
+def test_override_values_are_yaml_1_2_core():
+    from forgather.cli.values import parse_yaml_value
+
+    assert {text: parse_yaml_value(text) for text in YAML12_VALUES} == YAML12_VALUES
+    assert parse_yaml_value("[no, 1_000, {a: off}]") == ["no", "1_000", {"a": "off"}]
+    assert parse_yaml_value(".nan") != parse_yaml_value(".nan")  # NaN
+
+
+def test_set_and_define_read_yaml_1_2_core():
+    keys = {text: f"k{i}" for i, text in enumerate(YAML12_VALUES)}
+    sets = [w for text, key in keys.items() for w in ("--set", f"main.{key}={text}")]
+    result = run_cli(*T, "-t", "4_dynamic_args.yaml", "-D", "greeting=no", "construct", *sets)
+    assert result.rc == 0, result.err
+    assert "'repeated': ['no']" in result.out
+    for text, key in keys.items():
+        assert f"'{key}': {YAML12_VALUES[text]!r}" in result.out, (text, result.out)

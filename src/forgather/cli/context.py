@@ -6,8 +6,9 @@ touches: ``--help`` loads nothing, ``ls`` renders no config it does not list.
 
 Decision a reader may question: ``-D`` and ``--set`` values are parsed as YAML
 here, in the CLI, not in the config package: ``-D lr=1e-3`` must mean the float
-``0.001`` and ``-D name=abc`` the string ``abc``, exactly as the same text
-would read inside a config, and only the command line has raw text to parse.
+``0.001`` and ``-D name=abc`` the string ``abc``, and only the command line has
+raw text to parse. They are read as YAML 1.2 core (``forgather.cli.values``):
+``--set main.args.eval_strategy=no`` is the string ``no``.
 """
 
 from __future__ import annotations
@@ -17,30 +18,15 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from forgather.cli.command import CLIError
+from forgather.cli.values import parse_yaml_value
 
 if TYPE_CHECKING:
     from forgather.config import Config
     from forgather.project import Project
 
 
-def parse_yaml_value(text: str) -> Any:
-    """A command-line value as YAML (``1e-3`` → 0.001, ``[1, 2]`` → list, ``''`` → ``''``).
-
-    Raises:
-        CLIError: the text is not valid YAML.
-    """
-    if text == "":
-        return ""
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise CLIError(f"cannot parse {text!r} as a YAML value: {err}") from None
-
-
 def parse_assignments(items: list[str] | None, option: str) -> list[tuple[str, Any]]:
-    """Split ``NAME=VALUE`` items and parse each value as YAML.
+    """Split ``NAME=VALUE`` items and parse each value as YAML 1.2 core.
 
     Args:
         items: the raw option values, in command-line order.

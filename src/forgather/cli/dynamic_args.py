@@ -27,7 +27,7 @@ import argparse
 from typing import Any
 
 from forgather.cli.command import CLIError
-from forgather.cli.context import parse_yaml_value
+from forgather.cli.values import parse_yaml_value
 
 
 def _parse_bool(text: str) -> bool:
