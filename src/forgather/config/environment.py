@@ -16,8 +16,9 @@ from typing import Any
 
 from .errors import ConfigError, SourceLocation
 from .loader import STRING_TEMPLATE, TemplateRef, TemplateSet
-from .nodes import CallNode, DictNode, DListNode, ListNode, Node
+from .nodes import Node
 from .sourcemap import LineMap
+from .traverse import PathError, assign
 from .yaml_graph import load_graph
 
 
@@ -95,78 +96,27 @@ class Config:
     def set_value(self, path: str, value: Any) -> None:
         """Override the value at a dotted path (``trainer.args.lr``, ``a.layers.0``).
 
-        Keys of mappings and call keywords are names; sequence items and
-        positional arguments are indices. ``value`` is a plain Python value.
+        The path is one that ``walk`` (and so ``graph``) names: keys of
+        mappings and call keywords are names; sequence items and positional
+        arguments are indices. A new mapping key or keyword is added.
+
+        Args:
+            path: a target, then steps separated by ``.``.
+            value: a plain Python value.
+
+        Raises:
+            ConfigError: the path names no place in the graph.
         """
-        steps = path.split(".")
-        if steps[0] not in self.graph:
-            raise ConfigError(f"--set {path}: no target {steps[0]!r}")
-        if len(steps) == 1:
-            self.graph[steps[0]] = value
-            return
-        parent = self.graph[steps[0]]
-        for i, step in enumerate(steps[1:-1], start=1):
-            parent = _child(parent, step, ".".join(steps[: i + 1]))
-        _assign(parent, steps[-1], value, path)
+        try:
+            assign(self.graph, path, value)
+        except PathError as e:
+            raise ConfigError(f"--set {e.path}: {e.reason}") from None
 
     def _target(self, target: str) -> Any:
         if target not in self.graph:
             known = ", ".join(self.graph) or "(none)"
             raise ConfigError(f"{self.name}: no target {target!r}; targets: {known}")
         return self.graph[target]
-
-
-def _container(node: Any, path: str):
-    if isinstance(node, CallNode):
-        return node
-    if isinstance(node, (ListNode, DictNode, DListNode)):
-        return node
-    raise ConfigError(f"--set {path}: {type(node).__name__} value has no children")
-
-
-def _child(node: Any, step: str, path: str) -> Any:
-    node = _container(node, path)
-    if isinstance(node, CallNode):
-        if step.isdigit() and int(step) < len(node.args):
-            return node.args[int(step)]
-        if step in node.kwargs:
-            return node.kwargs[step]
-    elif isinstance(node, ListNode):
-        if step.isdigit() and int(step) < len(node.items):
-            return node.items[int(step)]
-    else:
-        key = _key(node.items, step, isinstance(node, DListNode))
-        if key is not None:
-            return node.items[key]
-    raise ConfigError(f"--set {path}: no such key or index {step!r}")
-
-
-def _key(items: dict, step: str, positional: bool = False) -> Any:
-    """The key ``step`` names; for a ``!dlist`` a number may also name the n-th item."""
-    if step in items:
-        return step
-    for key in items:
-        if str(key) == step:
-            return key
-    if positional and step.isdigit() and int(step) < len(items):
-        return list(items)[int(step)]
-    return None
-
-
-def _assign(node: Any, step: str, value: Any, path: str) -> None:
-    node = _container(node, path)
-    if isinstance(node, CallNode):
-        if step.isdigit() and int(step) < len(node.args):
-            node.args[int(step)] = value
-        else:
-            node.kwargs[step] = value
-    elif isinstance(node, ListNode):
-        if not step.isdigit() or int(step) >= len(node.items):
-            raise ConfigError(f"--set {path}: index {step!r} out of range ({len(node.items)} items)")
-        node.items[int(step)] = value
-    else:
-        key = _key(node.items, step, isinstance(node, DListNode))
-        node.items[step if key is None else key] = value
 
 
 class ConfigEnvironment:

@@ -1,9 +1,21 @@
-"""The one way to walk a node graph.
+"""The one way to walk a node graph, and to follow a dotted path into it.
 
-Build, code generation, ``to_yaml``, ``check``, ``graph`` output and ``--set``
-all need the same thing: every node with its path from a target
-(``trainer.args.optimizer``), visited in a deterministic order, each node's
-children visited once even when the node is shared or part of a cycle.
+Every pass names a place in the graph the same way: a path of steps from a
+target (``trainer.args.optimizer``), each step a key of
+:meth:`~forgather.config.nodes.Node.children`. :func:`walk` visits every
+place in a deterministic order (``check``, ``graph``, code generation's
+reference counts); :func:`lookup` and :func:`assign` follow one dotted path
+(``--set``); build and code generation recurse with the same steps, so an
+error note names the path that ``graph`` prints and ``--set`` accepts.
+
+Decision a reader may question: :func:`walk` is pre-order and visits each
+shared node's children once. That is right for looking at a graph, and wrong
+for evaluating one: build needs children before their parent, a factory or
+container anew at each reference, and a partial's arguments only when it is
+called. So build and codegen recurse themselves, one step at a time through
+the nodes' uniform :meth:`~forgather.config.nodes.Node.children` and
+:meth:`~forgather.config.nodes.Container.assemble`, rather than consume
+:func:`walk`.
 """
 
 from __future__ import annotations
@@ -26,6 +38,7 @@ class Visit:
 
     @property
     def dotted(self) -> str:
+        """The path as ``--set`` takes it: steps joined with ``.``."""
         return ".".join(self.path)
 
 
@@ -34,6 +47,13 @@ def walk(graph: dict[str, Any], targets: list[str] | None = None) -> Iterator[Vi
 
     A node seen before is yielded again (``first=False``) but not descended
     into, so shared nodes and cycles are walked once.
+
+    Args:
+        graph: target name -> value.
+        targets: the targets to start from, in order.
+
+    Yields:
+        One :class:`Visit` per place a value is referenced from.
     """
     seen: set[int] = set()
     names = list(graph) if targets is None else targets
@@ -62,3 +82,73 @@ def reference_counts(graph: dict[str, Any], targets: list[str] | None = None) ->
 def first_paths(graph: dict[str, Any]) -> dict[int, str]:
     """The dotted path by which each node is first reached."""
     return {id(v.value): v.dotted for v in walk(graph) if isinstance(v.value, Node) and v.first}
+
+
+class PathError(LookupError):
+    """A dotted path that names no place in the graph.
+
+    Attributes:
+        reason: what is wrong, e.g. ``no such key or index 'lr'``.
+        path: the path up to the step that failed.
+    """
+
+    def __init__(self, reason: str, path: str):
+        super().__init__(f"{path}: {reason}")
+        self.reason = reason
+        self.path = path
+
+
+def _step(value: Any, key: str, path: str) -> Any:
+    if not isinstance(value, Node):
+        raise PathError(f"{type(value).__name__} value has no children", path)
+    try:
+        return value.child(key)
+    except KeyError:
+        raise PathError(f"no such key or index {key!r}", path) from None
+    except LookupError as e:
+        raise PathError(str(e), path) from None
+
+
+def _parent(graph: dict[str, Any], steps: list[str]) -> Any:
+    if steps[0] not in graph:
+        raise PathError(f"no target {steps[0]!r}", ".".join(steps))
+    value = graph[steps[0]]
+    for i in range(1, len(steps) - 1):
+        value = _step(value, steps[i], ".".join(steps[: i + 1]))
+    return value
+
+
+def lookup(graph: dict[str, Any], path: str) -> Any:
+    """The value at dotted ``path`` (``trainer.args.lr``, ``layers.0``).
+
+    Raises:
+        PathError: a step names nothing.
+    """
+    steps = path.split(".")
+    value = _parent(graph, steps)
+    return value if len(steps) == 1 else _step(value, steps[-1], path)
+
+
+def assign(graph: dict[str, Any], path: str, value: Any) -> None:
+    """Put ``value`` at dotted ``path``; a new mapping key or keyword is added.
+
+    Args:
+        graph: target name -> value; changed in place.
+        path: a target, then steps as :func:`walk` names them.
+        value: a plain Python value or a node.
+
+    Raises:
+        PathError: a step before the last names nothing, or the last step is
+            not an index of a sequence.
+    """
+    steps = path.split(".")
+    parent = _parent(graph, steps)
+    if len(steps) == 1:
+        graph[path] = value
+        return
+    if not isinstance(parent, Node):
+        raise PathError(f"{type(parent).__name__} value has no children", path)
+    try:
+        parent.set_child(steps[-1], value)
+    except LookupError as e:
+        raise PathError(str(e.args[0]), path) from None
