@@ -26,6 +26,7 @@ Decisions a reader may question:
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -216,10 +217,8 @@ class _Keyed(Container):
         return self.items[self.key(key)]
 
     def set_child(self, key: str, value: Any) -> None:
-        try:
+        with contextlib.suppress(KeyError):  # else a new key, added as text
             key = self.key(key)
-        except KeyError:
-            pass  # a new key, added as text
         self.items[key] = value
 
 
@@ -231,7 +230,7 @@ class DictNode(_Keyed):
     explicit: bool = False
 
     def assemble(self, values: list[Any]) -> dict:
-        return dict(zip(self.items, values))
+        return dict(zip(self.items, values, strict=True))
 
 
 @dataclass(eq=False)
