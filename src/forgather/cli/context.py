@@ -53,6 +53,10 @@ class CommandContext:
         template_vars: ``-D`` variables, already parsed.
         overrides: ``--set`` (path, value) pairs, applied after loading.
         output: file that receives the command's output (``-o``), or ``None``.
+        argv: the ``forgather`` arguments that run this command again (global
+            options, the command name, its own arguments): what ``train``
+            starts on each rank, whether the command came from the shell's
+            ``sys.argv`` or from the interactive shell.
     """
 
     def __init__(
@@ -62,12 +66,14 @@ class CommandContext:
         template_vars: dict[str, Any] | None = None,
         overrides: list[tuple[str, Any]] | None = None,
         output: str | None = None,
+        argv: list[str] | None = None,
     ):
         self.project_dir = project_dir
         self.config_template = config_template
         self.template_vars = dict(template_vars or {})
         self.overrides = list(overrides or [])
         self.output = output
+        self.argv = list(argv or [])
         self._project: Project | None = None
         self._config: Config | None = None
         self._output_started = False

@@ -192,6 +192,7 @@ def _dispatch(global_args: argparse.Namespace, name: str, argv: list[str]) -> in
         ),
         overrides=parse_assignments((global_args.sets or []) + (pre.cmd_sets or []), "--set"),
         output=pre.cmd_output or global_args.output,
+        argv=[*_global_words(global_args), name, *argv],
     )
     dests = _add_config_options(ctx, parser, argv) if command.uses_config else []
     args = parser.parse_args(argv)
@@ -202,6 +203,18 @@ def _dispatch(global_args: argparse.Namespace, name: str, argv: list[str]) -> in
         if values:
             ctx.reload_config(**values)
     return command.run(ctx, args) or EXIT_OK
+
+
+def _global_words(global_args: argparse.Namespace) -> list[str]:
+    """The global options of ``global_args`` as command-line words (for a command's ``argv``)."""
+    words: list[str] = []
+    for flag, value in (("-p", global_args.project_dir), ("-t", global_args.config_template),
+                        ("-o", global_args.output)):  # fmt: skip
+        if value is not None:
+            words += [flag, value]
+    words += [w for item in global_args.defines or () for w in ("-D", item)]
+    words += [w for item in global_args.sets or () for w in ("--set", item)]
+    return words + (["--traceback"] if global_args.traceback else [])
 
 
 def _add_config_options(ctx, parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:

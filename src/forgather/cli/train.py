@@ -12,7 +12,8 @@
 Decision a reader may question: several processes are started by running
 ``forgather … train`` itself under ``torchrun``; each rank then trains in
 process. The launcher exports ``FORGATHER_RUN_TIME`` so that every rank (and
-every node) names the same run directory.
+every node) names the same run directory, and stays until the ranks exit,
+passing signals on (``forgather.cli.launch``).
 """
 
 from __future__ import annotations
@@ -64,16 +65,6 @@ def _child_argv(argv: list[str]) -> list[str]:
     return out
 
 
-def torchrun_command(argv: list[str], nproc: int, torchrun_args: list[str]) -> list[str]:
-    """The torchrun command that runs ``forgather ARGV`` on ``nproc`` processes per node."""
-    rendezvous = any(a.split("=")[0] in ("--nnodes", "--rdzv-endpoint", "--rdzv_endpoint") for a in torchrun_args)
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}"]
-    if not rendezvous:
-        command.append("--standalone")
-    command += torchrun_args
-    return command + ["-m", "forgather.cli", *_child_argv(argv)]
-
-
 def _train(ctx: CommandContext, args: argparse.Namespace) -> int:
     config = ctx.config
     env = config.build("env") if "env" in config.targets else {}
@@ -82,16 +73,19 @@ def _train(ctx: CommandContext, args: argparse.Namespace) -> int:
         env = {**env, "CUDA_VISIBLE_DEVICES": args.devices}
     launch = not _under_torchrun() and (nproc > 1 or args.devices or args.torchrun_args)
     if launch:
-        command = torchrun_command(sys.argv[1:], nproc, args.torchrun_args)
+        from forgather.cli.launch import run_job, torchrun_command
+
+        # Each rank runs this command as parsed here, not sys.argv (the shell's own).
+        command = torchrun_command(_child_argv(ctx.argv), nproc, args.torchrun_args)
         if args.dry_run:
             prefix = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in env.items())
             ctx.emit((prefix + " " if prefix else "") + shlex.join(command))
             return 0
         child_env = {**os.environ, **{k: str(v) for k, v in env.items()}}
         child_env.setdefault("FORGATHER_RUN_TIME", time.strftime("%Y-%m-%dT%H-%M-%S"))
-        return subprocess.run(command, env=child_env).returncode
+        return run_job(command, child_env)
     if args.dry_run:
-        ctx.emit(f"forgather {shlex.join(_child_argv(sys.argv[1:]))}  # in this process")
+        ctx.emit(f"forgather {shlex.join(_child_argv(ctx.argv))}  # in this process")
         return 0
     os.environ.update({k: str(v) for k, v in env.items()})
     return _train_in_process(ctx)
