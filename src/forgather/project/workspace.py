@@ -82,11 +82,6 @@ def find_workspace_root(start: str | os.PathLike) -> Path | None:
     return None
 
 
-def is_project_dir(path: str | os.PathLike) -> bool:
-    """True when ``path`` holds a ``meta.yaml``."""
-    return os.path.isfile(os.path.join(path, META_FILE))
-
-
 def find_projects(root: str | os.PathLike) -> Iterator[Path]:
     """Yield every project directory at or below ``root``, in sorted order.
 
