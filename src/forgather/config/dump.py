@@ -2,7 +2,16 @@
 
 We build PyYAML representation nodes and let PyYAML's serializer write them;
 a node object used in several places becomes one anchor and aliases, which is
-exactly how the loader made it shared.
+exactly how the loader made it shared. Tags come from
+:func:`~forgather.config.nodes.yaml_tag`, the one node-kind -> tag table.
+
+Decision a reader may question: this pass recurses itself instead of
+consuming :func:`~forgather.config.traverse.walk`. YAML is a tree of
+sequences and mappings whose shape differs per node kind (a call's arguments
+become ``argN`` keys beside its keywords, a ``!var`` with a default becomes a
+mapping), and a shared node must be registered before its children are
+written so that a cycle becomes an alias; a pre-order stream of visits would
+have to be reassembled into that tree.
 """
 
 from __future__ import annotations
@@ -11,28 +20,13 @@ from typing import Any
 
 import yaml
 
-from .nodes import (
-    FACTORY,
-    META,
-    PARTIAL,
-    SINGLETON,
-    CallNode,
-    DictNode,
-    DListNode,
-    ListNode,
-    Node,
-    VarNode,
-)
+from .nodes import CallNode, Container, Node, VarNode, yaml_tag
 
-_TAGS = {SINGLETON: "call", FACTORY: "factory", PARTIAL: "partial", META: "meta"}
+_STD = "tag:yaml.org,2002:"
 
 
 class _Dumper(yaml.SafeDumper):
     pass
-
-
-def _tag(base: str, name: str | None, separator: str = "") -> str:
-    return f"!{base}{separator}@{name}" if name else f"!{base}"
 
 
 class _Representer:
@@ -40,61 +34,62 @@ class _Representer:
         self.dumper = _Dumper(None)
         self.memo: dict[int, yaml.Node] = {}
 
-    def mapping(self, tag: str, items: dict[Any, Any]) -> yaml.MappingNode:
-        node = yaml.MappingNode(tag, [], flow_style=False)
-        for key, value in items.items():
-            node.value.append((self.node(key), self.node(value)))
-        return node
+    def pairs(self, items: dict[Any, Any]) -> list[tuple[yaml.Node, yaml.Node]]:
+        return [(self.node(key), self.node(value)) for key, value in items.items()]
 
     def node(self, value: Any) -> yaml.Node:
         if not isinstance(value, Node):
             return self.dumper.represent_data(value)
         if id(value) in self.memo:
             return self.memo[id(value)]
-        if isinstance(value, CallNode):
-            tag = f"!{_TAGS[value.kind]}:{value.spec}" + (f"@{value.name}" if value.name else "")
-            if not value.args and not value.kwargs:
-                out = yaml.MappingNode(tag, [], flow_style=True)  # `!tag {}`: no arguments
-            elif value.kwargs:
-                kwargs = {f"arg{i}": v for i, v in enumerate(value.args)} | value.kwargs
-                out = yaml.MappingNode(tag, [], flow_style=False)
-                self.memo[id(value)] = out
-                out.value = self.mapping(tag, kwargs).value
-            else:
-                out = yaml.SequenceNode(tag, [], flow_style=False)
-                self.memo[id(value)] = out
-                out.value = [self.node(v) for v in value.args]
-        elif isinstance(value, VarNode):
-            tag = _tag("var", value.name, ":")
-            if value.has_default:
-                out = self.mapping(tag, {"name": value.var, "default": value.default})
-            else:
-                out = yaml.ScalarNode(tag, value.var)
-        elif isinstance(value, ListNode):
-            tag = _tag(value.kind, value.name, ":") if value.explicit or value.kind == "tuple" else "tag:yaml.org,2002:seq"
-            out = yaml.SequenceNode(tag, [], flow_style=False)
-            self.memo[id(value)] = out
-            out.value = [self.node(v) for v in value.items]
-        elif isinstance(value, DictNode):
-            tag = _tag("dict", value.name, ":") if value.explicit or value.name else "tag:yaml.org,2002:map"
-            out = yaml.MappingNode(tag, [], flow_style=False)
-            self.memo[id(value)] = out
-            out.value = self.mapping(tag, value.items).value
-        else:
-            assert isinstance(value, DListNode)
-            out = yaml.MappingNode(_tag("dlist", value.name, ":"), [], flow_style=False)
-            self.memo[id(value)] = out
-            out.value = self.mapping(out.tag, value.items).value
-            if not value.items:
-                out = yaml.MappingNode(out.tag, [], flow_style=True)
+        out = self.var(value) if isinstance(value, VarNode) else self.collection(value)
         self.memo[id(value)] = out
         return out
 
+    def var(self, value: VarNode) -> yaml.Node:
+        if not value.has_default:
+            return yaml.ScalarNode(yaml_tag(value), value.var)
+        out = yaml.MappingNode(yaml_tag(value), [], flow_style=False)
+        out.value = self.pairs({"name": value.var, "default": value.default})
+        return out
+
+    def collection(self, value: CallNode | Container) -> yaml.Node:
+        """A call or a container: a sequence or a mapping, registered before its children."""
+        tag, items = yaml_tag(value), _inside(value)
+        if isinstance(items, list):
+            out = yaml.SequenceNode(tag or _STD + "seq", [], flow_style=False)
+            self.memo[id(value)] = out  # before the children: a cycle becomes an alias
+            out.value = [self.node(v) for v in items]
+        else:
+            out = yaml.MappingNode(tag or _STD + "map", [], flow_style=False)
+            self.memo[id(value)] = out
+            out.value = self.pairs(items)
+        return out
+
+
+def _inside(value: CallNode | Container) -> list | dict:
+    """What is written after the tag: a sequence, or a mapping (``{}`` when empty).
+
+    A call's arguments are a sequence when all are positional, else a mapping
+    where positional ones become ``argN`` keys.
+    """
+    if not isinstance(value, CallNode):
+        return value.items
+    if value.args and not value.kwargs:
+        return value.args
+    return {f"arg{i}": v for i, v in enumerate(value.args)} | value.kwargs
+
 
 def to_yaml(graph: dict[str, Any]) -> str:
-    """YAML text for ``graph``; loading it gives an equivalent graph."""
+    """YAML text for ``graph``; loading it gives an equivalent graph.
+
+    Args:
+        graph: target name -> value.
+
+    Returns:
+        One YAML document whose root maps the target names.
+    """
     representer = _Representer()
-    root = yaml.MappingNode("tag:yaml.org,2002:map", [], flow_style=False)
-    for key, value in graph.items():
-        root.value.append((representer.node(key), representer.node(value)))
+    root = yaml.MappingNode(_STD + "map", [], flow_style=False)
+    root.value = representer.pairs(graph)
     return yaml.serialize(root, Dumper=_Dumper, width=100, allow_unicode=True)

@@ -20,10 +20,12 @@ from yaml import MappingNode, ScalarNode, SequenceNode
 
 from .errors import SourceLocation, YamlError
 from .nodes import (
-    FACTORY,
-    META,
-    PARTIAL,
-    SINGLETON,
+    CALL_KINDS,
+    DLIST,
+    KINDS,
+    LIST,
+    TUPLE,
+    VAR,
     CallNode,
     DictNode,
     DListNode,
@@ -34,15 +36,7 @@ from .spec import parse_spec
 
 Locate = Callable[[int, int], "SourceLocation | None"]
 
-_CALL_KINDS = {
-    "call": SINGLETON,
-    "singleton": SINGLETON,
-    "factory": FACTORY,
-    "partial": PARTIAL,
-    "lambda": PARTIAL,
-    "meta": META,
-}
-_CONTAINERS = {"list", "tuple", "dict", "dlist"}
+_EXPECTED = ", ".join(f"!{tag}" for tag in list(KINDS)[:-1]) + f" or !{list(KINDS)[-1]}"
 _POSITIONAL_KEY = re.compile(r"^arg(\d+)$")
 _STD = "tag:yaml.org,2002:"
 # libyaml's composer is several times faster and keeps the same marks; it is used
@@ -158,30 +152,27 @@ class _Converter:
     def tagged(self, ynode: yaml.Node, tag: str) -> Any:
         base, _, name = tag.partition("@")
         name = name or None
-        kind, _, spec = base.partition(":")
+        written, _, spec = base.partition(":")
+        kind = KINDS.get(written)  # the one tag table, nodes.TAGS, plus its aliases
         line, column = ynode.start_mark.line, ynode.start_mark.column
         if name is not None and not re.match(r"^[A-Za-z_]\w*$", name):
             raise self.error(f"bad node name {name!r} in tag !{tag}", ynode)
-        if kind in _CALL_KINDS:
+        if kind in CALL_KINDS:
             try:
                 parse_spec(spec)
             except ValueError as e:
                 raise self.error(f"{e} (in tag !{tag})", ynode) from None
-            node = CallNode(kind=_CALL_KINDS[kind], spec=spec, line=line, column=column, name=name)
+            node = CallNode(kind=kind, spec=spec, line=line, column=column, name=name)
             self.memo[id(ynode)] = node
             node.args, node.kwargs = self.arguments(ynode)
             return node
         if spec:
             raise self.error(f"unknown tag !{tag}", ynode)
-        if kind == "var":
+        if kind == VAR:
             return self.var(ynode, line, column, name)
-        if kind in _CONTAINERS:
+        if kind is not None:
             return self.container(ynode, kind, tag, line, column, name)
-        raise self.error(
-            f"unknown tag !{tag} (expected !call, !singleton, !factory, !partial, !lambda, "
-            "!meta, !var, !list, !tuple, !dict or !dlist)",
-            ynode,
-        )
+        raise self.error(f"unknown tag !{tag} (expected {_EXPECTED})", ynode)
 
     def arguments(self, ynode: yaml.Node) -> tuple[list[Any], dict[str, Any]]:
         if isinstance(ynode, ScalarNode):
@@ -225,7 +216,7 @@ class _Converter:
 
     def container(self, ynode, kind, tag, line, column, name) -> Any:
         empty = isinstance(ynode, ScalarNode) and ynode.value == ""
-        if kind in ("list", "tuple"):
+        if kind in (LIST, TUPLE):
             node = ListNode(kind=kind, explicit=True, line=line, column=column, name=name)
             self.memo[id(ynode)] = node
             if isinstance(ynode, SequenceNode):
@@ -233,12 +224,12 @@ class _Converter:
             elif not empty:
                 raise self.error(f"!{tag} needs a sequence", ynode)
             return node
-        node = (DictNode(explicit=True) if kind == "dict" else DListNode())
+        node = DListNode() if kind == DLIST else DictNode(explicit=True)
         node.line, node.column, node.name = line, column, name
         self.memo[id(ynode)] = node
         if isinstance(ynode, MappingNode):
             items = self.mapping(ynode)
-            if kind == "dlist":
+            if kind == DLIST:
                 items = {k: v for k, v in items.items() if v is not None}
             node.items = items
         elif not empty:
