@@ -10,6 +10,11 @@ Semantics, in one place:
 * containers build fresh at every reference (value semantics);
 * ``!var`` reads the build's context variables.
 
+Paths in messages (``trainer.args.optimizer``) are the steps of
+:meth:`~forgather.config.nodes.Node.children`, the ones ``graph`` prints and
+``--set`` takes. The builder recurses itself rather than consuming
+:func:`~forgather.config.traverse.walk` (see that module for why).
+
 Decision a reader may question: the memo of singletons lives in a
 :class:`Builder` made per build call and never on the nodes, so building twice
 gives fresh singletons and the graph is never mutated. Partials keep a
@@ -37,9 +42,7 @@ from .nodes import (
     PARTIAL,
     SINGLETON,
     CallNode,
-    DictNode,
-    DListNode,
-    ListNode,
+    Container,
     Node,
     VarNode,
     describe,
@@ -131,7 +134,7 @@ class Builder:
             result = self._build(value, path, searchpath)
         finally:
             del self.in_progress[key]
-        if isinstance(value, CallNode) and value.kind in (SINGLETON, PARTIAL, META):
+        if value.kind in (SINGLETON, PARTIAL, META):
             self.memo[key] = result
         return result
 
@@ -145,13 +148,8 @@ class Builder:
                 f"no value for !var {node.var!r} (pass it as a context variable or give a default)",
                 self.locate(node),
             )
-        if isinstance(node, ListNode):
-            items = [self.build(v, f"{path}.{i}", searchpath) for i, v in enumerate(node.items)]
-            return tuple(items) if node.kind == "tuple" else items
-        if isinstance(node, DictNode):
-            return {k: self.build(v, f"{path}.{k}", searchpath) for k, v in node.items.items()}
-        if isinstance(node, DListNode):
-            return [self.build(v, f"{path}.{k}", searchpath) for k, v in node.items.items()]
+        if isinstance(node, Container):
+            return node.assemble([self.build(v, f"{path}.{k}", searchpath) for k, v in node.children()])
         return self._call(node, path, searchpath)
 
     def _call(self, node: CallNode, path: str, searchpath) -> Any:
