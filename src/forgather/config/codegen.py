@@ -12,6 +12,12 @@ The module defines ``construct(**context_vars)``, which rebuilds exactly what
   every call (a factory or container inside);
 * ``!var`` become keyword parameters of ``construct`` with their defaults.
 
+Reference counts and variable names come from
+:func:`~forgather.config.traverse.walk`; expressions are written by
+recursing through the nodes (traverse.py says why not through ``walk``), and
+a container is written by assembling its children's source into the plain
+list/tuple/dict it builds to, then printing that like any literal.
+
 Decisions a reader may question: ``!meta`` nodes are evaluated while
 generating (their callee wants unbuilt nodes, which generated code does not
 have) and emitted as literals; source-file SPECs (``file.py:Name``,
@@ -25,6 +31,7 @@ import builtins
 import keyword
 import math
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from .build import Builder
@@ -35,9 +42,7 @@ from .nodes import (
     PARTIAL,
     SINGLETON,
     CallNode,
-    DictNode,
-    DListNode,
-    ListNode,
+    Container,
     Node,
     VarNode,
 )
@@ -85,7 +90,16 @@ def _wrap(open_: str, parts: list[str], close: str, trailing_comma: bool = False
     return open_ + "\n" + "".join(_indent(p) + ",\n" for p in parts) + close
 
 
+@dataclass(frozen=True)
+class _Source:
+    """Python source already written for a node, placed inside a literal by :func:`_literal`."""
+
+    text: str
+
+
 def _literal(value: Any, imports: _Imports) -> str:
+    if isinstance(value, _Source):
+        return value.text
     if isinstance(value, float) and not math.isfinite(value):
         return f"float({str(value)!r})"
     if isinstance(value, (list, tuple)):
@@ -212,16 +226,10 @@ class _Generator:
             return _literal(value, self.imports)
         if isinstance(value, VarNode):
             return self.var(value, searchpath)
-        if isinstance(value, ListNode):
-            parts = [self.expr(v, once, searchpath) for v in value.items]
-            if value.kind == "tuple":
-                return _wrap("(", parts, ")", trailing_comma=True)
-            return _wrap("[", parts, "]")
-        if isinstance(value, DictNode):
-            parts = [f"{_literal(k, self.imports)}: {self.expr(v, once, searchpath)}" for k, v in value.items.items()]
-            return _wrap("{", parts, "}")
-        if isinstance(value, DListNode):
-            return _wrap("[", [self.expr(v, once, searchpath) for v in value.items.values()], "]")
+        if isinstance(value, Container):
+            # The container of its children's source, written like a plain list/tuple/dict.
+            parts = [_Source(self.expr(v, once, searchpath)) for _, v in value.children()]
+            return _literal(value.assemble(parts), self.imports)
         return self.call(value, once, searchpath)
 
     def var(self, node: VarNode, searchpath) -> str:
@@ -321,7 +329,7 @@ class _Generator:
         """Whether building ``value`` inside a partial gives a new object per call."""
         if isinstance(value, CallNode):
             return value.kind == FACTORY  # singletons, partials and metas are shared
-        if isinstance(value, (ListNode, DictNode, DListNode)):
+        if isinstance(value, Container):
             return True
         if isinstance(value, VarNode):
             return value.has_default and isinstance(value.default, Node)
