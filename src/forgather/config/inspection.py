@@ -3,6 +3,12 @@
 ``check`` imports every SPEC and binds every call's arguments to the callee's
 signature using placeholders, so a misspelt keyword is found without
 constructing a single object. ``to_dot``/``to_mermaid`` draw the graph.
+Both go through :func:`~forgather.config.traverse.walk`, so they meet nodes
+in the same order and name them by the same paths as ``--set``.
+
+Decision a reader may question: ``check`` builds the value of each
+``submodule_searchpath`` keyword (it decides where ``.module:Name`` SPECs
+are imported from), and nothing else.
 """
 
 from __future__ import annotations
@@ -19,45 +25,47 @@ if TYPE_CHECKING:
 
 
 def check(cfg: Config) -> list[str]:
-    """Problems of ``cfg`` as one-line messages (``file:line: reason``); empty when fine."""
+    """Problems of ``cfg`` as one-line messages (``file:line: reason``); empty when fine.
+
+    Args:
+        cfg: a loaded config; nothing in it is built except the values of
+            ``submodule_searchpath`` keywords.
+    """
     problems: list[str] = []
     builder = Builder({"pp_config": cfg.pp}, cfg.locate_node)
-    seen: set[int] = set()
-
-    def report(node: Node, reason: str) -> None:
-        location = cfg.locate_node(node)
-        problems.append(f"{location}: {reason}" if location else reason)
-
-    def visit(value: Any, path: str, searchpath) -> None:
-        if not isinstance(value, Node) or id(value) in seen:
-            return
-        seen.add(id(value))
-        if isinstance(value, CallNode):
-            if value.searchpath is not None:
-                try:
-                    built = builder.build(value.searchpath, path)
-                    searchpath = [built] if isinstance(built, str) else list(built)
-                except ConfigError as e:
-                    problems.append(e.one_line)
-            try:
-                fn = builder.resolve(value, searchpath)
-            except ConfigError as e:
-                problems.append(e.one_line)
-                fn = None
-            if fn is not None and value.kind != META:
-                n_args, keywords = len(value.args), list(value.call_kwargs)
-                if value.latent is not None:
-                    keywords = None  # keywords known only when built
-                if keywords is not None:
-                    problem = signature_problem(fn, n_args, keywords, partial=value.kind == PARTIAL)
-                    if problem:
-                        report(value, f"wrong arguments for {describe(value)}: {problem}")
-        for key, child in value.children():
-            visit(child, f"{path}.{key}", searchpath)
-
-    for target, value in cfg.graph.items():
-        visit(value, target, None)
+    searchpaths: dict[int, list[str] | None] = {}  # node id -> search path in effect below it
+    for visit in walk(cfg.graph):
+        node = visit.value
+        if not isinstance(node, Node) or not visit.first:
+            continue
+        searchpath = None if visit.parent is None else searchpaths[id(visit.parent)]
+        if isinstance(node, CallNode):
+            searchpath = _check_call(cfg, builder, node, visit.dotted, searchpath, problems)
+        searchpaths[id(node)] = searchpath
     return problems
+
+
+def _check_call(cfg: Config, builder: Builder, node: CallNode, path: str, searchpath, problems) -> Any:
+    """Check one call; returns the submodule search path in effect for its arguments."""
+    if node.searchpath is not None:
+        try:
+            built = builder.build(node.searchpath, path)
+            searchpath = [built] if isinstance(built, str) else list(built)
+        except ConfigError as e:
+            problems.append(e.one_line)
+    try:
+        fn = builder.resolve(node, searchpath)
+    except ConfigError as e:
+        problems.append(e.one_line)
+        return searchpath
+    if node.kind == META or node.latent is not None:
+        return searchpath  # a meta callee takes nodes; latent keywords are known only when built
+    problem = signature_problem(fn, len(node.args), list(node.call_kwargs), partial=node.kind == PARTIAL)
+    if problem:
+        location = cfg.locate_node(node)
+        reason = f"wrong arguments for {describe(node)}: {problem}"
+        problems.append(f"{location}: {reason}" if location else reason)
+    return searchpath
 
 
 def _label(value: Any) -> str:
