@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .nodes import Node
+from .nodes import DictNode, Node
 
 
 @dataclass(frozen=True)
@@ -118,15 +118,41 @@ def _parent(graph: dict[str, Any], steps: list[str]) -> Any:
     return value
 
 
+def _places(holder: Any, steps: list[str], i: int) -> Iterator[tuple[Any, str]]:
+    """Each (node, key) that ``steps[i:]`` can name below ``holder``, one step per key first.
+
+    A mapping key may contain dots (``rules: {norm\\.weight$: ...}``), so a
+    key may also span several steps; that reading is tried only after the
+    plain one fails, so a path that named a place before still names it.
+    """
+    for j in range(i + 1, len(steps) + 1):
+        key = ".".join(steps[i:j])
+        try:
+            child = holder.child(key)
+        except LookupError:
+            continue
+        if j == len(steps):
+            yield holder, key
+        elif isinstance(child, Node):
+            yield from _places(child, steps, j)
+
+
+def _place(graph: dict[str, Any], path: str) -> tuple[Node, str] | None:
+    # The root as a mapping node over the same dict, so targets are keys like any other.
+    return next(_places(DictNode(items=graph), path.split("."), 0), None)
+
+
 def lookup(graph: dict[str, Any], path: str) -> Any:
-    """The value at dotted ``path`` (``trainer.args.lr``, ``layers.0``).
+    """The value at dotted ``path`` (``trainer.args.lr``, ``layers.0``), as :func:`walk` names it.
 
     Raises:
         PathError: a step names nothing.
     """
+    place = _place(graph, path)
+    if place is not None:
+        return place[0].child(place[1])
     steps = path.split(".")
-    value = _parent(graph, steps)
-    return value if len(steps) == 1 else _step(value, steps[-1], path)
+    return _step(_parent(graph, steps), steps[-1], path)  # raises: says which step failed
 
 
 def assign(graph: dict[str, Any], path: str, value: Any) -> None:
@@ -138,11 +164,15 @@ def assign(graph: dict[str, Any], path: str, value: Any) -> None:
         value: a plain Python value or a node.
 
     Raises:
-        PathError: a step before the last names nothing, or the last step is
-            not an index of a sequence.
+        PathError: no target or no place before the last step, or the last
+            step is not an index of a sequence.
     """
+    place = _place(graph, path)
+    if place is not None:
+        place[0].set_child(place[1], value)
+        return
     steps = path.split(".")
-    parent = _parent(graph, steps)
+    parent = _parent(graph, steps)  # a new key or keyword below an existing place
     if len(steps) == 1:
         graph[path] = value
         return
