@@ -114,14 +114,17 @@ def test_spec_forms(load, tmp_path):
     assert (built["items"], built["keys"], built["values"]) == ([("a", 1)], ["a"], [1])
 
 
-def test_loading_never_imports(load):
+def test_loading_never_imports(load, tmp_path, monkeypatch):
     import sys
 
-    cfg = load("a: !call:json.decoder:JSONDecoder\nb: !call:xml.dom.minidom:parseString ['<a/>']\n")
-    assert cfg.targets == ["a", "b"]
-    assert "xml.dom.minidom" not in sys.modules or True is not None  # stdlib may be preloaded
-    assert "no_such_module_zz" not in sys.modules
-    load("c: !call:no_such_module_zz:X\n")  # loads fine; building would fail
+    (tmp_path / "forgather_import_probe.py").write_text("def make():\n    return 'made'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "forgather_import_probe", raising=False)
+    cfg = load("a: !call:forgather_import_probe:make\nb: !call:no_such_module_zz:X\n")
+    assert cfg.targets == ["a", "b"]  # loads fine; building b would fail
+    assert "forgather_import_probe" not in sys.modules
+    assert cfg.build("a") == "made"
+    assert sys.modules.pop("forgather_import_probe").make() == "made"  # building imported it
 
 
 def test_dot_names_are_not_targets_but_anchors_work(load):
