@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from forgather.serve.sampling import SamplingParams, choose_tokens, make_generator
+from forgather.serve.sampling import SamplingError, SamplingParams, choose_tokens, make_generator
 
 CPU = torch.device("cpu")
 
@@ -62,3 +62,31 @@ def test_logprobs_are_the_models_before_temperature():
     assert math.isclose(choice.top_logprobs[0][1], float(expected[0]), rel_tol=1e-6)
     [plain] = _choose(logits, [SamplingParams(max_tokens=1, temperature=0)])
     assert plain.logprob is None and plain.top_logprobs == []
+
+
+def test_every_documented_temperature_is_numerically_safe():
+    logits = torch.randn(1, 64, generator=torch.Generator().manual_seed(2)) * 30
+    for temperature in (1e-39, 1e-30, 1e-7, 0.01, 2.0):
+        params = SamplingParams(max_tokens=1, temperature=temperature, top_p=0.9, seed=5)
+        [choice] = _choose(logits, [params])
+        assert 0 <= choice.token_id < 64
+        if temperature < 1e-6:  # all mass on the best token
+            assert choice.token_id == int(logits.argmax())
+
+
+def test_a_row_with_non_finite_logits_fails_alone():
+    logits = torch.randn(3, 32, generator=torch.Generator().manual_seed(3))
+    logits[1, 5] = float("nan")
+    params = [SamplingParams(max_tokens=1, temperature=t, seed=1, logprobs=1) for t in (0, 1, 1)]
+    first, broken, last = _choose(logits, params)
+    assert isinstance(broken, SamplingError)
+    assert first.token_id == int(logits[0].argmax()) and 0 <= last.token_id < 32
+    assert first.logprob is not None and last.logprob is not None
+
+
+def test_seeds_of_any_size_make_generators_and_reproduce():
+    for seed in (0, -1, 2**63 - 1, 2**64 + 7):
+        a, b = make_generator(seed, CPU), make_generator(seed, CPU)
+        assert torch.equal(torch.rand(4, generator=a), torch.rand(4, generator=b))
+    different = torch.rand(4, generator=make_generator(-1, CPU))
+    assert not torch.equal(different, torch.rand(4, generator=make_generator(1, CPU)))

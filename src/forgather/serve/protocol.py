@@ -42,7 +42,8 @@ class _SamplingFields(BaseModel):
     ignore_eos: bool = False
     n: int = Field(1, ge=1, le=16)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    # OpenAI documents seed as a 64-bit integer; larger values are a 400, not a crash.
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
     stream: bool = False
     stream_options: StreamOptions | None = None
     frequency_penalty: float | None = None

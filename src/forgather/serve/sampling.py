@@ -11,6 +11,12 @@ batch sizes a CPU or a single GPU serves (tens of rows) the loop costs far
 less than the model's forward pass. Greedy rows are done in one ``argmax``.
 Log-probabilities are those of the model's own distribution (before
 temperature, top-k and top-p), as OpenAI documents them.
+
+Every documented parameter value is numerically safe: logits are shifted so
+the best is 0 before dividing by the temperature, so a temperature of 1e-39
+sends the other tokens to -inf (greedy) instead of overflowing to NaN. A row
+whose logits are themselves not finite gets a :class:`SamplingError` in its
+place; the other rows of the batch are unaffected.
 """
 
 from __future__ import annotations
@@ -18,6 +24,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+
+SEED_MODULUS = 2**64  # torch generators take seeds in [0, 2**64)
+
+
+class SamplingError(ValueError):
+    """One row could not be sampled (its logits are NaN or infinite)."""
 
 
 @dataclass(frozen=True)
@@ -70,12 +82,16 @@ class TokenChoice:
 
 
 def make_generator(seed: int | None, device: torch.device) -> torch.Generator:
-    """A generator for one sequence on ``device``, seeded by ``seed`` or at random."""
+    """A generator for one sequence on ``device``, seeded by ``seed`` or at random.
+
+    Any integer is accepted: it is taken modulo 2**64 (so ``seed + i`` for the
+    i-th of ``n`` choices never overflows, and negative seeds are distinct).
+    """
     generator = torch.Generator(device=device)
     if seed is None:
         generator.seed()
     else:
-        generator.manual_seed(seed)
+        generator.manual_seed(seed % SEED_MODULUS)
     return generator
 
 
@@ -84,7 +100,9 @@ def _filtered_logits(row: torch.Tensor, params: SamplingParams) -> torch.Tensor:
 
     The order (temperature, then top-k, then top-p) is the one ``generate()`` uses.
     """
-    scores = row / params.temperature
+    # Shift the best logit to 0 first: dividing by a tiny temperature then gives -inf
+    # for the others rather than +inf - inf = NaN in the softmax.
+    scores = (row - row.max()) / params.temperature
     if 0 < params.top_k < scores.numel():
         kth_best = torch.topk(scores, params.top_k).values[-1]
         scores = scores.masked_fill(scores < kth_best, float("-inf"))
@@ -104,7 +122,7 @@ def choose_tokens(
     logits: torch.Tensor,
     params: list[SamplingParams],
     generators: list[torch.Generator],
-) -> list[TokenChoice]:
+) -> list[TokenChoice | SamplingError]:
     """Pick the next token of every row.
 
     Args:
@@ -113,16 +131,22 @@ def choose_tokens(
         generators: The B sequences' generators (see :func:`make_generator`).
 
     Returns:
-        B choices, in row order.
+        B choices, in row order; a :class:`SamplingError` in place of the
+        choice of a row whose logits are NaN or +inf.
     """
     logits = logits.float()
+    # NaN or +inf anywhere in a row leaves no distribution to sample (-inf is a masked token).
+    broken = (logits.isnan() | (logits == float("inf"))).any(dim=-1).tolist()
     token_ids = logits.argmax(dim=-1).tolist()  # greedy for every row; sampled rows overwrite
     for row, p in enumerate(params):
-        if not p.greedy:
+        if not p.greedy and not broken[row]:
             probs = _filtered_logits(logits[row], p).softmax(dim=-1)
             token_ids[row] = int(torch.multinomial(probs, 1, generator=generators[row]))
-    choices = [TokenChoice(token_id) for token_id in token_ids]
-    wanted = [row for row, p in enumerate(params) if p.logprobs is not None]
+    choices: list[TokenChoice | SamplingError] = [
+        SamplingError("the model produced non-finite logits") if bad else TokenChoice(token_id)
+        for token_id, bad in zip(token_ids, broken, strict=True)
+    ]
+    wanted = [row for row, p in enumerate(params) if p.logprobs is not None and not broken[row]]
     if wanted:
         logprobs = torch.log_softmax(logits[wanted], dim=-1)  # (W, V)
         for i, row in enumerate(wanted):

@@ -38,7 +38,13 @@ from transformers import DynamicCache
 
 from forgather.serve.detokenize import IncrementalDetokenizer, StopStringFilter
 from forgather.serve.kv_batch import PaddedKVBatch, cache_keyword, check_cache_supported
-from forgather.serve.sampling import SamplingParams, TokenChoice, choose_tokens, make_generator
+from forgather.serve.sampling import (
+    SamplingError,
+    SamplingParams,
+    TokenChoice,
+    choose_tokens,
+    make_generator,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -291,6 +297,9 @@ class BatchScheduler:
             logger.exception("prefill failed")
             self._fail([sequence], error)
             return
+        if isinstance(choice, SamplingError):
+            self._fail([sequence], choice)
+            return
         if not self._advance(sequence, choice):
             self._batch.add(cache, len(prompt))  # the model appended the prompt's keys/values
             self._running.append(sequence)
@@ -311,11 +320,12 @@ class BatchScheduler:
             self._batch.keep([])
             self._fail(failed, error)
             return
-        keep = [
-            row
-            for row, (sequence, choice) in enumerate(zip(self._running, choices, strict=True))
-            if not self._advance(sequence, choice)
-        ]
+        keep = []
+        for row, (sequence, choice) in enumerate(zip(self._running, choices, strict=True)):
+            if isinstance(choice, SamplingError):
+                self._fail([sequence], choice)  # only this row: the others go on
+            elif not self._advance(sequence, choice):
+                keep.append(row)
         self._running = [self._running[row] for row in keep]
         self._batch.keep(keep)
 
