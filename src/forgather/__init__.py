@@ -12,6 +12,8 @@ that touches these names.
 
 from __future__ import annotations
 
+from forgather._lazy import lazy_exports
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a few ms)
 if TYPE_CHECKING:  # for type checkers and IDEs; never executed at run time
     from forgather.config import ConfigError
@@ -19,22 +21,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never executed at run time
 
 __all__ = ["ConfigError", "Project"]
 
-_LAZY = {
-    "Project": "forgather.project",
-    "ConfigError": "forgather.config",
-}
-
-
-def __getattr__(name: str) -> object:
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'forgather' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(
+    __name__, {"Project": "forgather.project", "ConfigError": "forgather.config"}
+)

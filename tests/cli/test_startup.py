@@ -44,7 +44,7 @@ def test_help_imports_no_command_module():
         "print(sorted(m for m in sys.modules if m.startswith(('forgather.', 'jinja2', 'yaml'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['forgather.cli', 'forgather.cli.main']"
+    assert out.stdout.strip() == "['forgather._lazy', 'forgather.cli', 'forgather.cli.main']"
 
 
 def test_python_dash_m_forgather_is_the_command_and_stays_light():

@@ -18,6 +18,8 @@ Decisions a reader may question:
 
 from __future__ import annotations
 
+from forgather._lazy import lazy_exports
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from forgather.project.meta import MetaConfig, ProjectError, load_meta
@@ -62,16 +64,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'forgather.project' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"forgather.project.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

@@ -16,8 +16,9 @@ transformers.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from forgather._lazy import lazy_exports
 
 if TYPE_CHECKING:  # for type checkers and IDEs; never executed at run time
     from forgather.ml.model.config_bridge import builder_source, modelsrc_searchpath
@@ -60,14 +61,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'forgather.ml.model' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"forgather.ml.model.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
