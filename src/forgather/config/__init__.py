@@ -13,6 +13,8 @@ A pipeline of stages, each a module with a narrow input and output::
 jinja2, yaml and the standard library: loading a config never imports torch.
 """
 
+from forgather._lazy import lazy_exports
+
 from .environment import Config, ConfigEnvironment
 from .errors import (
     ArgumentError,
@@ -29,16 +31,10 @@ from .errors import (
 from .loader import TemplateRef
 from .preprocess import preprocess
 
-_LAZY = {"check", "to_dot", "to_mermaid"}  # forgather.config.inspection, imported on use
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        from . import inspection
-
-        return getattr(inspection, name)
-    raise AttributeError(f"module 'forgather.config' has no attribute {name!r}")
-
+# The inspection passes load on use: `pp` and `targets` never need them.
+__getattr__, __dir__ = lazy_exports(
+    __name__, {"check": "inspection", "to_dot": "inspection", "to_mermaid": "inspection"}
+)
 
 __all__ = [
     "ArgumentError",
