@@ -1,6 +1,7 @@
 """``forgather inf server|client`` as processes: the server command serves a model
-directory (and its newest checkpoint with -c); the client command prints streamed
-and whole answers; interactive chat keeps and resets its history."""
+directory (and its newest checkpoint that fits with -c, saying which), or says in
+one line that there are no weights; the client command prints streamed and whole
+answers; interactive chat keeps and resets its history."""
 
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ import signal
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import save_model
 
 from forgather.cli.inference import COMMANDS, add_parser
 from forgather.serve.client import ChatSession, ClientSettings, interactive
@@ -34,12 +38,17 @@ def _healthy(url: str) -> bool:
 
 @pytest.fixture(scope="module")
 def server_process(model_dir, tmp_path_factory):
-    """``inf server -c`` on a copy of the model with a weights-only checkpoint of it."""
+    """``inf server -c`` on a copy of the model with a weights-only checkpoint of it,
+    and a newer checkpoint of another model that the server must pass over."""
     root = tmp_path_factory.mktemp("cli") / "tiny"
     shutil.copytree(model_dir, root)
     checkpoint = root / "checkpoints" / "checkpoint-3"
     checkpoint.mkdir(parents=True)
     shutil.copy(root / "model.safetensors", checkpoint / "model.safetensors")
+    other = root / "checkpoints" / "checkpoint-9"
+    other.mkdir()
+    save_model(torch.nn.Linear(2, 2), str(other / "model.safetensors"))
+    log = open(root.parent / "server.log", "w+")  # noqa: SIM115 - closed below
     port = free_port()
     process = subprocess.Popen(
         [
@@ -58,6 +67,7 @@ def server_process(model_dir, tmp_path_factory):
             "warning",
         ],
         env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stderr=log,
     )
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: _healthy(url) or process.poll() is not None, timeout=120)
@@ -65,6 +75,33 @@ def server_process(model_dir, tmp_path_factory):
     yield url
     process.send_signal(signal.SIGINT)  # uvicorn shuts down gracefully
     assert process.wait(timeout=30) == 0
+    log.close()
+
+
+def test_server_says_which_checkpoint_it_serves(server_process):
+    with urllib.request.urlopen(server_process + "/v1/models", timeout=10) as response:
+        (card,) = json.load(response)["data"]
+    assert card["id"] == "served-tiny"
+    assert card["root"].endswith(os.path.join("tiny", "checkpoints", "checkpoint-3"))
+    log = (Path(card["root"]).parents[2] / "server.log").read_text()
+    assert f"loaded weights from {card['root']} (step 3)" in log
+    assert "skipping checkpoints/checkpoint-9: its weights do not fit the model" in log
+
+
+def test_server_on_a_model_directory_without_weights_fails_in_one_line(model_dir, tmp_path):
+    root = tmp_path / "tiny"
+    shutil.copytree(model_dir, root, ignore=shutil.ignore_patterns("model.safetensors"))
+    result = subprocess.run(
+        [sys.executable, "-m", "forgather.cli", "inf", "server", "-m", str(root),
+         "--port", str(free_port())],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"forgather: error: no weights in {root} (no model.safetensors): train the model first, "
+        "link a checkpoint into it (forgather checkpoint link), or serve its newest checkpoint "
+        "with -c\n"
+    )
 
 
 def _client(url: str, *args: str) -> subprocess.CompletedProcess:

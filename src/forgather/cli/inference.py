@@ -17,10 +17,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from forgather.cli.command import Command
+from forgather.cli.command import CLIError, Command
 
 DESCRIPTION = """\
-server: load a model directory (or, with -c, its newest checkpoint) and serve
+server: load a model directory (or, with -c, its newest checkpoint whose weights
+fit the directory's config.json; it says which) and serve
 /v1/models, /v1/completions, /v1/chat/completions and /health; concurrent
 requests are decoded together.
 client: chat with a server interactively, or send one --message / --completion."""
@@ -103,23 +104,27 @@ def run(args: argparse.Namespace) -> int:
     """Run ``inf server`` or ``inf client``; return the exit code."""
     if args.inf_command == "server":
         from forgather.serve import ServerSettings, serve
+        from forgather.serve.loading import WeightsNotFound
 
-        serve(
-            ServerSettings(
-                model_path=args.model,
-                checkpoint=args.from_checkpoint,
-                host=args.host,
-                port=args.port,
-                device=args.device,
-                dtype=args.dtype,
-                max_batch_size=args.max_batch_size,
-                max_batch_tokens=args.max_batch_tokens,
-                max_waiting=args.max_waiting,
-                chat_template=args.chat_template,
-                served_model_name=args.served_model_name,
-                log_level=args.log_level,
+        try:
+            serve(
+                ServerSettings(
+                    model_path=args.model,
+                    checkpoint=args.from_checkpoint,
+                    host=args.host,
+                    port=args.port,
+                    device=args.device,
+                    dtype=args.dtype,
+                    max_batch_size=args.max_batch_size,
+                    max_batch_tokens=args.max_batch_tokens,
+                    max_waiting=args.max_waiting,
+                    chat_template=args.chat_template,
+                    served_model_name=args.served_model_name,
+                    log_level=args.log_level,
+                )
             )
-        )
+        except WeightsNotFound as err:  # what is missing, where, what to do: one line
+            raise CLIError(str(err)) from None
         return 0
     from forgather.serve.client import ClientSettings, run_client
 
@@ -152,7 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m forgather.cli.inference server|client ...``."""
     parser = argparse.ArgumentParser(prog="forgather inf", description=DESCRIPTION)
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    try:
+        return run(parser.parse_args(argv))
+    except CLIError as err:
+        print(f"forgather: error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -154,39 +154,81 @@ def _plot(ctx: CommandContext, args: argparse.Namespace) -> int:
 
 
 def _checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("list", "link"), help="list checkpoints, or link the newest")
+    parser.add_argument(
+        "action", choices=("list", "link"), help="list checkpoints, or link the newest that fits"
+    )
     parser.add_argument("model_dir", nargs="?", help="model directory (default: the config's output_dir)")
     parser.add_argument("--force", action="store_true", help="link: replace a real weights file")
+    parser.add_argument(
+        "--check", action="store_true", help="list: say whether each one fits the model (loads torch)"
+    )
 
 
-def newest_checkpoint(model_dir: Path) -> Path | None:
-    """The checkpoint with the highest step in any run of ``model_dir``."""
-    from forgather.ml.trainer.checkpoint import list_checkpoints
+def _model_tensors(model_dir: Path):
+    """The tensors of the model ``model_dir/config.json`` describes; None without config.json."""
+    if not (model_dir / "config.json").is_file():
+        print(f"forgather: {model_dir} has no config.json: checkpoints are not checked against a model",
+              file=sys.stderr)  # fmt: skip
+        return None
+    from forgather.serve.loading import model_dir_tensors  # torch, transformers
 
-    found = [Path(c) for run in (model_dir / "runs").glob("*") for c in list_checkpoints(str(run / "checkpoints"))]
-    return max(found, key=lambda c: (int(c.name.rsplit("-", 1)[1]), c.stat().st_mtime), default=None)
+    return model_dir_tensors(str(model_dir))
 
 
 def _checkpoint(ctx: CommandContext, args: argparse.Namespace) -> int:
-    from forgather.ml.trainer.checkpoint import MODEL_FILE, list_checkpoints
+    from forgather.ml import checkpoint_layout as layout  # no torch
 
     model_dir = Path(args.model_dir) if args.model_dir else _model_dir(ctx)
+    checkpoints = layout.find_checkpoints(str(model_dir))
+    if not checkpoints:
+        if args.action == "list":
+            ctx.emit(f"no checkpoints under {model_dir}")
+            return 0
+        raise CLIError(f"no checkpoints under {model_dir}: train first (checkpoints are saved every save_steps)")
     if args.action == "list":
-        runs = sorted((model_dir / "runs").glob("*"))
-        lines = [c for run in runs for c in list_checkpoints(str(run / "checkpoints"))]
-        ctx.emit("\n".join(lines) or f"no checkpoints under {model_dir}/runs")
+        model = _model_tensors(model_dir) if args.check else None
+        lines = []
+        for checkpoint in reversed(checkpoints):  # oldest first, like a log
+            notes = [] if checkpoint.has_weights else [f"no {layout.MODEL_FILE}"]
+            if layout.is_linked(checkpoint.path):
+                notes.append(f"linked as {model_dir / layout.MODEL_FILE}")
+            if model is not None and checkpoint.has_weights:
+                tensors = layout.checkpoint_tensors(checkpoint.path)
+                problem = layout.fit_problem({n: s for n, (_d, s) in tensors.items()}, model)
+                notes.append(f"does not fit: {problem}" if problem else "fits")
+            lines.append(checkpoint.path + (f"  ({'; '.join(notes)})" if notes else ""))
+        ctx.emit("\n".join(lines))
         return 0
-    newest = newest_checkpoint(model_dir)
-    if newest is None:
-        raise CLIError(f"no checkpoints under {model_dir}/runs")
-    link = model_dir / MODEL_FILE
-    if link.exists() and not link.is_symlink() and not args.force:
+    return _link(ctx, model_dir, checkpoints, args.force)
+
+
+def _link(ctx: CommandContext, model_dir: Path, checkpoints, force: bool) -> int:
+    """Point ``model_dir/model.safetensors`` at the newest checkpoint that fits the model."""
+    from forgather.ml import checkpoint_layout as layout
+
+    def skipped(checkpoint, why: str) -> None:
+        print(f"forgather: skipping {os.path.relpath(checkpoint.path, model_dir)}: {why}", file=sys.stderr)
+
+    chosen = layout.newest_fitting(checkpoints, _model_tensors(model_dir), skipped)
+    if chosen is None:
+        raise CLIError(f"no checkpoint under {model_dir} fits the model in {model_dir / 'config.json'} (see above)")
+    link = model_dir / layout.MODEL_FILE
+    if link.exists() and not link.is_symlink() and not force:
         raise CLIError(f"{link} is a real file (final weights?); pass --force to replace it with a link")
-    target = os.path.relpath(newest / MODEL_FILE, model_dir)
-    tmp = model_dir / f".{MODEL_FILE}.link"
+    previous = os.path.dirname(os.path.realpath(link)) if link.is_symlink() else None
+    target = os.path.relpath(os.path.join(chosen.path, layout.MODEL_FILE), model_dir)
+    # Marked first: while the link points at it, save_total_limit does not prune it.
+    layout.mark_linked(chosen.path, str(link))
+    tmp = model_dir / f".{layout.MODEL_FILE}.link"
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(target)
     os.replace(tmp, link)  # atomic: a reader sees the old weights or the new ones
+    if previous and os.path.basename(previous).startswith("checkpoint-") and (
+        os.path.realpath(previous) != os.path.realpath(chosen.path)
+    ):
+        layout.unmark_linked(previous)
+    if not link.exists():
+        raise CLIError(f"{chosen.path} was pruned while it was being linked; run checkpoint link again")
     ctx.emit(f"{link} -> {target}")
     return 0
 

@@ -126,8 +126,14 @@ async def _collect(run: _Run, count: int, request: Request) -> list[_Choice]:
     return gathering.result()
 
 
-def create_app(served: ServedModel) -> FastAPI:
-    """The application serving ``served``; its lifespan starts and stops the scheduler."""
+def create_app(served: ServedModel, root: str | None = None) -> FastAPI:
+    """The application serving ``served``; its lifespan starts and stops the scheduler.
+
+    Args:
+        served: The model.
+        root: Where its weights were loaded from (a model directory or a
+            checkpoint), shown as ``root`` in ``/v1/models`` as vLLM does.
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -149,6 +155,7 @@ def create_app(served: ServedModel) -> FastAPI:
             "created": served.created,
             "owned_by": "forgather",
             "max_model_len": served.context_length,
+            **({"root": root} if root is not None else {}),
         }
 
     @app.get("/v1/models")

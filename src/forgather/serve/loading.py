@@ -1,30 +1,48 @@
-"""Find and load what the server serves: a model directory or its newest checkpoint.
+"""Find and load what the server serves: a model directory or its newest checkpoint that fits.
 
     model, tokenizer = load_for_serving("output_models/tiny_llama", checkpoint=True)
+    loaded = load_model_for_serving("output_models/tiny_llama", checkpoint=True)
+    loaded.weights, loaded.step      # where the weights came from
 
 A model directory is anything ``AutoModelForCausalLM.from_pretrained`` reads
 (a generated Forgather model with its code, or a plain transformers one). A
 trainer checkpoint (``.../checkpoint-<step>/``) may hold only weights
 (``model.safetensors``, possibly sharded); then the model is built from the
-model directory and the checkpoint's weights are loaded into it.
+model directory's ``config.json`` and the checkpoint's weights are loaded into
+it, so the model directory itself needs no weights.
 
 Decision a reader may question: "newest checkpoint" means the highest step
-number among all ``checkpoint-<step>`` directories below the model directory
-(any run), ties broken by modification time, because the step is what a user
-reads in the training log; a directory's mtime changes when it is copied.
+among the ``checkpoint-<step>`` directories below the model directory whose
+weights *fit the model the directory describes* (names and shapes from the
+safetensors header against the model built on the meta device;
+``forgather.ml.checkpoint_layout``). A checkpoint of another shape left in the
+same output directory by an earlier run is skipped with a message rather than
+failing the server, and the server says which checkpoint it loaded.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
+import sys
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+from forgather.ml.checkpoint_layout import (
+    INDEX_FILE,
+    MODEL_FILE,
+    Checkpoint,
+    ModelTensors,
+    checkpoint_tensors,
+    find_checkpoints,
+    newest_fitting,
+)
+
+_WEIGHT_FILES = (MODEL_FILE, INDEX_FILE, "pytorch_model.bin", "pytorch_model.bin.index.json")
 _DTYPES = {
     "auto": "auto",
     "float32": torch.float32,
@@ -34,6 +52,7 @@ _DTYPES = {
     "float16": torch.float16,
     "fp16": torch.float16,
 }
+_SAFETENSORS_DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
 # Config attributes that name the longest sequence a model was built for, by preference.
 _CONTEXT_ATTRIBUTES = (
     "max_position_embeddings",
@@ -45,41 +64,145 @@ _CONTEXT_ATTRIBUTES = (
 DEFAULT_CONTEXT_LENGTH = 2048
 
 
-def newest_checkpoint(model_dir: str) -> str:
-    """The ``checkpoint-<step>`` directory with the highest step below ``model_dir``.
+class WeightsNotFound(FileNotFoundError):
+    """Nothing to serve where the user pointed; the message says what is missing and what to do."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready to serve, and where its weights came from.
+
+    Attributes:
+        model: The causal LM, in eval mode on its device.
+        tokenizer: Its tokenizer.
+        weights: The directory whose weights were loaded (a checkpoint or the model directory).
+        step: The checkpoint's step; None for the model directory's own weights.
+    """
+
+    model: Any
+    tokenizer: Any
+    weights: str
+    step: int | None = None
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def model_tensors(model: torch.nn.Module) -> ModelTensors:
+    """The names and shapes of ``model``'s state dict, and which names share a tensor."""
+    shapes = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    groups: dict[int, set[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(param), set()).add(name)
+    return ModelTensors(shapes, tuple(frozenset(g) for g in groups.values() if len(g) > 1))
+
+
+def model_dir_tensors(model_dir: str) -> ModelTensors:
+    """The tensors of the model ``model_dir/config.json`` describes (built on the meta device).
 
     Raises:
-        FileNotFoundError: If there is none with weights.
+        WeightsNotFound: ``model_dir`` has no ``config.json``.
     """
-    found = []
-    for root, dirs, _files in os.walk(model_dir):
-        for name in dirs:
-            match = _CHECKPOINT.match(name)
-            path = os.path.join(root, name)
-            if match and any(os.path.exists(os.path.join(path, f)) for f in _WEIGHT_FILES):
-                found.append((int(match.group(1)), os.path.getmtime(path), path))
-        dirs[:] = [d for d in dirs if not d.startswith(".")]  # skip temp/trash dirs
-    if not found:
-        raise FileNotFoundError(f"no checkpoint-<step> directory with weights under {model_dir}")
-    return max(found)[2]
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if not os.path.isfile(os.path.join(model_dir, "config.json")):
+        raise WeightsNotFound(f"{model_dir} is not a model directory: it has no config.json")
+    config = AutoConfig.from_pretrained(model_dir, trust_remote_code=True)
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=True)
+    return model_tensors(model)
+
+
+def newest_checkpoint(
+    model_dir: str,
+    model: ModelTensors | None = None,
+    report: Callable[[str], None] = _to_stderr,
+) -> str:
+    """The ``checkpoint-<step>`` directory with the highest step below ``model_dir`` that fits.
+
+    Args:
+        model_dir: The model directory (its runs are searched at any depth).
+        model: The model's tensors; None: any checkpoint with weights.
+        report: Receives one line per checkpoint passed over, and why.
+
+    Raises:
+        WeightsNotFound: If there is none with weights (that fit).
+    """
+    chosen = _newest_fitting(model_dir, model, report)
+    return chosen.path
+
+
+def _newest_fitting(
+    model_dir: str, model: ModelTensors | None, report: Callable[[str], None]
+) -> Checkpoint:
+    checkpoints = find_checkpoints(model_dir)
+    skipped: list[str] = []
+
+    def skip(checkpoint: Checkpoint, why: str) -> None:
+        skipped.append(checkpoint.path)
+        report(f"skipping {os.path.relpath(checkpoint.path, model_dir)}: {why}")
+
+    chosen = newest_fitting(checkpoints, model, skip)
+    if chosen is None:
+        if not checkpoints:
+            raise WeightsNotFound(
+                f"no checkpoint-<step> directory with weights under {model_dir}: "
+                "train the model first (checkpoints are saved every save_steps), "
+                "or serve the model directory's own weights without -c"
+            )
+        raise WeightsNotFound(
+            f"none of the {len(checkpoints)} checkpoints under {model_dir} has weights that fit "
+            f"the model in {os.path.join(model_dir, 'config.json')} (reasons above)"
+        )
+    return chosen
+
+
+def _check_model_weights(model_dir: str) -> None:
+    """Raise a one-line :class:`WeightsNotFound` unless ``model_dir`` holds weights to load."""
+    if not os.path.isdir(model_dir):
+        raise WeightsNotFound(f"no model directory {model_dir}")
+    link = os.path.join(model_dir, MODEL_FILE)
+    if os.path.islink(link) and not os.path.exists(link):
+        raise WeightsNotFound(
+            f"{link} links to {os.readlink(link)}, which no longer exists: "
+            "run `forgather checkpoint link` again, or serve the newest checkpoint with -c"
+        )
+    if not any(os.path.exists(os.path.join(model_dir, f)) for f in _WEIGHT_FILES):
+        raise WeightsNotFound(
+            f"no weights in {model_dir} (no {MODEL_FILE}): train the model first, "
+            "link a checkpoint into it (forgather checkpoint link), "
+            "or serve its newest checkpoint with -c"
+        )
+
+
+def _saved_dtype(checkpoint_dir: str) -> torch.dtype:
+    """The floating dtype most of a checkpoint's tensors were saved in (from the header)."""
+    counts = Counter(dtype for dtype, _shape in checkpoint_tensors(checkpoint_dir).values())
+    floating = [d for d, _n in counts.most_common() if d in _SAFETENSORS_DTYPES]
+    return _SAFETENSORS_DTYPES[floating[0]] if floating else torch.float32
 
 
 def _load_checkpoint_weights(model: torch.nn.Module, checkpoint_dir: str) -> None:
-    """Load a weights-only checkpoint into ``model`` (tied weights may be stored once)."""
+    """Load a weights-only checkpoint into ``model`` (a tied tensor may be stored under one name).
+
+    Raises:
+        ValueError: The names do not match (checked before, so only for a file changed since).
+    """
     from safetensors.torch import load_file
 
-    index_file = os.path.join(checkpoint_dir, "model.safetensors.index.json")
+    index_file = os.path.join(checkpoint_dir, INDEX_FILE)
     if os.path.exists(index_file):
-        with open(index_file) as f:
+        with open(index_file, encoding="utf-8") as f:
             shards = sorted(set(json.load(f)["weight_map"].values()))
     else:
-        shards = ["model.safetensors"]
+        shards = [MODEL_FILE]
     state: dict[str, torch.Tensor] = {}
     for shard in shards:
         state.update(load_file(os.path.join(checkpoint_dir, shard)))
     missing, unexpected = model.load_state_dict(state, strict=False)
-    tied = {name for name, _ in _tied_parameter_names(model)}
-    really_missing = [name for name in missing if name not in tied]
+    group_of = {name: group for group in model_tensors(model).tied for name in group}
+    really_missing = [n for n in missing if not (group_of.get(n, set()) & state.keys())]
     if really_missing or unexpected:
         raise ValueError(
             f"checkpoint {checkpoint_dir} does not match the model: missing {really_missing[:5]}, "
@@ -87,17 +210,62 @@ def _load_checkpoint_weights(model: torch.nn.Module, checkpoint_dir: str) -> Non
         )
 
 
-def _tied_parameter_names(model: torch.nn.Module) -> list[tuple[str, str]]:
-    """(name, first name) of parameters that share storage with an earlier one."""
-    first_name: dict[int, str] = {}
-    tied = []
-    for name, param in model.named_parameters(remove_duplicate=False):
-        key = id(param)
-        if key in first_name:
-            tied.append((name, first_name[key]))
+def load_model_for_serving(
+    path: str,
+    checkpoint: bool = False,
+    device: str = "cpu",
+    dtype: str = "auto",
+    chat_template_file: str | None = None,
+    report: Callable[[str], None] = _to_stderr,
+) -> LoadedModel:
+    """Load a causal LM and its tokenizer, ready for inference, and say where from.
+
+    Args:
+        path: The model directory.
+        checkpoint: Load the newest checkpoint below ``path`` that fits the
+            model (see :func:`newest_checkpoint`).
+        device: ``cpu``, ``cuda``, ``cuda:1``, ...
+        dtype: ``auto`` (as saved), ``float32``, ``bfloat16`` or ``float16``.
+        chat_template_file: A Jinja chat template replacing the tokenizer's.
+        report: Receives a line for each checkpoint passed over.
+
+    Raises:
+        ValueError: For an unknown dtype.
+        WeightsNotFound: No weights in ``path`` (or no checkpoint that fits, with ``checkpoint``).
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    if dtype not in _DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose from {sorted(_DTYPES)}")
+    step = None
+    if not checkpoint:
+        _check_model_weights(path)
+        weights_dir = path
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=_DTYPES[dtype], trust_remote_code=True
+        )
+    else:
+        chosen = _newest_fitting(path, model_dir_tensors(path), report)
+        weights_dir, step = chosen.path, chosen.step
+        if os.path.exists(os.path.join(weights_dir, "config.json")):  # a self-contained save
+            model = AutoModelForCausalLM.from_pretrained(
+                weights_dir, dtype=_DTYPES[dtype], trust_remote_code=True
+            )
         else:
-            first_name[key] = name
-    return tied
+            config = AutoConfig.from_pretrained(path, trust_remote_code=True)
+            torch_dtype = _saved_dtype(weights_dir) if dtype == "auto" else _DTYPES[dtype]
+            model = AutoModelForCausalLM.from_config(
+                config, trust_remote_code=True, dtype=torch_dtype
+            )
+            _load_checkpoint_weights(model, weights_dir)
+    has_tokenizer = os.path.exists(os.path.join(weights_dir, "tokenizer_config.json"))
+    tokenizer = AutoTokenizer.from_pretrained(
+        weights_dir if has_tokenizer else path, trust_remote_code=True
+    )
+    if chat_template_file is not None:
+        with open(chat_template_file, encoding="utf-8") as f:
+            tokenizer.chat_template = f.read()
+    return LoadedModel(model.to(device).eval(), tokenizer, weights_dir, step)
 
 
 def load_for_serving(
@@ -107,41 +275,9 @@ def load_for_serving(
     dtype: str = "auto",
     chat_template_file: str | None = None,
 ) -> tuple[Any, Any]:
-    """Load a causal LM and its tokenizer, ready for inference.
-
-    Args:
-        path: The model directory.
-        checkpoint: Load the newest checkpoint below ``path`` (see
-            :func:`newest_checkpoint`).
-        device: ``cpu``, ``cuda``, ``cuda:1``, ...
-        dtype: ``auto`` (as saved), ``float32``, ``bfloat16`` or ``float16``.
-        chat_template_file: A Jinja chat template replacing the tokenizer's.
-
-    Returns:
-        (model in eval mode on ``device``, tokenizer).
-
-    Raises:
-        ValueError: For an unknown dtype or a checkpoint that does not fit.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    if dtype not in _DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; choose from {sorted(_DTYPES)}")
-    weights_dir = newest_checkpoint(path) if checkpoint else path
-    self_contained = os.path.exists(os.path.join(weights_dir, "config.json"))
-    model = AutoModelForCausalLM.from_pretrained(
-        weights_dir if self_contained else path, dtype=_DTYPES[dtype], trust_remote_code=True
-    )
-    if not self_contained:
-        _load_checkpoint_weights(model, weights_dir)
-    has_tokenizer = os.path.exists(os.path.join(weights_dir, "tokenizer_config.json"))
-    tokenizer = AutoTokenizer.from_pretrained(
-        weights_dir if has_tokenizer else path, trust_remote_code=True
-    )
-    if chat_template_file is not None:
-        with open(chat_template_file, encoding="utf-8") as f:
-            tokenizer.chat_template = f.read()
-    return model.to(device).eval(), tokenizer
+    """(model, tokenizer) of :func:`load_model_for_serving`."""
+    loaded = load_model_for_serving(path, checkpoint, device, dtype, chat_template_file)
+    return loaded.model, loaded.tokenizer
 
 
 def context_length(model: Any, tokenizer: Any) -> int:

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from forgather.serve.loading import context_length, load_for_serving
+from forgather.serve.loading import LoadedModel, context_length, load_model_for_serving
 from forgather.serve.prompts import ServedModel, stop_token_ids
 from forgather.serve.scheduler import BatchScheduler
 
@@ -32,7 +32,7 @@ class ServerSettings:
 
     Attributes:
         model_path: The model directory.
-        checkpoint: Serve the newest ``checkpoint-<step>`` below it.
+        checkpoint: Serve the newest ``checkpoint-<step>`` below it that fits its config.
         host: Interface to listen on.
         port: TCP port.
         device: ``cpu``, ``cuda``, ``cuda:1``, ...
@@ -92,17 +92,24 @@ def wrap_model(
 
 def load_served_model(settings: ServerSettings) -> ServedModel:
     """Load the model ``settings`` names and wrap it for serving."""
-    model, tokenizer = load_for_serving(
+    return _wrap_loaded(_load(settings), settings)
+
+
+def _load(settings: ServerSettings) -> LoadedModel:
+    return load_model_for_serving(
         settings.model_path,
         checkpoint=settings.checkpoint,
         device=settings.device,
         dtype=settings.dtype,
         chat_template_file=settings.chat_template,
     )
+
+
+def _wrap_loaded(loaded: LoadedModel, settings: ServerSettings) -> ServedModel:
     name = settings.served_model_name or os.path.basename(os.path.normpath(settings.model_path))
     return wrap_model(
-        model,
-        tokenizer,
+        loaded.model,
+        loaded.tokenizer,
         name,
         settings.max_batch_size,
         settings.max_batch_tokens,
@@ -111,19 +118,30 @@ def load_served_model(settings: ServerSettings) -> ServedModel:
 
 
 def serve(settings: ServerSettings) -> None:
-    """Load the model and serve it until interrupted."""
+    """Load the model and serve it until interrupted.
+
+    Says on stderr which weights it loaded (with ``checkpoint``: which
+    checkpoint, and any it passed over), and shows them as ``root`` in ``/v1/models``.
+    """
     import uvicorn
 
     from forgather.serve.app import create_app
 
-    served = load_served_model(settings)
+    loaded = _load(settings)
+    served = _wrap_loaded(loaded, settings)
+    step = f" (step {loaded.step})" if loaded.step is not None else ""
+    print(f"loaded weights from {loaded.weights}{step}", file=sys.stderr, flush=True)
     print(
         f"serving {served.name!r} at http://{settings.host}:{settings.port}/v1 "
         f"(context {served.context_length} tokens, batches of up to {settings.max_batch_size})",
         file=sys.stderr,
+        flush=True,
     )
     uvicorn.run(
-        create_app(served), host=settings.host, port=settings.port, log_level=settings.log_level
+        create_app(served, root=os.path.abspath(loaded.weights)),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
     )
 
 

@@ -18,12 +18,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 from collections.abc import Iterator
 
 import torch
 from safetensors.torch import load_model, save_model
+
+# File names and discovery are shared with the CLI and the server (a torch-free
+# module); the trainers read the names as ckpt.MODEL_FILE and ckpt.STATE_FILE.
+from forgather.ml.checkpoint_layout import MODEL_FILE as MODEL_FILE
+from forgather.ml.checkpoint_layout import STATE_FILE as STATE_FILE
+from forgather.ml.checkpoint_layout import is_linked, latest_checkpoint, list_checkpoints
 
 __all__ = [
     "atomic_directory",
@@ -34,14 +39,10 @@ __all__ = [
     "save_model_weights",
 ]
 
-MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
 SCHEDULER_FILE = "scheduler.pt"
 RNG_FILE = "rng_state.pt"
 DATALOADER_FILE = "dataloader_state.pt"
-STATE_FILE = "trainer_state.json"  # written last; its presence marks a checkpoint as ours
-
-_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 _TEMP_PREFIX = ".tmp-"
 _TRASH_PREFIX = ".trash-"
 
@@ -102,28 +103,14 @@ def atomic_directory(final_path: str) -> Iterator[str]:
         raise
 
 
-def list_checkpoints(checkpoints_dir: str) -> list[str]:
-    """Complete checkpoints in `checkpoints_dir`, oldest (lowest step) first."""
-    if not os.path.isdir(checkpoints_dir):
-        return []
-    found = []
-    for entry in os.listdir(checkpoints_dir):
-        match = _CHECKPOINT_RE.match(entry)
-        path = os.path.join(checkpoints_dir, entry)
-        if match and os.path.isfile(os.path.join(path, STATE_FILE)):
-            found.append((int(match.group(1)), path))
-    return [path for _step, path in sorted(found)]
-
-
-def latest_checkpoint(checkpoints_dir: str) -> str | None:
-    """The complete checkpoint with the highest step, or None."""
-    checkpoints = list_checkpoints(checkpoints_dir)
-    return checkpoints[-1] if checkpoints else None
-
-
 def prune_checkpoints(checkpoints_dir: str, keep: int) -> list[str]:
-    """Delete all but the `keep` newest checkpoints; return the deleted paths."""
+    """Delete all but the `keep` newest checkpoints; return the deleted paths.
+
+    A checkpoint that `forgather checkpoint link` points the model directory at
+    is kept as well (`is_linked`): deleting it would leave the link dangling.
+    """
     doomed = list_checkpoints(checkpoints_dir)[:-keep] if keep > 0 else []
+    doomed = [path for path in doomed if not is_linked(path)]
     for path in doomed:
         parent, name = os.path.split(path)
         trash = os.path.join(parent, f"{_TRASH_PREFIX}{name}-{os.getpid()}")
