@@ -7,6 +7,7 @@ import torch
 
 from forgather.ml.optim import (
     constant_with_warmup,
+    continue_schedule,
     cosine_with_warmup,
     get_scheduler,
     linear_with_warmup,
@@ -85,3 +86,38 @@ def test_state_dict_restores_shape_and_position():
 
 def test_docstring_examples():
     assert doctest.testmod(schedules_module).failed == 0
+
+
+def stepped(scheduler, steps):
+    for _ in range(steps):
+        scheduler.optimizer.step()
+        scheduler.step()
+    return scheduler
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda opt, total: cosine_with_warmup(opt, 2, total, min_lr_ratio=0.1),
+        lambda opt, total: get_scheduler("linear", opt, 2, total),
+        lambda opt, total: warmup_stable_decay(opt, 2, total, decay_ratio=0.5),
+        lambda opt, total: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total),
+    ],
+)
+def test_continue_schedule_moves_a_longer_schedule_to_the_saved_step(build):
+    saved = stepped(build(sgd(0.4), 6), 4).state_dict()  # a 6-step run, 4 steps done
+    longer = build(sgd(0.4), 12)
+    assert continue_schedule(longer, saved)
+    reference = stepped(build(sgd(0.4), 12), 4)  # a 12-step run from the start
+    assert longer.last_epoch == 4
+    assert longer.get_last_lr() == pytest.approx(reference.get_last_lr())
+    assert longer.optimizer.param_groups[0]["lr"] == pytest.approx(reference.get_last_lr()[0])
+    assert lrs(longer, 8) == pytest.approx(lrs(reference, 8))  # the rest of the curve too
+
+
+def test_continue_schedule_refuses_a_schedule_without_closed_form():
+    multiplicative = torch.optim.lr_scheduler.MultiplicativeLR(sgd(), lambda step: 0.9)
+    saved = stepped(multiplicative, 2).state_dict()
+    fresh = torch.optim.lr_scheduler.MultiplicativeLR(sgd(), lambda step: 0.9)
+    assert not continue_schedule(fresh, saved)
+    assert fresh.last_epoch == 0  # untouched

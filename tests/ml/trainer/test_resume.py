@@ -5,11 +5,13 @@ boundary, dropout on, checkpoints every 4 steps); each interrupted run is
 compared with one uninterrupted run: the per-step training losses and the
 evaluation losses must be identical floats. The run that is interrupted or the
 one that resumes is a real subprocess (never both, to keep the tests fast).
+Last, resuming with a larger `max_steps` continues on a schedule for the new horizon.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -17,7 +19,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+from forgather.ml.optim import get_scheduler
 from forgather.ml.trainer import latest_checkpoint, list_checkpoints
 
 from . import tiny_lm
@@ -126,3 +130,39 @@ def test_kill_during_save_keeps_previous_checkpoint_and_resume_uses_it(tmp_path,
     assert_same_run(history, straight)
     names = sorted(os.listdir(checkpoints))
     assert names == ["checkpoint-12", "checkpoint-4", "checkpoint-8"]  # debris cleaned up
+
+
+def test_resume_with_a_larger_max_steps_follows_a_schedule_for_the_new_horizon(tmp_path, caplog):
+    """A 4-step linear schedule ends at rate 0; resumed to 8 steps, training goes on at the
+    rates of an 8-step schedule (what Hugging Face's Trainer does), and the log says so."""
+
+    def trainer(max_steps: int, **overrides):
+        trainer = tiny_lm.make_trainer(
+            str(tmp_path), f"to{max_steps}", max_steps=max_steps, save_steps=4,
+            eval_strategy="no", lr_scheduler_type="linear", warmup_steps=2, **overrides,
+        )  # fmt: skip
+        trainer.lr_scheduler_factory = None  # the schedule the arguments describe
+        return trainer
+
+    short = trainer(4)
+    short.train()
+    assert rates(short.state.log_history)[4] > 0 and short.lr_scheduler.get_last_lr() == [0.0]
+
+    longer = trainer(8, resume_from_checkpoint=True)
+    with caplog.at_level(logging.WARNING, logger="forgather.ml.trainer.base_trainer"):
+        longer.train()
+    got = rates(longer.state.log_history)
+    assert all(got[step] > 0 for step in range(5, 9))
+    planned = get_scheduler("linear", torch.optim.SGD([torch.zeros(1)], lr=3e-3), 2, 8)
+    expected = {}
+    for step in range(1, 9):  # the rate each step of a run planned for 8 steps uses
+        expected[step] = planned.get_last_lr()[0]
+        planned.optimizer.step()
+        planned.step()
+    after = range(5, 9)  # steps 1-4 are the first run's, from the checkpoint's log history
+    assert [got[s] for s in after] == pytest.approx([expected[s] for s in after], rel=1e-6)
+    assert "max_steps=8 (the checkpoint's run had 4)" in caplog.text
+
+
+def rates(history: list[dict]) -> dict[int, float]:
+    return {e["step"]: e["learning_rate"] for e in history if "learning_rate" in e}

@@ -10,6 +10,7 @@ from .adafactor import Adafactor
 from .schedules import (
     ScheduleMultiplier,
     constant_with_warmup,
+    continue_schedule,
     cosine_with_warmup,
     get_scheduler,
     linear_with_warmup,
@@ -22,6 +23,7 @@ __all__ = [
     "AdamW",
     "ScheduleMultiplier",
     "constant_with_warmup",
+    "continue_schedule",
     "cosine_with_warmup",
     "get_scheduler",
     "linear_with_warmup",

@@ -11,18 +11,24 @@ already trains (a zero learning rate would waste it) and step `warmup_steps - 1`
 uses the full rate. After warmup, `progress = (s - warmup) / (total - warmup)`
 runs from 0 towards 1; from `total_steps` on the multiplier stays at
 `min_lr_ratio`.
+
+Resuming with another number of steps: the saved shape is the old run's, so
+the trainer instead builds the schedule for the new total and moves it to the
+saved step with `continue_schedule` (what Hugging Face's Trainer does).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 __all__ = [
     "ScheduleMultiplier",
     "constant_with_warmup",
+    "continue_schedule",
     "cosine_with_warmup",
     "get_scheduler",
     "linear_with_warmup",
@@ -191,3 +197,39 @@ def get_scheduler(
     if name in ("wsd", "warmup_stable_decay"):
         return warmup_stable_decay(optimizer, warmup_steps, total_steps, **kwargs)
     raise ValueError(f"unknown lr_scheduler_type {name!r}: use constant, linear, cosine or wsd")
+
+
+def continue_schedule(scheduler: LRScheduler, state: dict[str, Any]) -> bool:
+    """Move a newly built schedule to the step a saved one had reached, keeping its own shape.
+
+    Only the position (`last_epoch`) comes from `state`; the curve, the base
+    rates and the horizon stay those `scheduler` was built with, and the
+    optimizer's rates are set to the new curve's values at that step.
+
+    Args:
+        scheduler: A freshly built scheduler, e.g. for a longer run.
+        state: `state_dict()` of the scheduler of the run being resumed.
+
+    Returns:
+        False, changing nothing, for a scheduler whose rate at a step cannot be
+        computed from the step alone (e.g. one that multiplies the previous rate).
+    """
+    step = int(state["last_epoch"])
+    if isinstance(scheduler, LambdaLR):
+        pairs = zip(scheduler.lr_lambdas, scheduler.base_lrs, strict=True)
+        rates = [base * fn(step) for fn, base in pairs]
+    elif hasattr(scheduler, "_get_closed_form_lr"):  # torch's StepLR, CosineAnnealingLR, ...
+        previous, scheduler.last_epoch = scheduler.last_epoch, step
+        try:
+            rates = list(scheduler._get_closed_form_lr())
+        finally:
+            scheduler.last_epoch = previous
+    else:
+        return False
+    scheduler.last_epoch = step
+    # torch checks the call order of optimizer.step() and scheduler.step() at count 1.
+    scheduler._step_count = int(state.get("_step_count", step + 1))
+    for group, rate in zip(scheduler.optimizer.param_groups, rates, strict=True):
+        group["lr"] = rate
+    scheduler._last_lr = list(rates)
+    return True

@@ -34,7 +34,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
-from ..optim import AdamW, get_scheduler
+from ..optim import AdamW, continue_schedule, get_scheduler
 from . import checkpoint as ckpt
 from .batch_stream import BatchStream, resumable_dataloader
 from .callbacks import (
@@ -491,15 +491,38 @@ class BaseTrainer:
 
         self._load_model_state(path)
         self.optimizer.load_state_dict(load(ckpt.OPTIMIZER_FILE))
-        self.lr_scheduler.load_state_dict(load(ckpt.SCHEDULER_FILE))
-        self.batches.load_state_dict(load(ckpt.DATALOADER_FILE))
         saved = TrainerState.load_from_json(os.path.join(path, ckpt.STATE_FILE))
+        self._restore_lr_scheduler(load(ckpt.SCHEDULER_FILE), saved)
+        self.batches.load_state_dict(load(ckpt.DATALOADER_FILE))
         self.state.global_step = saved.global_step
         self.state.epoch = saved.epoch
         self.state.num_input_tokens_seen = saved.num_input_tokens_seen
         self.state.log_history = saved.log_history
         self._last_saved_step = saved.global_step
         set_rng_state(load(ckpt.RNG_FILE))
+
+    def _restore_lr_scheduler(self, state: dict[str, Any], saved: TrainerState) -> None:
+        """Restore the schedule; on a new horizon keep the one built for it, at the saved step.
+
+        A checkpoint's schedule was built for the run's `max_steps` then; resumed
+        with a larger one, it would run past its end at its final rate (0 for the
+        linear and cosine defaults). As Hugging Face's Trainer does, the schedule
+        built for the new `max_steps` is kept and only its position restored.
+        """
+        if saved.max_steps == self.state.max_steps:
+            self.lr_scheduler.load_state_dict(state)  # the same curve, exactly
+            return
+        logger.warning(
+            "resuming at step %d with max_steps=%d (the checkpoint's run had %d): "
+            "the learning-rate schedule continues on a curve built for %d steps",
+            saved.global_step, self.state.max_steps, saved.max_steps, self.state.max_steps,
+        )  # fmt: skip
+        if not continue_schedule(self.lr_scheduler, state):
+            logger.warning(
+                "%s cannot be moved to a new horizon: it keeps the checkpoint's (%d steps)",
+                type(self.lr_scheduler).__name__, saved.max_steps,
+            )  # fmt: skip
+            self.lr_scheduler.load_state_dict(state)
 
     def save_model(self, output_dir: str | None = None) -> str:
         """Save the weights (and tokenizer) for inference, to `output_dir` or `args.output_dir`.

@@ -244,9 +244,9 @@ class MultiProcessTrainer(BaseTrainer):
             return torch.load(os.path.join(path, name), map_location="cpu", weights_only=True)
 
         self._load_model_and_optimizer(path)
-        self.lr_scheduler.load_state_dict(load(ckpt.SCHEDULER_FILE))
-        self.batches.load_state_dict(load(rank_file(ckpt.DATALOADER_FILE, self.rank)))
         saved_state = TrainerState.load_from_json(os.path.join(path, ckpt.STATE_FILE))
+        self._restore_lr_scheduler(load(ckpt.SCHEDULER_FILE), saved_state)
+        self.batches.load_state_dict(load(rank_file(ckpt.DATALOADER_FILE, self.rank)))
         self.state.global_step = saved_state.global_step
         self.state.epoch = saved_state.epoch
         self.state.num_input_tokens_seen = saved_state.num_input_tokens_seen
