@@ -166,6 +166,24 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path):
         assert torch.allclose(big[name], small[name], atol=1e-5), name
 
 
+def test_model_init_is_called_under_the_seed(tmp_path):
+    """`model_init` (as in HF): the seed fixes the initial weights, so two runs are equal."""
+
+    def losses(seed, run):
+        args = TrainingArguments(
+            str(tmp_path / run), max_steps=3, logging_steps=1, save_strategy="no",
+            report_to="none", disable_tqdm=True, per_device_train_batch_size=4, seed=seed,
+        )  # fmt: skip
+        trainer = Trainer(model_init=tiny_lm.TinyLM, args=args,
+                          train_dataset=tiny_lm.token_rows(16), data_collator=tiny_lm.collate)  # fmt: skip
+        trainer.train()
+        return step_losses(trainer.state.log_history)
+
+    first, again, other_seed = losses(5, "a"), losses(5, "b"), losses(6, "c")
+    assert first == again  # identical floats: weights, data order and dropout all seeded
+    assert first[1] != other_seed[1]
+
+
 def test_default_optimizer_and_schedule_from_args(tmp_path):
     args = TrainingArguments(
         str(tmp_path), max_steps=6, learning_rate=0.01, lr_scheduler_type="cosine",
@@ -215,6 +233,10 @@ def test_json_log_and_memory(tmp_path):
 
 
 def test_constructor_errors(tmp_path):
+    with pytest.raises(ValueError, match="either a model or a model_init"):
+        Trainer(tiny_lm.make_model(), TrainingArguments(str(tmp_path)), model_init=tiny_lm.TinyLM)
+    with pytest.raises(TypeError, match="needs args"):
+        Trainer(tiny_lm.make_model())
     with pytest.raises(ValueError, match="needs an eval_dataset"):
         Trainer(tiny_lm.make_model(), TrainingArguments(str(tmp_path), eval_strategy="steps"))
     with pytest.raises(ValueError, match="must be one of"):

@@ -10,6 +10,7 @@ from .base_trainer import BaseTrainer
 from .callbacks import TrainerCallback
 from .checkpoint import latest_checkpoint, list_checkpoints
 from .plot import plot_run
+from .rng import set_seed
 from .sampler import ResumableShuffleSampler
 from .state import TrainerControl, TrainerState, TrainOutput
 from .trainer import Trainer
@@ -44,4 +45,5 @@ __all__ = [
     "latest_checkpoint",
     "list_checkpoints",
     "plot_run",
+    "set_seed",
 ]

@@ -69,8 +69,8 @@ class AccelTrainer(MultiProcessTrainer):
 
     def __init__(
         self,
-        model: nn.Module,
-        args: TrainingArguments,
+        model: nn.Module | None = None,
+        args: TrainingArguments | None = None,
         train_dataset: Dataset | None = None,
         eval_dataset: Dataset | None = None,
         data_collator: Callable[[list[Any]], Any] | None = None,
@@ -83,6 +83,7 @@ class AccelTrainer(MultiProcessTrainer):
         state_dict_type: str = "full",
         fsdp_reshard_after_forward: bool = True,
         timeout_seconds: float = 600.0,
+        model_init: Callable[[], nn.Module] | None = None,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
@@ -92,13 +93,14 @@ class AccelTrainer(MultiProcessTrainer):
             )
         super().__init__(
             model, args, train_dataset, eval_dataset, data_collator, processing_class, callbacks,
-            optimizer_factory, lr_scheduler_factory, train_sampler, timeout_seconds,
+            optimizer_factory, lr_scheduler_factory, train_sampler, timeout_seconds, model_init,
         )  # fmt: skip
         self.strategy = strategy
         self.state_dict_type = state_dict_type if strategy == "fsdp" else "full"
         self.fsdp_reshard_after_forward = fsdp_reshard_after_forward
         self.accelerator: Accelerator | None = None
-        self._wrapped: nn.Module = model  # what runs forward: DDP wrapper, FSDP module or model
+        # What runs forward: the DDP wrapper, the FSDP module or the model (set up in _setup).
+        self._wrapped: nn.Module | None = model
 
     # ------------------------------------------------------------------ setup
     def _setup(self) -> None:

@@ -66,7 +66,8 @@ class BaseTrainer:
     Args:
         model: A causal LM: `model(**batch)` returns an object or dict with a
             scalar `loss` (Hugging Face style), or a tuple whose first item is it.
-        args: The run's settings.
+            None when `model_init` is given.
+        args: The run's settings (required).
         train_dataset: Map-style or iterable dataset of samples for `data_collator`.
         eval_dataset: Dataset for `evaluate()`; required when `args.eval_strategy` is set.
         data_collator: Turns a list of samples into a batch dict; None: torch's default.
@@ -80,12 +81,16 @@ class BaseTrainer:
         train_sampler: Order of a map-style `train_dataset` (not in HF); None:
             `ResumableShuffleSampler(seed=args.data_seed)`. A sampler with
             `state_dict`/`load_state_dict` is checkpointed with its state.
+        model_init: Instead of `model` (as in HF): called with no arguments,
+            after seeding with `args.seed`, to build the model, so that the seed
+            fixes its initial weights. A model built before the trainer is
+            initialised by whatever seeded the generators then.
     """
 
     def __init__(
         self,
-        model: nn.Module,
-        args: TrainingArguments,
+        model: nn.Module | None = None,
+        args: TrainingArguments | None = None,
         train_dataset: Dataset | None = None,
         eval_dataset: Dataset | None = None,
         data_collator: Callable[[list[Any]], Any] | None = None,
@@ -94,10 +99,16 @@ class BaseTrainer:
         optimizer_factory: OptimizerFactory | None = None,
         lr_scheduler_factory: SchedulerFactory | None = None,
         train_sampler: Sampler | None = None,
+        model_init: Callable[[], nn.Module] | None = None,
     ) -> None:
+        if args is None:
+            raise TypeError(f"{type(self).__name__} needs args (a TrainingArguments)")
+        if (model is None) == (model_init is None):
+            raise ValueError("give either a model or a model_init")
         if args.eval_strategy != "no" and eval_dataset is None:
             raise ValueError(f"eval_strategy={args.eval_strategy!r} needs an eval_dataset")
         self.model = model
+        self.model_init = model_init
         self.args = args
         self.train_dataset = train_dataset
         self.eval_dataset = eval_dataset
@@ -167,6 +178,9 @@ class BaseTrainer:
     # -------------------------------------------------------------- building
     def _ensure_setup(self) -> None:
         if not self._is_setup:
+            if self.model is None:
+                set_seed(self.args.seed)  # the seed fixes the initial weights (HF's model_init)
+                self.model = self.model_init()
             self._setup()
             self._is_setup = True
 
@@ -252,8 +266,9 @@ class BaseTrainer:
             Steps done, mean training loss of this call, and run metrics.
         """
         args = self.args
-        set_seed(args.seed)
         self._ensure_setup()
+        # After setup, so dropout and data draw the same numbers however the model was built.
+        set_seed(args.seed)
         self.batches = BatchStream(self.get_train_dataloader(), seed=args.data_seed)
         max_steps = self._compute_max_steps()
         self.optimizer = self.create_optimizer()

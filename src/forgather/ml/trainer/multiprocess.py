@@ -73,8 +73,8 @@ class MultiProcessTrainer(BaseTrainer):
 
     def __init__(
         self,
-        model: nn.Module,
-        args: TrainingArguments,
+        model: nn.Module | None = None,
+        args: TrainingArguments | None = None,
         train_dataset: Dataset | None = None,
         eval_dataset: Dataset | None = None,
         data_collator: Callable[[list[Any]], Any] | None = None,
@@ -84,10 +84,11 @@ class MultiProcessTrainer(BaseTrainer):
         lr_scheduler_factory: SchedulerFactory | None = None,
         train_sampler: Sampler | None = None,
         timeout_seconds: float = 600.0,
+        model_init: Callable[[], nn.Module] | None = None,
     ) -> None:
         super().__init__(
             model, args, train_dataset, eval_dataset, data_collator, processing_class,
-            callbacks, optimizer_factory, lr_scheduler_factory, train_sampler,
+            callbacks, optimizer_factory, lr_scheduler_factory, train_sampler, model_init,
         )  # fmt: skip
         self.timeout_seconds = timeout_seconds
         self.add_callback(_StopAgreement(self))

@@ -116,8 +116,8 @@ class PipelineTrainer(MultiProcessTrainer):
 
     def __init__(
         self,
-        model: nn.Module,
-        args: TrainingArguments,
+        model: nn.Module | None = None,
+        args: TrainingArguments | None = None,
         train_dataset: Dataset | None = None,
         eval_dataset: Dataset | None = None,
         data_collator: Callable[[list[Any]], Any] | None = None,
@@ -134,12 +134,13 @@ class PipelineTrainer(MultiProcessTrainer):
         split_points: list[str] | None = None,
         merge_checkpoints: bool = False,
         timeout_seconds: float = 600.0,
+        model_init: Callable[[], nn.Module] | None = None,
     ) -> None:
-        if args.torch_compile:
+        if args is not None and args.torch_compile:
             raise ValueError("PipelineTrainer does not compile stages; set torch_compile=False")
         super().__init__(
             model, args, train_dataset, eval_dataset, data_collator, processing_class, callbacks,
-            optimizer_factory, lr_scheduler_factory, train_sampler, timeout_seconds,
+            optimizer_factory, lr_scheduler_factory, train_sampler, timeout_seconds, model_init,
         )  # fmt: skip
         self.pipeline_parallel_size = pipeline_parallel_size
         self.schedule_name = schedule

@@ -13,6 +13,13 @@ Decisions a reader may question:
 * Resuming (``resume_from_checkpoint: true``) continues in the newest run
   directory that holds a checkpoint: a resumed run is the same run, with one
   log and one set of checkpoints.
+* ``args.seed`` is applied *before* the trainer is built, not only by the
+  trainer. The templates pass the model, datasets and callbacks to the
+  trainer's ``!partial``, and a partial builds its arguments when it is
+  called, so the model is initialised here, under the seed: two runs of one
+  config start from the same weights (every rank of a job too), as Hugging
+  Face's ``model_init`` gives. A model built outside the trainer's partial
+  would be built earlier, before any seed.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import list_checkpoints
+from .rng import set_seed
 from .training_args import TrainingArguments
 
 #: Where a run keeps its checkpoints (``TrainingArguments.checkpoints_dir``).
@@ -123,6 +131,7 @@ class TrainingScript:
         args = dataclasses.replace(self.args, output_dir=str(self.run_dir), logging_dir=str(self.run_dir))
         if _is_main_process():
             self.record_run(self.run_dir)
+        set_seed(args.seed)  # building the trainer builds the model: initialise it under the seed
         self.trainer = self.trainer_factory(args=args)
         output = self.trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
         if self.save_final_model:
