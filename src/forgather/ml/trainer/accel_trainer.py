@@ -5,10 +5,12 @@ reads its own share of every global batch, so N processes with
 `per_device_train_batch_size` B train like one process with batch N*B.
 
 - `strategy="ddp"`: the model is replicated; Accelerate wraps it in
-  DistributedDataParallel and gradients are averaged in backward (skipped on
-  all but the last micro-batch of gradient accumulation).
+  DistributedDataParallel, which copies rank 0's weights to every rank, and
+  gradients are averaged in backward (skipped on all but the last micro-batch
+  of gradient accumulation).
 - `strategy="fsdp"`: parameters, gradients and optimizer state are sharded
-  over the ranks with FSDP2 (`fully_shard`, one unit per decoder layer).
+  over the ranks with FSDP2 (`fully_shard`, one unit per decoder layer), from
+  rank 0's weights (each rank would otherwise keep its shard of its own copy).
   `state_dict_type` picks how checkpoints hold them: `"full"` (gathered into one
   `model.safetensors`, as `Trainer` writes) or `"sharded"` (each rank its own
   shard, via `torch.distributed.checkpoint`).
@@ -40,7 +42,12 @@ from torch.utils.data import Dataset, Sampler
 from . import sharded_state
 from .base_trainer import OptimizerFactory, SchedulerFactory
 from .callbacks import TrainerCallback
-from .distributed import check_joined, destroy_process_group_at_exit, launched_world_size
+from .distributed import (
+    broadcast_module,
+    check_joined,
+    destroy_process_group_at_exit,
+    launched_world_size,
+)
 from .multiprocess import MultiProcessTrainer
 from .training_args import TrainingArguments
 
@@ -121,6 +128,7 @@ class AccelTrainer(MultiProcessTrainer):
             self.model.compile(mode=self.args.torch_compile_mode)
         if self.strategy == "fsdp" and self.accelerator.num_processes > 1:
             self.model.to(self.device)
+            broadcast_module(self.model)  # DDP does this itself; fully_shard does not
             mesh = init_device_mesh(self.device.type, (self.accelerator.num_processes,))
             sharded_state.apply_fsdp(self.model, mesh, self.fsdp_reshard_after_forward)
             self._wrapped = self.model

@@ -2,9 +2,11 @@
 
 Joining the job (`init_process_group`, `check_joined`), splitting the data
 between data-parallel ranks (`RankShardSampler`, `eval_shard_sampler`),
-small collectives on Python values (`broadcast_object`, `all_reduce_sum`),
-and a checkpoint directory that every rank writes into and that still
-appears atomically (`collective_directory`).
+small collectives (`broadcast_object`, `all_reduce_sum`), giving every
+replica the first one's weights (`broadcast_module`: each process builds its
+own copy of the model, from its own random generator unless the job seeded
+them alike), and a checkpoint directory that every rank writes into and that
+still appears atomically (`collective_directory`).
 
 The decision a reader may question: `check_joined` compares the world the
 launcher announced (`WORLD_SIZE`) with the one the process group really
@@ -25,6 +27,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 from torch.utils.data import Sampler
 from torch.utils.data.distributed import DistributedSampler
 
@@ -33,6 +36,7 @@ from . import checkpoint as ckpt
 __all__ = [
     "RankShardSampler",
     "all_reduce_sum",
+    "broadcast_module",
     "broadcast_object",
     "check_joined",
     "collective_directory",
@@ -123,6 +127,23 @@ def all_reduce_sum(value: torch.Tensor, group: dist.ProcessGroup | None = None) 
     if dist.is_initialized():
         dist.all_reduce(total, group=group)
     return total.to(value.device)
+
+
+def broadcast_module(module: nn.Module, group: dist.ProcessGroup | None = None) -> None:
+    """Copy the parameters and buffers of `module` on the group's first rank to every rank of it.
+
+    One broadcast per tensor, once per job: no flat copy of the model in memory.
+
+    Args:
+        module: This rank's copy; its tensors have the same names and shapes on every rank.
+        group: The ranks holding copies of `module` (None: the whole job).
+    """
+    if not dist.is_initialized() or dist.get_world_size(group) == 1:
+        return
+    source = dist.get_global_rank(group, 0) if group is not None else 0
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor.data, src=source, group=group)
 
 
 def broadcast_object(value: Any, src: int = 0) -> Any:

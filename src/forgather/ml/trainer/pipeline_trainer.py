@@ -2,8 +2,11 @@
 
 The job's ranks form a (data-parallel x pipeline) grid: `pipeline_parallel_size`
 ranks hold the stages of one copy of the model, and `world / pipeline_parallel_size`
-such copies (replicas) read different data and average their gradients. With
+such copies (replicas) read different data and combine their gradients. With
 4 processes and `pipeline_parallel_size=2`: 2 stages x 2 replicas.
+
+Every replica starts from the first replica's weights (each process builds
+its own copy of the model; `broadcast_module` copies them over).
 
 One optimizer step, per gradient-accumulation micro-batch: every rank of a
 pipeline reads the same batch (its replica's share); the schedule
@@ -49,6 +52,7 @@ from .base_trainer import OptimizerFactory, SchedulerFactory
 from .callbacks import TrainerCallback
 from .distributed import (
     all_reduce_sum,
+    broadcast_module,
     check_joined,
     destroy_process_group_at_exit,
     init_process_group,
@@ -187,6 +191,8 @@ class PipelineTrainer(MultiProcessTrainer):
             build_stage(full_model, self.layout, self.plan, s, copy_model=several).to(self.device)
             for s in self.stage_indices
         ]
+        for module in modules:  # replicas of a stage: the first replica's weights
+            broadcast_module(module, self.dp_group)
         self.model = nn.ModuleList(modules)  # this rank's stages: what the optimizer steps
         self.has_first_stage = 0 in self.stage_indices
         self.has_last_stage = choice.num_stages - 1 in self.stage_indices

@@ -19,11 +19,16 @@ A run is a dict: `name`, `trainer` ("trainer" | "accel" | "pipeline"),
 step, so a test can signal or kill a rank mid-run), `shard` (a plain
 `Trainer` reading only this rank's share of the data: an unsynchronised run),
 `save_local` (each rank saves the weights it holds), `save_model` (a
-directory for `save_model()`), and the trainer's own options under `options`.
+directory for `save_model()`), `per_rank_init` (each
+rank initialises the model afresh from its own seed instead of loading the
+saved weights, and the result records digests of the parameters: as built,
+at the start and at the end of training), and the trainer's own options
+under `options`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -48,6 +53,31 @@ def packed_rows(rows: int, offset: int = 0) -> list[dict[str, torch.Tensor]]:
     return [{"input_ids": row, "position_ids": positions.clone()} for row in tokens]
 
 
+def parameter_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of the parameters a rank holds (FSDP: the whole gathered tensors; a collective)."""
+    from torch.distributed.tensor import DTensor
+
+    digest = hashlib.sha256()
+    for name, param in sorted(model.named_parameters()):
+        tensor = param.full_tensor() if isinstance(param, DTensor) else param
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+class _Digests(TrainerCallback):
+    """Records the parameter digest at the start (after setup) and at the end of training."""
+
+    def __init__(self, trainer, digests: dict) -> None:
+        self.trainer, self.digests = trainer, digests
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.digests["start"] = parameter_digest(self.trainer.model)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.digests["end"] = parameter_digest(self.trainer.model)
+
+
 class _Delay(TrainerCallback):
     """Prints each finished step (for a parent process to watch) and sleeps."""
 
@@ -62,7 +92,7 @@ class _Delay(TrainerCallback):
         time.sleep(self.seconds)
 
 
-def _make_trainer(spec: dict, run: dict):
+def _make_trainer(spec: dict, run: dict, digests: dict):
     from forgather.ml.data import CausalLMCollator
     from forgather.ml.model import load_model
     from forgather.ml.trainer import Trainer, TrainingArguments
@@ -83,8 +113,14 @@ def _make_trainer(spec: dict, run: dict):
     callbacks = []
     if run.get("step_delay") is not None:
         callbacks.append(_Delay(run["step_delay"]))
+    if run.get("per_rank_init"):
+        torch.manual_seed(1000 + rank)  # as if each process had built the model unseeded
+        model = load_model(spec["model_dir"], from_weights=False)
+        digests["built"] = parameter_digest(model)
+    else:
+        model = load_model(spec["model_dir"])
     common = dict(
-        model=load_model(spec["model_dir"]), args=args, train_dataset=packed_rows(64),
+        model=model, args=args, train_dataset=packed_rows(64),
         eval_dataset=packed_rows(16, offset=64), data_collator=CausalLMCollator(pad_token_id=0),
         callbacks=callbacks,
     )  # fmt: skip
@@ -123,11 +159,16 @@ def _full_weights(trainer) -> dict[str, torch.Tensor] | None:
 
 
 def train_run(spec: dict, run: dict) -> None:
-    trainer = _make_trainer(spec, run)
+    digests: dict[str, str] = {}
+    trainer = _make_trainer(spec, run, digests)
+    if run.get("per_rank_init"):
+        trainer.add_callback(_Digests(trainer, digests))
     trainer.train(resume_from_checkpoint=run.get("resume"))
     metrics = trainer.evaluate() if run.get("evaluate") else {}
     rank = int(os.environ.get("RANK", "0"))
-    result = {"log_history": trainer.state.log_history, "metrics": metrics}
+    result = {"log_history": trainer.state.log_history, "metrics": metrics, "digests": digests}
+    if hasattr(trainer, "pp_rank"):
+        result["pp_rank"], result["dp_rank"] = trainer.pp_rank, trainer.dp_rank
     with open(os.path.join(spec["out"], f"{run['name']}-rank{rank}.json"), "w") as f:
         json.dump(result, f)
     weights = _full_weights(trainer)
