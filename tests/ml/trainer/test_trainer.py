@@ -166,6 +166,41 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path):
         assert torch.allclose(big[name], small[name], atol=1e-5), name
 
 
+def uneven_collate(samples: list[dict]) -> dict[str, torch.Tensor]:
+    """`tiny_lm.collate`, hiding a different number (0 to 12) of leading labels in each row."""
+    batch = tiny_lm.collate(samples)
+    for row, sample in enumerate(samples):
+        batch["labels"][row, : int(sample["input_ids"].sum()) % 13] = -100
+    return batch
+
+
+def test_step_loss_is_the_token_mean_over_uneven_micro_batches(tmp_path):
+    """Micro-batches holding different numbers of targets: the loss, its gradient and the
+    weights are those of one batch of all their rows, as in Hugging Face's Trainer."""
+
+    def run(batch, accumulation, out):
+        trainer = make_trainer(
+            str(out), max_steps=3, per_device_train_batch_size=batch,
+            gradient_accumulation_steps=accumulation, eval_strategy="no", save_strategy="no",
+        )  # fmt: skip
+        trainer.data_collator = uneven_collate
+        trainer.model.drop.p = 0.0
+        trainer.train()
+        history = trainer.state.log_history
+        grad_norms = {e["step"]: e["grad_norm"] for e in history if "grad_norm" in e}
+        return trainer.model.state_dict(), step_losses(history), grad_norms
+
+    targets = [int((uneven_collate(rows)["labels"][:, 1:] != -100).sum())
+               for rows in (tiny_lm.token_rows(8)[:4], tiny_lm.token_rows(8)[4:])]  # fmt: skip
+    assert len(set(targets)) == 2  # the data are uneven
+    big, big_losses, big_norms = run(8, 1, tmp_path / "a")
+    small, small_losses, small_norms = run(4, 2, tmp_path / "b")
+    assert small_losses == pytest.approx(big_losses, rel=1e-5)
+    assert small_norms == pytest.approx(big_norms, rel=1e-5)
+    for name in big:
+        assert torch.allclose(big[name], small[name], atol=1e-5), name
+
+
 def test_model_init_is_called_under_the_seed(tmp_path):
     """`model_init` (as in HF): the seed fixes the initial weights, so two runs are equal."""
 

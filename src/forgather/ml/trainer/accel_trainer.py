@@ -138,6 +138,9 @@ class AccelTrainer(MultiProcessTrainer):
     def _autocast(self) -> AbstractContextManager:
         return self.accelerator.autocast()
 
+    def _gradient_divisor(self) -> int:
+        return self.accelerator.num_processes  # DDP and FSDP average the ranks' gradients
+
     def _backward(self, loss: torch.Tensor) -> None:
         self.accelerator.backward(loss)
 

@@ -12,9 +12,10 @@ processes. Where the single-device `Trainer`, an Accelerate trainer (DDP/FSDP)
 and a pipeline trainer differ, the loop calls a hook: `_setup` (placement,
 wrapping, compiling), `_autocast`, `_backward`, `_no_sync` (skip gradient
 all-reduce on all but the last micro-batch), `_clip_grad_norm`,
-`_reduce_mean` (average a logged value over processes), `is_main_process`,
-`_barrier`, and `_save_model_state` / `_load_model_state`. Their defaults here
-are the single-process behaviour.
+`_reduce_mean` (average a logged value over processes), `_sum_over_replicas`
+and `_gradient_divisor` (the step's token accounting, see `step_tokens`),
+`is_main_process`, `_barrier`, and `_save_model_state` / `_load_model_state`.
+Their defaults here are the single-process behaviour.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from .callbacks import (
 from .rng import get_rng_state, set_rng_state, set_seed
 from .sampler import ResumableShuffleSampler
 from .state import TrainerControl, TrainerState, TrainOutput
+from .step_tokens import StepTokens, count_target_tokens
 from .stop_signals import StopSignals
 from .training_args import TrainingArguments
 
@@ -66,6 +68,7 @@ class BaseTrainer:
     Args:
         model: A causal LM: `model(**batch)` returns an object or dict with a
             scalar `loss` (Hugging Face style), or a tuple whose first item is it.
+            The loss is the mean over the batch's target tokens (see `step_tokens`).
             None when `model_init` is given.
         args: The run's settings (required).
         train_dataset: Map-style or iterable dataset of samples for `data_collator`.
@@ -165,6 +168,14 @@ class BaseTrainer:
     def _reduce_mean(self, value: torch.Tensor) -> float:
         """A logged value averaged over processes, as a Python float (syncs the device)."""
         return value.item()
+
+    def _sum_over_replicas(self, value: torch.Tensor) -> torch.Tensor:
+        """`value` summed over the data-parallel ranks (those reading different data)."""
+        return value
+
+    def _gradient_divisor(self) -> int:
+        """What the gradient reduction divides the ranks' summed gradients by (DDP: the ranks)."""
+        return 1
 
     def _barrier(self) -> None:
         """Wait for every process (no-op with one)."""
@@ -341,26 +352,54 @@ class BaseTrainer:
                 logger.warning("%s: saving a checkpoint and stopping", self._signals.received)
                 control.should_save = control.should_log = control.should_training_stop = True
             if control.should_log:
-                loss_sum += window.loss_total()
-                self.log(self._window_logs(window))
+                loss_total = self._window_loss_total(window)
+                loss_sum += loss_total
+                self.log(self._window_logs(window, loss_total))
                 window = _LogWindow(state.num_input_tokens_seen)
             self._evaluate_and_save(window)
-        return loss_sum + window.loss_total()
+        return loss_sum + self._window_loss_total(window)
 
     def _train_step(self) -> torch.Tensor:
-        """Forward and backward over one step's micro-batches; returns their mean loss."""
-        accumulation = self.args.gradient_accumulation_steps
-        total = torch.zeros((), device=self.device)
-        for micro in range(accumulation):
-            batch = self._prepare_batch(next(self.batches))
-            self.state.num_input_tokens_seen += _count_tokens(batch)
-            with self._no_sync(last_micro_batch=micro == accumulation - 1):
+        """Forward and backward over one step's micro-batches.
+
+        Returns:
+            () This rank's share of the step loss: summed over the data-parallel
+            ranks it is the mean over every target token of the step.
+        """
+        batches, tokens = self._next_step_batches()
+        # DDP and FSDP average the ranks' gradients; the loss is a sum over ranks.
+        divisor = self._gradient_divisor()
+        share = torch.zeros((), device=self.device)
+        for micro, batch in enumerate(batches):
+            batch = self._prepare_batch(batch)
+            with self._no_sync(last_micro_batch=micro == len(batches) - 1):
                 with self._autocast():
-                    loss = self.compute_loss(self.model, batch)  # () mean over the batch's tokens
-                # Scale so the summed gradients are those of the mean over micro-batches.
-                self._backward(loss / accumulation)
-            total += loss.detach()
-        return total / accumulation
+                    loss = self.compute_loss(self.model, batch)  # () mean over the batch's targets
+                # Summed over micro-batches and ranks: the gradient of the step's token mean.
+                self._backward(loss * (tokens.weight(micro) * divisor))
+            share += loss.detach() * tokens.weight(micro)
+        return share
+
+    def _next_step_batches(self) -> tuple[list[Any], StepTokens]:
+        """The step's micro-batches (as the loader gives them) and their token counts.
+
+        All `gradient_accumulation_steps` micro-batches are drawn before the first
+        forward pass: each one's weight needs the step's total number of targets,
+        summed over the data-parallel ranks (a collective). They are moved to the
+        device one at a time, by the caller.
+        """
+        batches = [next(self.batches) for _ in range(self.args.gradient_accumulation_steps)]
+        tokens = StepTokens.count(batches, self.count_loss_tokens, self._sum_over_replicas)
+        self.state.num_input_tokens_seen += tokens.total_inputs
+        return batches, tokens
+
+    def count_loss_tokens(self, batch: Any) -> int | None:
+        """Target tokens the model's loss on `batch` averages over; None if unknown.
+
+        The default follows Hugging Face's causal-LM convention (`labels`, shifted
+        inside the model, -100 ignored); override it for another loss.
+        """
+        return count_target_tokens(batch)
 
     def compute_loss(self, model: nn.Module, inputs: Any) -> torch.Tensor:
         """The scalar loss of one batch (HF style: `model(**inputs).loss`)."""
@@ -391,14 +430,20 @@ class BaseTrainer:
         window.paused += time.perf_counter() - start
         self.control.new_step()
 
-    def _window_logs(self, window: _LogWindow) -> dict[str, float]:
+    def _window_loss_total(self, window: _LogWindow) -> float:
+        """The window's summed step losses over all ranks (a collective; every rank calls it)."""
+        if window.steps == 0:
+            return 0.0
+        return float(self._sum_over_replicas(torch.as_tensor(window.loss, dtype=torch.float32)))
+
+    def _window_logs(self, window: _LogWindow, loss_total: float) -> dict[str, float]:
         logs = {
-            "loss": self._reduce_mean(window.loss) / window.steps,
+            "loss": loss_total / window.steps,
             "learning_rate": float(window.lr),
         }
         if window.grad_norm is not None:
             logs["grad_norm"] = self._reduce_mean(window.grad_norm) / window.steps
-        tokens = self.state.num_input_tokens_seen - window.tokens_at_start
+        tokens = self.state.num_input_tokens_seen - window.tokens_at_start  # all ranks
         logs["tokens_per_second"] = tokens / max(window.elapsed(), 1e-9)
         logs["num_input_tokens_seen"] = self.state.num_input_tokens_seen
         return logs
@@ -418,18 +463,26 @@ class BaseTrainer:
         was_training = self.model.training
         self.model.eval()
         start = time.perf_counter()
-        total, batches = torch.zeros((), device=self.device), 0
+        # Summed loss over targets, and targets (or batches, when the targets are unknown).
+        total, count, batches = torch.zeros((), device=self.device), 0, 0
         for batch in dataloader:
             if 0 <= self.args.max_eval_steps <= batches:
                 break
+            targets = self.count_loss_tokens(batch)
+            weight = 1 if targets is None else targets
             with self._autocast():
-                total += self.compute_loss(self.model, self._prepare_batch(batch)).float()
+                loss = self.compute_loss(self.model, self._prepare_batch(batch)).float()
+            total += loss * weight
+            count += weight
             batches += 1
         self.model.train(was_training)
         if batches == 0:
             raise ValueError("the evaluation DataLoader yields no batches")
+        # The token mean over every rank's share, as for the training loss.
+        local = torch.stack([total.detach().cpu().double(), torch.tensor(float(count)).double()])
+        sums = self._sum_over_replicas(local)
         metrics = {
-            f"{metric_key_prefix}_loss": self._reduce_mean(total) / batches,
+            f"{metric_key_prefix}_loss": float(sums[0] / max(float(sums[1]), 1.0)),
             f"{metric_key_prefix}_runtime": round(time.perf_counter() - start, 3),
         }
         self.log(dict(metrics))
@@ -580,15 +633,5 @@ class _LogWindow:
             self.grad_norm = grad_norm if self.grad_norm is None else self.grad_norm + grad_norm
         self.lr = lr
 
-    def loss_total(self) -> float:
-        return float(self.loss)
-
     def elapsed(self) -> float:
         return time.perf_counter() - self.start - self.paused
-
-
-def _count_tokens(batch: Any) -> int:
-    """Elements of `input_ids` (padding included): what the model computes on."""
-    if isinstance(batch, dict) and isinstance(batch.get("input_ids"), torch.Tensor):
-        return batch["input_ids"].numel()
-    return 0

@@ -4,7 +4,9 @@ Every rank runs `BaseTrainer`'s loop; this class makes the ranks agree:
 
 - data: each data-parallel rank reads its own share of every global batch
   (`RankShardSampler`); evaluation is split the same way;
-- logged values are averaged over the ranks, and only rank 0 writes logs;
+- the step loss is the mean over the target tokens of every rank, token
+  counts are totals (`step_tokens`); other logged values are averaged over
+  the ranks, and only rank 0 writes logs;
 - checkpoints: every rank writes into one directory that appears atomically
   (`collective_directory`); rank 0 writes the shared files, each rank its own
   RNG and data position (`rng_state-<rank>.pt`, `dataloader_state-<rank>.pt`),
@@ -121,6 +123,9 @@ class MultiProcessTrainer(BaseTrainer):
     def _reduce_mean(self, value: torch.Tensor) -> float:
         value = torch.as_tensor(value, dtype=torch.float32)
         return float(all_reduce_sum(value)) / self.world_size
+
+    def _sum_over_replicas(self, value: torch.Tensor) -> torch.Tensor:
+        return all_reduce_sum(value)  # every rank reads its own data unless a subclass says not
 
     # ------------------------------------------------------------------- data
     def get_train_dataloader(self) -> DataLoader:

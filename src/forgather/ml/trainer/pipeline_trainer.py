@@ -13,7 +13,7 @@ pipeline reads the same batch (its replica's share); the schedule
 (`torch.distributed.pipelining`) splits it into `n_microbatches` chunks, feeds
 token ids to the first stage and `position_ids` (and any `attention_mask`)
 to every stage, and computes the loss on the last stage. Then the replicas
-average their gradients, the gradient norm is reduced over the pipeline,
+sum their gradients, the gradient norm is reduced over the pipeline,
 and each rank steps the optimizer of its own stages. Evaluation runs the same
 pipeline forward only.
 
@@ -24,10 +24,11 @@ Checkpoints hold each stage's weights under the unsplit model's names
 
 The decision a reader may question: the loss of each chunk is its summed
 token cross-entropy divided by the number of target tokens in the whole
-batch (and by the accumulation steps), with the schedule's own
-`scale_grads` off. Summed over chunks this is exactly the unsplit model's
-mean loss, however unevenly the targets fall among the chunks, so a
-pipelined run reproduces an unsplit run's losses.
+step (every micro-batch of every replica, see `step_tokens`), with the
+schedule's own `scale_grads` off. Summed over chunks, micro-batches and
+replicas this is exactly the unsplit model's mean loss over the global batch,
+however unevenly the targets fall among them, so a pipelined run reproduces
+an unsplit run's losses and gradients.
 """
 
 from __future__ import annotations
@@ -69,11 +70,11 @@ from .pipeline_split import (
     plan_stages,
 )
 from .sharded_state import save_full_model
+from .step_tokens import IGNORE_INDEX, count_target_tokens
 from .training_args import TrainingArguments
 
 __all__ = ["PipelineTrainer"]
 
-IGNORE_INDEX = -100
 _BATCH_KEYS = {"input_ids", "labels", "position_ids", "attention_mask"}
 
 
@@ -81,7 +82,7 @@ class _ChunkLoss:
     """Summed next-token cross-entropy of one chunk, times `scale` (set per batch)."""
 
     def __init__(self) -> None:
-        self.scale = 1.0  # 1 / (target tokens in the whole batch * accumulation steps)
+        self.scale = 1.0  # 1 / target tokens of the step (training) or of the batch (evaluation)
 
     def __call__(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         vocab = logits.shape[-1]
@@ -221,28 +222,40 @@ class PipelineTrainer(MultiProcessTrainer):
         return self.model  # this rank's stages: no generate(), so sample callbacks skip it
 
     # ------------------------------------------------------------------- step
+    def _sum_over_replicas(self, value: torch.Tensor) -> torch.Tensor:
+        return all_reduce_sum(value, self.dp_group)  # the stages of a replica read the same data
+
+    def count_loss_tokens(self, batch: Any) -> int | None:
+        """Targets of `batch`: its `labels`, or its `input_ids` when it has none (as the stages)."""
+        if isinstance(batch, dict) and "labels" not in batch and "input_ids" in batch:
+            return count_target_tokens({"labels": batch["input_ids"]})
+        return count_target_tokens(batch)
+
     def _train_step(self) -> torch.Tensor:
-        """One optimizer step's forward and backward through the pipeline; its mean loss."""
-        accumulation = self.args.gradient_accumulation_steps
+        """One optimizer step's forward and backward through the pipeline.
+
+        Returns:
+            () This replica's share of the step loss (the same on each of its stages).
+        """
+        batches, tokens = self._next_step_batches()
+        scale = 1.0 / max(tokens.total_targets, 1)
         local = torch.zeros((), device=self.device)  # summed losses the last stage saw
-        for _ in range(accumulation):
-            batch = self._prepare_batch(next(self.batches))
-            self.state.num_input_tokens_seen += batch["input_ids"].numel()
-            local += self._run_pipeline(batch, accumulation, train=True)
-        self._average_over_replicas()
-        return all_reduce_sum(local, self.pp_group) / accumulation
+        for batch in batches:
+            local += self._run_pipeline(self._prepare_batch(batch), scale, train=True)
+        self._sum_gradients_over_replicas()
+        return all_reduce_sum(local, self.pp_group)
 
     def compute_loss(self, model: nn.Module, inputs: Any) -> torch.Tensor:
         """Evaluation loss of one batch, forward through the pipeline (on every rank)."""
-        return all_reduce_sum(self._run_pipeline(inputs, 1, train=False), self.pp_group)
+        scale = 1.0 / max(self.count_loss_tokens(inputs) or 0, 1)
+        return all_reduce_sum(self._run_pipeline(inputs, scale, train=False), self.pp_group)
 
     def _run_pipeline(
-        self, batch: dict[str, torch.Tensor], accumulation: int, train: bool
+        self, batch: dict[str, torch.Tensor], scale: float, train: bool
     ) -> torch.Tensor:
-        """Run one batch; the last stage returns its mean token loss, the others 0."""
+        """Run one batch; the last stage returns its summed token loss times `scale`, others 0."""
         input_ids, labels, kwargs = self._split_batch(batch, train)
-        targets = int((labels[:, 1:] != IGNORE_INDEX).sum())
-        self._loss.scale = 1.0 / (max(targets, 1) * accumulation)
+        self._loss.scale = scale
         args = (input_ids,) if self.has_first_stage else ()
         losses: list[torch.Tensor] = []
         with self._autocast():
@@ -255,7 +268,7 @@ class PipelineTrainer(MultiProcessTrainer):
                     self.schedule.eval(*args, target=labels, losses=losses, **kwargs)
         if not self.has_last_stage:
             return torch.zeros((), device=self.device)
-        return torch.stack(losses).sum().detach().float() * accumulation
+        return torch.stack(losses).sum().detach().float()
 
     def _split_batch(
         self, batch: dict[str, torch.Tensor], train: bool
@@ -288,14 +301,16 @@ class PipelineTrainer(MultiProcessTrainer):
             kwargs["attention_mask"] = batch["attention_mask"]
         return input_ids, labels, kwargs
 
-    def _average_over_replicas(self) -> None:
-        """Average each stage's gradients over the data-parallel replicas (one flat all-reduce)."""
+    def _sum_gradients_over_replicas(self) -> None:
+        """Sum each stage's gradients over the data-parallel replicas (one flat all-reduce).
+
+        A sum, not a mean: each replica's loss is already divided by the whole step's targets.
+        """
         if self.dp_size == 1:
             return
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         flat = torch.cat([g.reshape(-1) for g in grads])
         dist.all_reduce(flat, group=self.dp_group)
-        flat /= self.dp_size
         offset = 0
         for g in grads:
             g.copy_(flat[offset : offset + g.numel()].view_as(g))

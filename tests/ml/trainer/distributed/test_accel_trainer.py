@@ -1,8 +1,9 @@
 """`AccelTrainer` on 2 CPU processes (gloo) against one process with the same global batch.
 
 One torchrun job trains every distributed run of this module (DDP, FSDP with
-full and sharded checkpoints, resumes, bf16, and an unsynchronised control);
-the references are single-process `Trainer` runs with twice the batch.
+full and sharded checkpoints, resumes, bf16, an unsynchronised control, and
+runs whose ranks hold different numbers of target tokens); the references are
+single-process `Trainer` runs with twice the batch.
 
 Tolerance: 2 ranks sum their gradients in another order than one process
 does, so fp32 results agree to rounding: per-step losses and gradient norms
@@ -19,6 +20,7 @@ from forgather.ml.model import load_model
 from forgather.ml.trainer.checkpoint import load_model_weights
 from forgather.ml.trainer.distributed import RankShardSampler, check_joined
 from forgather.ml.trainer.sampler import ResumableShuffleSampler
+from forgather.ml.trainer.step_tokens import count_target_tokens
 
 from .conftest import (
     in_process,
@@ -29,6 +31,7 @@ from .conftest import (
     weights,
     write_spec,
 )
+from .worker import MaskingCollator, uneven_rows
 
 RTOL = 1e-5
 WEIGHT_ATOL = 1e-5
@@ -45,7 +48,12 @@ RUNS = [
      "options": {"strategy": "fsdp", "state_dict_type": "sharded"}},
     {"name": "bf16", "trainer": "accel", **TWO_RANKS, "bf16": True},
     {"name": "alone", "trainer": "trainer", **TWO_RANKS, "shard": True, "save_local": True},
+    {"name": "ref_uneven", "trainer": "trainer", **ONE_RANK, "max_steps": 3, "uneven": True},
+    {"name": "ddp_uneven", "trainer": "accel", **TWO_RANKS, "max_steps": 3, "uneven": True},
+    {"name": "fsdp_uneven", "trainer": "accel", **TWO_RANKS, "max_steps": 3, "uneven": True,
+     "options": {"strategy": "fsdp"}},
 ]  # fmt: skip
+REFERENCES = ("ref", "ref_bf16", "ref_uneven")  # one process, trained by the test itself
 RESUMES = [
     {"name": "ddp_resumed", "trainer": "accel", **TWO_RANKS, "resume": "ddp"},
     {"name": "fsdp_resumed", "trainer": "accel", **TWO_RANKS, "resume": "fsdp",
@@ -63,8 +71,8 @@ def out(tmp_path_factory, model_dir):
     ]
     runs = [dict(r, save_model=str(out / "fsdp_model")) if r["name"] == "fsdp" else r for r in RUNS]
     spec = write_spec(out, model_dir, runs + resumes)
-    in_process(spec, "ref", "ref_bf16")
-    torchrun(2, spec, *[r["name"] for r in RUNS[2:] + resumes])
+    in_process(spec, *REFERENCES)
+    torchrun(2, spec, *[r["name"] for r in RUNS + resumes if r["name"] not in REFERENCES])
     return out
 
 
@@ -81,6 +89,35 @@ def test_two_processes_match_one_with_the_same_global_batch(out, name):
     # The norm before clipping: it would be twice as large if gradients were summed, not averaged.
     assert_same_steps(out, name, "ref", "grad_norm")
     assert max_weight_difference(weights(out, name), weights(out, "ref")) < WEIGHT_ATOL
+
+
+def target_counts_of_first_step() -> list[int]:
+    """Targets each of 2 ranks holds in the first step of the `uneven` runs (data seed 3)."""
+    rows = uneven_rows(64)
+    first_step = list(ResumableShuffleSampler(64, seed=3))[:16]  # 2 ranks x 4 rows x 2
+    return [
+        count_target_tokens(MaskingCollator()([rows[i] for i in first_step[rank::2]]))
+        for rank in (0, 1)
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ddp_uneven", "fsdp_uneven"])
+def test_loss_and_gradient_are_the_global_token_mean(out, name):
+    """Ranks with different numbers of targets: one process on the same global batch."""
+    first, second = target_counts_of_first_step()
+    assert first != second  # the ranks' shares really differ
+    assert_same_steps(out, name, "ref_uneven", "loss")
+    assert_same_steps(out, name, "ref_uneven", "grad_norm")  # the gradient, before clipping
+    assert max_weight_difference(weights(out, name), weights(out, "ref_uneven")) < WEIGHT_ATOL
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ddp", "fsdp"])
+def test_token_counts_are_totals_over_the_ranks(out, name):
+    seen = per_step(out, name, "num_input_tokens_seen")
+    assert seen == per_step(out, "ref", "num_input_tokens_seen")
+    assert seen[1] == 2 * 4 * 2 * 32  # ranks x batch x accumulation x tokens per row
 
 
 @pytest.mark.slow

@@ -19,7 +19,8 @@ A run is a dict: `name`, `trainer` ("trainer" | "accel" | "pipeline"),
 step, so a test can signal or kill a rank mid-run), `shard` (a plain
 `Trainer` reading only this rank's share of the data: an unsynchronised run),
 `save_local` (each rank saves the weights it holds), `save_model` (a
-directory for `save_model()`), `per_rank_init` (each
+directory for `save_model()`), `uneven` (rows mask `masked_labels(i)` leading
+labels, so batches hold different numbers of targets), `per_rank_init` (each
 rank initialises the model afresh from its own seed instead of loading the
 saved weights, and the result records digests of the parameters: as built,
 at the start and at the end of training), and the trainer's own options
@@ -51,6 +52,34 @@ def packed_rows(rows: int, offset: int = 0) -> list[dict[str, torch.Tensor]]:
     tokens = torch.tensor(data[start : start + rows * TOKENS_PER_ROW]).view(rows, TOKENS_PER_ROW)
     positions = torch.cat([torch.arange(n) for n in DOCUMENT_LENGTHS])  # (T,) restarts at 0
     return [{"input_ids": row, "position_ids": positions.clone()} for row in tokens]
+
+
+def masked_labels(index: int) -> int:
+    """How many leading labels row `index` of an `uneven` run hides (0 to 28 of 32)."""
+    return index * 7 % 29
+
+
+def uneven_rows(rows: int, offset: int = 0) -> list[dict]:
+    """`packed_rows` that also say how many leading labels to mask."""
+    return [
+        {**row, "masked_labels": masked_labels(offset + i)}
+        for i, row in enumerate(packed_rows(rows, offset))
+    ]
+
+
+class MaskingCollator:
+    """`CausalLMCollator`, then -100 on each row's first `masked_labels` labels."""
+
+    def __init__(self) -> None:
+        from forgather.ml.data import CausalLMCollator
+
+        self.collate = CausalLMCollator(pad_token_id=0)
+
+    def __call__(self, samples: list[dict]) -> dict[str, torch.Tensor]:
+        batch = self.collate(samples)
+        for row, sample in enumerate(samples):
+            batch["labels"][row, : sample["masked_labels"]] = -100
+        return batch
 
 
 def parameter_digest(model: torch.nn.Module) -> str:
@@ -119,10 +148,12 @@ def _make_trainer(spec: dict, run: dict, digests: dict):
         digests["built"] = parameter_digest(model)
     else:
         model = load_model(spec["model_dir"])
+    rows, collator = packed_rows, CausalLMCollator(pad_token_id=0)
+    if run.get("uneven"):
+        rows, collator = uneven_rows, MaskingCollator()
     common = dict(
-        model=model, args=args, train_dataset=packed_rows(64),
-        eval_dataset=packed_rows(16, offset=64), data_collator=CausalLMCollator(pad_token_id=0),
-        callbacks=callbacks,
+        model=model, args=args, train_dataset=rows(64), eval_dataset=rows(16, offset=64),
+        data_collator=collator, callbacks=callbacks,
     )  # fmt: skip
     kind, options = run["trainer"], run.get("options", {})
     if kind == "trainer":
