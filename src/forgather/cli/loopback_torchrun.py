@@ -95,6 +95,7 @@ def _register_backend(listener: socket.socket) -> None:
                     multi_tenant=True,
                     master_listen_fd=listener.fileno(),
                 )
+                listener.detach()  # the store owns the descriptor now (and closes it)
             return super().next_rendezvous()
 
     def create(params):

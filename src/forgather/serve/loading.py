@@ -109,7 +109,10 @@ def model_dir_tensors(model_dir: str) -> ModelTensors:
     if not os.path.isfile(os.path.join(model_dir, "config.json")):
         raise WeightsNotFound(f"{model_dir} is not a model directory: it has no config.json")
     config = AutoConfig.from_pretrained(model_dir, trust_remote_code=True)
-    with torch.device("meta"):  # shapes only: no memory, no initialisation
+    try:
+        with torch.device("meta"):  # shapes only: no memory, no initialisation
+            model = AutoModelForCausalLM.from_config(config, trust_remote_code=True)
+    except Exception:  # model code that computes with its tensors while built cannot run on meta
         model = AutoModelForCausalLM.from_config(config, trust_remote_code=True)
     return model_tensors(model)
 
