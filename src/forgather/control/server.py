@@ -4,6 +4,11 @@ It never touches training state itself: requests are validated, accepted
 commands are queued, and the trainer's control callback drains the queue at
 a step boundary. Status comes from a snapshot the callback refreshes, so a
 slow or malicious client cannot stall or disturb the training loop.
+
+Every request a client can send gets an answer (400 for anything malformed:
+not JSON, nested too deeply for the parser, over the size limit, not an
+object naming a command) and nothing is ever printed: the job's output is
+the training's, so the server's own error hook is silenced as well.
 """
 
 from __future__ import annotations
@@ -40,8 +45,7 @@ class ControlServer:
         self.token = token
         self.status = status
         self.commands: queue.Queue[str] = queue.Queue()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
-        self._httpd.daemon_threads = True
+        self._httpd = _QuietHTTPServer(("127.0.0.1", port), _handler(self))
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -79,6 +83,37 @@ class ControlServer:
                 out.append(self.commands.get_nowait())
             except queue.Empty:
                 return out
+
+
+class _QuietHTTPServer(ThreadingHTTPServer):
+    """A server whose unexpected errors close the connection without a traceback on stderr."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        pass  # a broken client must not print into the training job's output
+
+
+def parse_command(raw: bytes) -> str:
+    """The command named by a request body ``{"command": "..."}``.
+
+    Raises:
+        ValueError: The body is not such an object (the message says why).
+    """
+    try:
+        body = json.loads(raw)
+    except RecursionError:  # e.g. [[[[...]]]]: deeper than the JSON parser goes
+        raise ValueError("the JSON is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"not JSON ({e})") from None
+    if not isinstance(body, dict) or "command" not in body:
+        raise ValueError('expected a JSON object {"command": "..."}')
+    command = body["command"]
+    if not isinstance(command, str) or command not in COMMANDS:
+        expected = ", ".join(COMMANDS)
+        shown = command if isinstance(command, str) else type(command).__name__
+        raise ValueError(f"unknown command {shown!r}; expected one of {expected}")
+    return command
 
 
 def _handler(server: ControlServer):
@@ -120,18 +155,17 @@ def _handler(server: ControlServer):
                 return
             try:
                 length = int(self.headers.get("Content-Length", "0"))
-                if not 0 < length <= _MAX_BODY:
-                    raise ValueError(f"body must be 1..{_MAX_BODY} bytes")
-                body = json.loads(self.rfile.read(length))
-                command = body["command"]
-            except (ValueError, KeyError, TypeError) as e:
-                self.reply(400, {"error": f"malformed request: {e}"})
+            except ValueError:
+                length = -1
+            if not 0 < length <= _MAX_BODY:
+                self.close_connection = True  # the unread body must not be taken as a request
+                self.reply(400, {"error": f"malformed request: body must be 1..{_MAX_BODY} bytes"})
                 return
-            if command not in COMMANDS:
-                expected = ", ".join(COMMANDS)
-                self.reply(
-                    400, {"error": f"unknown command {command!r}; expected one of {expected}"}
-                )
+            try:
+                command = parse_command(self.rfile.read(length))
+            except ValueError as e:
+                prefix = "" if str(e).startswith("unknown command") else "malformed request: "
+                self.reply(400, {"error": f"{prefix}{e}"})
                 return
             server.commands.put(command)
             self.reply(200, {"accepted": command, "step": server.status().get("step")})
