@@ -14,6 +14,12 @@ Decision a reader may question: a non-streaming request also watches its
 connection while it waits, and a streaming one cancels its sequences when its
 generator is closed, so a client that goes away stops costing batch rows at
 the next step instead of when its ``max_tokens`` run out.
+
+Input from clients is bounded before it costs anything: bodies over
+``max_body_bytes`` get 413 (``middleware.py``), a request asks for at most
+``max_waiting`` sequences (prompts x ``n``, else 400 naming the limit), and
+prompts are tokenized on one worker thread, so a huge prompt never stalls the
+event loop that streams other clients' tokens and answers ``/health``.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from fastapi import FastAPI, Request
@@ -29,6 +36,7 @@ from fastapi.responses import StreamingResponse
 
 from forgather.serve import prompts as prompt_rules
 from forgather.serve.errors import APIError, install_error_handlers
+from forgather.serve.middleware import AnswerEveryError, BodySizeLimit
 from forgather.serve.prompts import ServedModel
 from forgather.serve.protocol import ChatCompletionRequest, CompletionRequest
 from forgather.serve.responses import ChatFormat, CompletionFormat, usage
@@ -121,28 +129,55 @@ async def _collect(run: _Run, count: int, request: Request) -> list[_Choice]:
         if not gathering.done():
             gathering.cancel()
             run.cancel()
+        # cancel() only asks: wait until both tasks have really ended before reading them.
+        await asyncio.gather(gathering, watching, return_exceptions=True)
     if gathering.cancelled():  # nobody will read this answer
         raise APIError(400, "the client disconnected", code="client_disconnected")
     return gathering.result()
 
 
-def create_app(served: ServedModel, root: str | None = None) -> FastAPI:
+DEFAULT_MAX_BODY_BYTES = 8 * 2**20  # 8 MiB: room for a long prompt as JSON token ids
+
+
+def create_app(
+    served: ServedModel, root: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+) -> FastAPI:
     """The application serving ``served``; its lifespan starts and stops the scheduler.
 
     Args:
         served: The model.
         root: Where its weights were loaded from (a model directory or a
             checkpoint), shown as ``root`` in ``/v1/models`` as vLLM does.
+        max_body_bytes: Larger request bodies are answered 413.
     """
+    # One thread: tokenizers are not safe to call from several threads at once.
+    tokenizing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forgather-tokenize")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         served.scheduler.start()
         yield
         served.scheduler.stop()
+        tokenizing.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="Forgather inference server", lifespan=lifespan)
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    app.add_middleware(AnswerEveryError)  # added last: the outermost of the two
+
+    async def off_the_loop(function: Callable, *args):
+        return await asyncio.get_running_loop().run_in_executor(tokenizing, function, *args)
+
+    def check_request_size(sequences: int, param: str) -> None:
+        limit = served.scheduler.max_waiting
+        if sequences > limit:
+            raise APIError(
+                400,
+                f"this request asks for {sequences} sequences (prompts x n); "
+                f"this server takes at most {limit} per request",
+                param=param,
+                code="too_many_sequences",
+            )
 
     @app.get("/health")
     async def health() -> dict:
@@ -171,7 +206,9 @@ def create_app(served: ServedModel, root: str | None = None) -> FastAPI:
     async def completions(body: CompletionRequest, request: Request):
         body.check_supported()
         prompt_rules.check_model_name(served, body.model)
-        prompts = prompt_rules.completion_prompts(served, body)
+        count = len(body.prompts()) * body.n
+        check_request_size(count, "n" if body.n > 1 else "prompt")
+        prompts = await off_the_loop(prompt_rules.completion_prompts, served, body)
         choice_prompts, params = [], []
         for prompt in prompts:
             for _ in range(body.n):
@@ -207,7 +244,8 @@ def create_app(served: ServedModel, root: str | None = None) -> FastAPI:
     async def chat_completions(body: ChatCompletionRequest, request: Request):
         body.check_supported()
         prompt_rules.check_model_name(served, body.model)
-        prompt = prompt_rules.chat_prompt(served, body)
+        check_request_size(body.n, "n")
+        prompt = await off_the_loop(prompt_rules.chat_prompt, served, body)
         params = [
             prompt_rules.sampling_params(
                 served,

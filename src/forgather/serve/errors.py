@@ -12,20 +12,17 @@ stage; the failing field's path goes in ``param``.
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-
-logger = logging.getLogger(__name__)
 
 # HTTP status -> OpenAI error type.
 _TYPES = {
     400: "invalid_request_error",
     404: "not_found_error",
     405: "invalid_request_error",
+    413: "invalid_request_error",
     503: "server_error",
 }
 
@@ -95,9 +92,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return APIError(exc.status_code, str(exc.detail)).response()
+        # FastAPI's only 400 of this kind: a body it could not decode (e.g. invalid UTF-8).
+        code = "invalid_json" if exc.status_code == 400 else None
+        return APIError(exc.status_code, str(exc.detail), code=code).response()
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unhandled error")
-        return APIError(500, f"internal error: {type(exc).__name__}: {exc}").response()
+    # Other exceptions: forgather.serve.middleware.AnswerEveryError (keeps the connection).

@@ -23,6 +23,26 @@ from forgather.serve.errors import APIError
 MAX_STOP_STRINGS = 16
 
 
+def _has_lone_surrogate(value: Any) -> bool:
+    """True if a string anywhere in ``value`` holds a lone UTF-16 surrogate (from a ``\\ud800`` escape).
+
+    Such a string has no UTF-8 encoding, so no tokenizer can take it.
+    """
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, BaseModel):
+        value = value.__dict__
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_lone_surrogate(item) for item in value)
+    return False
+
+
 class StreamOptions(BaseModel):
     """``stream_options``: ``include_usage`` adds a final chunk with token counts."""
 
@@ -65,6 +85,15 @@ class _SamplingFields(BaseModel):
         Raises:
             APIError: 400 naming the field.
         """
+        for name, value in self.__dict__.items():
+            if _has_lone_surrogate(value):
+                raise APIError(
+                    400,
+                    f"{name} holds a lone surrogate (an unpaired \\ud800-\\udfff escape), "
+                    "which is not valid Unicode text",
+                    param=name,
+                    code="invalid_unicode",
+                )
         for name in ("frequency_penalty", "presence_penalty"):
             if getattr(self, name) not in (None, 0, 0.0):
                 raise APIError(400, f"{name} is not supported", param=name)

@@ -43,6 +43,7 @@ class ServerSettings:
         chat_template: A Jinja file replacing the tokenizer's chat template.
         served_model_name: The name clients use; default: the directory's name.
         log_level: uvicorn's log level.
+        max_body_bytes: Request bodies larger than this get 413.
     """
 
     model_path: str
@@ -57,6 +58,7 @@ class ServerSettings:
     chat_template: str | None = None
     served_model_name: str | None = None
     log_level: str = "info"
+    max_body_bytes: int = 8 * 2**20  # forgather.serve.app.DEFAULT_MAX_BODY_BYTES
 
 
 def wrap_model(
@@ -138,7 +140,9 @@ def serve(settings: ServerSettings) -> None:
         flush=True,
     )
     uvicorn.run(
-        create_app(served, root=os.path.abspath(loaded.weights)),
+        create_app(
+            served, root=os.path.abspath(loaded.weights), max_body_bytes=settings.max_body_bytes
+        ),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
@@ -159,9 +163,16 @@ class ServerThread:
         served: The model to serve.
         host: Interface to listen on.
         port: TCP port; default: a free one.
+        **app_options: Passed to :func:`forgather.serve.app.create_app` (e.g. ``max_body_bytes``).
     """
 
-    def __init__(self, served: ServedModel, host: str = "127.0.0.1", port: int | None = None):
+    def __init__(
+        self,
+        served: ServedModel,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        **app_options: Any,
+    ):
         import uvicorn
 
         from forgather.serve.app import create_app
@@ -170,7 +181,11 @@ class ServerThread:
         self.port = port or free_port(host)
         self.url = f"http://{host}:{self.port}"
         config = uvicorn.Config(
-            create_app(served), host=host, port=self.port, log_level="warning", lifespan="on"
+            create_app(served, **app_options),
+            host=host,
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="uvicorn", daemon=True)
