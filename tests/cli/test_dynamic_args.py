@@ -6,8 +6,8 @@ import argparse
 
 import pytest
 
-from forgather.cli.command import CLIError
 from forgather.cli.dynamic_args import add_dynamic_args, dynamic_values, normalize_specs
+from forgather.cli.errors import CLIError
 
 from .conftest import TUTORIAL, run_cli
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import argparse
 
-from forgather.cli.command import CLIError, Command
+from forgather.cli.command import Command
 from forgather.cli.context import CommandContext, parse_assignments
+from forgather.cli.errors import CLIError
 
 
 def _target_argument(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,4 @@
-"""What a command is: the small contract between ``main.py`` and command modules.
+"""What a command is: the small contract between ``dispatch.py`` and command modules.
 
 A command module defines ``COMMANDS``, a dict from command name to
 :class:`Command`. ``add_arguments`` fills the command's own argparse parser;
@@ -24,15 +24,11 @@ if TYPE_CHECKING:
     from forgather.cli.context import CommandContext
 
 
-class CLIError(Exception):
-    """A user mistake the CLI reports in one line and exit code 1."""
-
-
 @dataclass(frozen=True)
 class Command:
     """One ``forgather`` command.
 
-    The one-line help lives in ``main.COMMANDS`` (so ``forgather --help``
+    The one-line help lives in ``registry.COMMANDS`` (so ``forgather --help``
     imports no command module); ``description`` adds detail to the command's
     own ``--help``.
 

@@ -17,7 +17,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from forgather.cli.command import CLIError
+from forgather.cli.errors import CLIError
 from forgather.cli.values import parse_yaml_value
 
 if TYPE_CHECKING:
@@ -55,8 +55,8 @@ class CommandContext:
         output: file that receives the command's output (``-o``), or ``None``.
         argv: the ``forgather`` arguments that run this command again (global
             options, the command name, its own arguments): what ``train``
-            starts on each rank, whether the command came from the shell's
-            ``sys.argv`` or from the interactive shell.
+            starts on each rank, whether the command came from the process's
+            command line or from a line of the interactive shell.
     """
 
     def __init__(

@@ -19,8 +19,9 @@ import argparse
 import socket
 import time
 
-from forgather.cli.command import CLIError, Command
+from forgather.cli.command import Command
 from forgather.cli.context import CommandContext
+from forgather.cli.errors import CLIError
 
 _ACTIONS = ("list", "status", "save", "stop", "save-stop", "abort", "cleanup")
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import argparse
 
-from forgather.cli.command import CLIError, Command
+from forgather.cli.command import Command
 from forgather.cli.context import CommandContext
+from forgather.cli.errors import CLIError
 
 
 def _dataset_arguments(parser: argparse.ArgumentParser) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from forgather.cli.command import CLIError
+from forgather.cli.errors import CLIError
 from forgather.cli.values import parse_yaml_value
 
 

@@ -1,4 +1,9 @@
-"""How the CLI reports a failed command: one clear message, no traceback.
+"""The CLI's errors and how a failed command is reported: one clear message, no traceback.
+
+:class:`CLIError` is the one exception the CLI's own modules raise for a user
+mistake; it lives here, apart from the command contract (``command.py``) and
+the command context (``context.py``), so that every CLI module can raise it
+without importing either.
 
 Three kinds of failure reach :func:`report_error`:
 
@@ -18,9 +23,12 @@ machinery frames would bury the one line that matters.
 from __future__ import annotations
 
 import sys
-import traceback
 
-from forgather.cli.command import CLIError
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2  # ok, a user mistake, a usage error (argparse exits 2)
+
+
+class CLIError(Exception):
+    """A user mistake the CLI reports in one line and exit code 1."""
 
 
 def format_error(err: BaseException) -> str:
@@ -40,6 +48,8 @@ def format_error(err: BaseException) -> str:
 def report_error(err: BaseException, show_traceback: bool = False) -> None:
     """Print ``err`` to stderr, as a traceback only when ``show_traceback``."""
     if show_traceback:
+        import traceback  # only here: a command that succeeds never needs it
+
         traceback.print_exception(err)
         return
     print(f"forgather: error: {format_error(err)}", file=sys.stderr)

@@ -17,7 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from forgather.cli.command import CLIError, Command
+from forgather.cli.command import Command
+from forgather.cli.errors import CLIError
 
 DESCRIPTION = """\
 server: load a model directory (or, with -c, its newest checkpoint whose weights

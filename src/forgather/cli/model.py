@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import argparse
 
-from forgather.cli.command import CLIError, Command
+from forgather.cli.command import Command
 from forgather.cli.context import CommandContext
+from forgather.cli.errors import CLIError
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:

@@ -26,8 +26,9 @@ import sys
 import time
 from pathlib import Path
 
-from forgather.cli.command import CLIError, Command
+from forgather.cli.command import Command
 from forgather.cli.context import CommandContext
+from forgather.cli.errors import CLIError
 
 _LAUNCH_OPTIONS = {"--nproc": True, "-d": True, "--devices": True, "--dry-run": False}
 

@@ -22,7 +22,7 @@ import math
 import re
 from typing import Any
 
-from forgather.cli.command import CLIError
+from forgather.cli.errors import CLIError
 
 _STD = "tag:yaml.org,2002:"
 
