@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from forgather.cli.main import main
 from forgather.cli.shell import ForgatherShell
 
 from .conftest import TUTORIAL, run_cli
@@ -18,7 +19,7 @@ def test_session_runs_commands_and_selects_configs():
 
 
 def test_completion_of_commands_and_config_names():
-    shell = ForgatherShell(str(TUTORIAL))
+    shell = ForgatherShell(main, str(TUTORIAL))
     assert shell.completenames("co") == ["code", "construct", "control", "config"]
     assert shell.complete_config("3", "config 3", 7, 8) == ["3_sub_templates.yaml"]
     assert shell.completedefault("1", "-t 1", 3, 4) == ["1_inheritance.yaml"]

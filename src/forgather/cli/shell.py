@@ -14,7 +14,9 @@ persists across sessions (readline, in the user's state directory).
 Decision a reader may question: each line goes through ``main()`` exactly as
 typed on the terminal would, rather than through a second command parser, so
 the shell cannot drift from the CLI; the price is that every line reloads the
-project (a few milliseconds).
+project (a few milliseconds). ``main`` hands itself to :func:`run_shell`
+(``run_line``) instead of this module importing it: ``main`` starts the shell,
+so an import back would be a cycle.
 """
 
 from __future__ import annotations
@@ -24,14 +26,28 @@ import cmd
 import contextlib
 import os
 import shlex
+from collections.abc import Callable
 
-from forgather.cli.main import COMMANDS, main
+from forgather.cli.registry import COMMANDS, assignment_words, command_listing
 
 _CONFIG_WORDS = {"-t", "--config-template", "config", "diff"}
+_SHELL_COMMANDS = (
+    ("config", "select a config (config NAME)"),
+    ("project", "select a project directory (project DIR)"),
+    ("quit", "leave the shell (also Ctrl-D)"),
+)
 
 
 class ForgatherShell(cmd.Cmd):
-    """A ``cmd.Cmd`` that forwards each line to :func:`forgather.cli.main.main`."""
+    """A ``cmd.Cmd`` that forwards each line to ``run_line`` (:func:`forgather.cli.main.main`).
+
+    Args:
+        run_line: runs one ``forgather`` command line (``main``).
+        project_dir: the project the commands work on (``project DIR`` changes it).
+        config: the selected config (``config NAME`` changes it), or ``None``.
+        traceback: pass ``--traceback`` with every line.
+        extra_args: more words put before every line (``-D``/``--set`` given with ``-i``).
+    """
 
     intro = (
         "Forgather shell. Type a command as after `forgather` (ls, pp, code ...); "
@@ -40,12 +56,14 @@ class ForgatherShell(cmd.Cmd):
 
     def __init__(
         self,
+        run_line: Callable[[list[str]], int],
         project_dir: str = ".",
         config: str | None = None,
         traceback: bool = False,
         extra_args: list[str] | None = None,
     ):
         super().__init__()
+        self.run_line = run_line
         self.project_dir = project_dir
         self.config = config
         self.traceback = traceback
@@ -77,7 +95,7 @@ class ForgatherShell(cmd.Cmd):
         if "-i" in words or "--interactive" in words:
             print("error: already in the interactive shell")
             return
-        main(self._prefix() + words)
+        self.run_line(self._prefix() + words)
 
     def emptyline(self) -> bool:
         return False  # do not repeat the last command
@@ -103,14 +121,9 @@ class ForgatherShell(cmd.Cmd):
     def do_help(self, arg: str) -> None:
         """help [COMMAND]: list commands, or show one command's options."""
         if arg.strip() in COMMANDS:
-            main([*self._prefix(), arg.strip(), "--help"])
+            self.run_line([*self._prefix(), arg.strip(), "--help"])
             return
-        width = max(map(len, COMMANDS)) + 2
-        for name, (_, text) in COMMANDS.items():
-            print(f"  {name:<{width}}{text}")
-        print(f"  {'config':<{width}}select a config (config NAME)")
-        print(f"  {'project':<{width}}select a project directory (project DIR)")
-        print(f"  {'quit':<{width}}leave the shell (also Ctrl-D)")
+        print(command_listing(_SHELL_COMMANDS))
 
     def do_quit(self, arg: str) -> bool:
         """quit: leave the shell."""
@@ -155,12 +168,19 @@ def _history_file() -> str:
     return os.path.join(user_state_dir("forgather"), "shell_history")
 
 
-def run_shell(global_args: argparse.Namespace) -> int:
-    """Run the shell until ``quit`` or end of input; returns exit code 0."""
-    extra = [w for d in global_args.defines or () for w in ("-D", d)]
-    extra += [w for s in global_args.sets or () for w in ("--set", s)]
+def run_shell(global_options: argparse.Namespace, run_line: Callable[[list[str]], int]) -> int:
+    """Run the shell until ``quit`` or end of input; returns exit code 0.
+
+    Args:
+        global_options: the options given with ``-i`` (``main.build_parser()``).
+        run_line: runs one ``forgather`` command line: :func:`forgather.cli.main.main`.
+    """
     shell = ForgatherShell(
-        global_args.project_dir or ".", global_args.config_template, global_args.traceback, extra
+        run_line,
+        global_options.project_dir or ".",
+        global_options.config_template,
+        global_options.traceback,
+        assignment_words(global_options.defines, global_options.sets),
     )
     try:
         import readline

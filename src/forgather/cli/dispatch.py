@@ -1,0 +1,121 @@
+"""Run one command: its parser, its context, its exit code. The one place a
+command is run, whether it came from ``forgather`` or from a line of the shell.
+
+    run_command(global_options, "pp", ["--greeting", "hi"])   # -> 0
+
+Steps, in order: import the command's module (:func:`registry.load_command`);
+build its parser (its own options, then the common ones); read the common
+options given after the command name and merge them with the global ones into
+a :class:`~forgather.cli.context.CommandContext`; for a command with
+``uses_config``, load the config and add its ``dynamic_args`` as options;
+parse the command's arguments; render the config again with the dynamic
+values given; run. Any failure becomes one message and an exit code
+(:mod:`forgather.cli.errors`).
+
+Decision a reader may question: the command's arguments are read by two
+parsers. A small "early" parser reads only the common options (``-t`` after
+the command name must decide which config loads), then the command's full
+parser, which only exists once the config has added its options, reads them
+all. No parser accepts abbreviated options (``allow_abbrev=False``): an
+abbreviation one parser understands (``--out`` for the common ``--output``)
+would steal a command's own option of that name (``plot --out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from forgather.cli.context import CommandContext, parse_assignments
+from forgather.cli.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, report_error
+from forgather.cli.registry import COMMANDS, add_common_options, assignment_words, load_command
+
+
+def run_command(global_options: argparse.Namespace, name: str, argv: list[str]) -> int:
+    """Run one command; print errors as one message (``--traceback``: the traceback).
+
+    Args:
+        global_options: the options given before the command name (the
+            namespace ``main.build_parser()`` parses).
+        name: the command name (a key of ``registry.COMMANDS``).
+        argv: the command's own arguments.
+
+    Returns:
+        The exit code: 0 ok, 1 user error, 2 usage error, 130 interrupted.
+    """
+    try:
+        return _run(global_options, name, argv)
+    except SystemExit as exit_:  # argparse: --help (0) or usage error (2)
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    except KeyboardInterrupt:
+        print("forgather: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        report_error(err, show_traceback=global_options.traceback)
+        return EXIT_ERROR
+
+
+def _run(global_options: argparse.Namespace, name: str, argv: list[str]) -> int:
+    command = load_command(name)
+    parser = argparse.ArgumentParser(
+        prog=f"forgather {name}",
+        description=f"{COMMANDS[name][1]}.\n\n{command.description}".strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    command.add_arguments(parser)
+    add_common_options(parser.add_argument_group("common options"), prefix="cmd_")
+    ctx = _context(global_options, name, argv)
+    dests = _add_config_options(ctx, parser, argv) if command.uses_config else []
+    args = parser.parse_args(argv)
+    if dests:
+        from forgather.cli.dynamic_args import dynamic_values
+
+        values = dynamic_values(args, dests)
+        if values:
+            ctx.reload_config(**values)
+    return command.run(ctx, args) or EXIT_OK
+
+
+def _context(global_options: argparse.Namespace, name: str, argv: list[str]) -> CommandContext:
+    """The context of command ``name``: common options after its name win over global ones."""
+    early = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    add_common_options(early, prefix="cmd_")
+    cmd, _ = early.parse_known_args(argv)
+    g = global_options
+    return CommandContext(
+        project_dir=cmd.cmd_project_dir or g.project_dir or ".",
+        config_template=cmd.cmd_config_template or g.config_template,
+        template_vars=dict(parse_assignments((g.defines or []) + (cmd.cmd_defines or []), "-D")),
+        overrides=parse_assignments((g.sets or []) + (cmd.cmd_sets or []), "--set"),
+        output=cmd.cmd_output or g.output,
+        argv=[*_global_words(g), name, *argv],
+    )
+
+
+def _global_words(global_options: argparse.Namespace) -> list[str]:
+    """The global options as command-line words (for the context's ``argv``)."""
+    words: list[str] = []
+    for flag, value in (("-p", global_options.project_dir), ("-t", global_options.config_template),
+                        ("-o", global_options.output)):  # fmt: skip
+        if value is not None:
+            words += [flag, value]
+    words += assignment_words(global_options.defines, global_options.sets)
+    return words + (["--traceback"] if global_options.traceback else [])
+
+
+def _add_config_options(ctx: CommandContext, parser: argparse.ArgumentParser,
+                        argv: list[str]) -> list[str]:  # fmt: skip
+    """Load the config and add its ``dynamic_args`` to ``parser``; return their dests."""
+    from forgather.cli.dynamic_args import add_dynamic_args, normalize_specs
+
+    try:
+        config = ctx.config
+        specs = config.build("dynamic_args") if "dynamic_args" in config.targets else None
+    except Exception as err:
+        if "-h" in argv or "--help" in argv:  # still show the command's own options
+            first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
+            parser.epilog = f"(the config's own options are unavailable: {first_line})"
+            return []
+        raise
+    return add_dynamic_args(parser, normalize_specs(specs))
