@@ -53,7 +53,7 @@ CONFIG = """\
 
 [trainer_definition]
 -- if ddp | default(false)
-.define: &trainer !partial:forgather.ml.trainer.accel_trainer:AccelTrainer@trainer
+.define: &trainer !partial:forgather.ml.trainer:AccelTrainer@trainer
 -- else
 .define: &trainer !partial:forgather.ml.trainer:Trainer@trainer
 -- endif
@@ -168,9 +168,13 @@ def _callback_cost_on_rank(rank: int, world: int, port: int, calls: int, out: st
     """One rank of `callback_cost`: times `on_step_end` of both callbacks; rank 0 writes `out`."""
     import torch.distributed as dist
 
-    from forgather.ml.trainer import TrainerCallback, TrainingArguments
+    from forgather.ml.trainer import (
+        TrainerCallback,
+        TrainerControl,
+        TrainerState,
+        TrainingArguments,
+    )
     from forgather.ml.trainer.callbacks import TrainerControlCallback
-    from forgather.ml.trainer.state import TrainerControl, TrainerState
 
     if world > 1:
         dist.init_process_group(

@@ -139,11 +139,11 @@ def run_worker(opts: argparse.Namespace) -> None:
     if opts.worker == "single":
         trainer = Trainer(**common)
     elif opts.worker in ("ddp", "fsdp"):
-        from forgather.ml.trainer.accel_trainer import AccelTrainer
+        from forgather.ml.trainer import AccelTrainer
 
         trainer = AccelTrainer(**common, strategy=opts.worker)
     else:
-        from forgather.ml.trainer.pipeline_trainer import PipelineTrainer
+        from forgather.ml.trainer import PipelineTrainer
 
         trainer = PipelineTrainer(**common, schedule="1F1B", n_microbatches=opts.microbatches)
     trainer.train()

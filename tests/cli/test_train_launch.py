@@ -29,7 +29,7 @@ DDP_CONFIG = """\
 [trainer_callback_entries]
 
 [trainer_definition]
-.define: &trainer !partial:forgather.ml.trainer.accel_trainer:AccelTrainer@trainer
+.define: &trainer !partial:forgather.ml.trainer:AccelTrainer@trainer
     model: *model
     train_dataset: *train_dataset
     eval_dataset: *eval_dataset

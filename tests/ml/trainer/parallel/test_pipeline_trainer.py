@@ -23,8 +23,8 @@ import torch
 from safetensors.torch import load_file
 
 from forgather.ml.model import load_model
-from forgather.ml.trainer.pipeline_checkpoint import merge_pipeline_checkpoint
-from forgather.ml.trainer.pipeline_schedules import SCHEDULES
+from forgather.ml.trainer import merge_pipeline_checkpoint
+from forgather.ml.trainer.parallel.pipeline_schedules import SCHEDULES
 
 from .conftest import (
     in_process,

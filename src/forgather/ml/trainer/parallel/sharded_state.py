@@ -40,7 +40,7 @@ from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import FSDPModule, fully_shard
 from torch.optim import Optimizer
 
-from . import checkpoint as ckpt
+from .. import checkpoint as ckpt
 
 __all__ = [
     "apply_fsdp",

@@ -10,16 +10,14 @@ from __future__ import annotations
 import pytest
 
 from forgather.config import ConfigEnvironment
-from forgather.ml.trainer import TrainingArguments
-from forgather.ml.trainer.accel_trainer import AccelTrainer
-from forgather.ml.trainer.pipeline_trainer import PipelineTrainer
+from forgather.ml.trainer import AccelTrainer, PipelineTrainer, TrainingArguments
 from forgather.project.workspace import templatelib_searchdirs
 
 CONFIG = """\
 -- extends "{template}"
 
 [datasets_definition]
-.define: &train_dataset !call:tests.ml.trainer.distributed.worker:packed_rows [8]
+.define: &train_dataset !call:tests.ml.trainer.parallel.worker:packed_rows [8]
 .define: &data_collator !call:forgather.ml.data:CausalLMCollator {{pad_token_id: 0}}
 
 [model_definition]

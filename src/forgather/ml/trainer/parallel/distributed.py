@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import Sampler
 from torch.utils.data.distributed import DistributedSampler
 
-from . import checkpoint as ckpt
+from .. import checkpoint as ckpt
 
 __all__ = [
     "RankShardSampler",

@@ -3,7 +3,7 @@
 A `PipelineTrainer` checkpoint holds `stage-<i>/model.safetensors` for every
 stage, with the unsplit model's parameter names, so merging is a union:
 
-    from forgather.ml.trainer.pipeline_checkpoint import merge_pipeline_checkpoint
+    from forgather.ml.trainer import merge_pipeline_checkpoint
     merge_pipeline_checkpoint("output_models/m/runs/r/checkpoints/checkpoint-500",
                               "output_models/m")   # writes output_models/m/model.safetensors
 
@@ -22,7 +22,7 @@ import re
 
 from safetensors.torch import load_file, save_file
 
-from . import checkpoint as ckpt
+from .. import checkpoint as ckpt
 from .pipeline_split import merge_stage_weights
 
 __all__ = ["merge_pipeline_checkpoint", "stage_dir"]

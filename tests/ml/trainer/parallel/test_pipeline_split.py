@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from forgather.ml.model import load_model
-from forgather.ml.trainer.pipeline_schedules import SCHEDULES, choose_schedule
-from forgather.ml.trainer.pipeline_split import (
+from forgather.ml.trainer.parallel.pipeline_schedules import SCHEDULES, choose_schedule
+from forgather.ml.trainer.parallel.pipeline_split import (
     PassThrough,
     build_stage,
     check_no_cross_stage_ties,

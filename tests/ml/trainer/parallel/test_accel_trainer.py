@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from forgather.ml.model import load_model
+from forgather.ml.trainer import ResumableShuffleSampler
 from forgather.ml.trainer.checkpoint import load_model_weights
-from forgather.ml.trainer.distributed import RankShardSampler, check_joined
-from forgather.ml.trainer.sampler import ResumableShuffleSampler
+from forgather.ml.trainer.parallel.distributed import RankShardSampler, check_joined
 from forgather.ml.trainer.step_tokens import count_target_tokens
 
 from .conftest import (
@@ -222,8 +222,7 @@ def test_rank_shards_drop_an_incomplete_last_group():
 
 
 def test_unknown_strategy_is_refused():
-    from forgather.ml.trainer import TrainingArguments
-    from forgather.ml.trainer.accel_trainer import AccelTrainer
+    from forgather.ml.trainer import AccelTrainer, TrainingArguments
 
     with pytest.raises(ValueError, match="strategy must be one of"):
         AccelTrainer(

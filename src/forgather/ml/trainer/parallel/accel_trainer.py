@@ -39,9 +39,10 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.nn.utils import clip_grads_with_norm_, get_total_norm
 from torch.utils.data import Dataset, Sampler
 
+from ..base_trainer import OptimizerFactory, SchedulerFactory
+from ..callbacks import TrainerCallback
+from ..training_args import TrainingArguments
 from . import sharded_state
-from .base_trainer import OptimizerFactory, SchedulerFactory
-from .callbacks import TrainerCallback
 from .distributed import (
     broadcast_module,
     check_joined,
@@ -49,7 +50,6 @@ from .distributed import (
     launched_world_size,
 )
 from .multiprocess import MultiProcessTrainer
-from .training_args import TrainingArguments
 
 __all__ = ["AccelTrainer"]
 

@@ -167,13 +167,13 @@ def _make_trainer(spec: dict, run: dict, digests: dict):
     if kind == "accel":
         from accelerate.state import AcceleratorState
 
-        from forgather.ml.trainer.accel_trainer import AccelTrainer
+        from forgather.ml.trainer import AccelTrainer
 
         # Accelerate keeps one mixed-precision setting per process; runs here differ.
         AcceleratorState._reset_state()
 
         return AccelTrainer(**common, **options)
-    from forgather.ml.trainer.pipeline_trainer import PipelineTrainer
+    from forgather.ml.trainer import PipelineTrainer
 
     return PipelineTrainer(**common, **options)
 
@@ -183,7 +183,7 @@ def _full_weights(trainer) -> dict[str, torch.Tensor] | None:
     if hasattr(trainer, "full_state_dict"):
         return trainer.full_state_dict()
     if getattr(trainer, "strategy", None) == "fsdp":
-        from forgather.ml.trainer.sharded_state import full_model_state_dict
+        from forgather.ml.trainer.parallel.sharded_state import full_model_state_dict
 
         return full_model_state_dict(trainer.model)
     return {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}

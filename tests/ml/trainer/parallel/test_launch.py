@@ -29,8 +29,8 @@ CONFIG = """\
     -- set ns.model_name = "tiny"
 
 [datasets_definition]
-.define: &train_dataset !call:tests.ml.trainer.distributed.worker:packed_rows [64]
-.define: &eval_dataset !call:tests.ml.trainer.distributed.worker:packed_rows [16, 64]
+.define: &train_dataset !call:tests.ml.trainer.parallel.worker:packed_rows [64]
+.define: &eval_dataset !call:tests.ml.trainer.parallel.worker:packed_rows [16, 64]
 .define: &data_collator !call:forgather.ml.data:CausalLMCollator {pad_token_id: 0}
 
 [model_definition]

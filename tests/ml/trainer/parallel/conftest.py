@@ -30,7 +30,7 @@ ENV = {
     "HF_HUB_OFFLINE": "1",
     "OMP_NUM_THREADS": "1",  # two cores shared by every rank
     "PYTHONUNBUFFERED": "1",
-    "PYTHONPATH": str(REPO_ROOT),  # so configs can name tests.ml.trainer.distributed.worker
+    "PYTHONPATH": str(REPO_ROOT),  # so configs can name tests.ml.trainer.parallel.worker
 }
 
 #: A Llama-style model small enough to train a step in milliseconds; 4 layers so

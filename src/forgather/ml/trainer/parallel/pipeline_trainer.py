@@ -48,9 +48,11 @@ from torch.distributed.pipelining import PipelineStage
 from torch.nn.utils import clip_grads_with_norm_
 from torch.utils.data import Dataset, Sampler
 
-from . import checkpoint as ckpt
-from .base_trainer import OptimizerFactory, SchedulerFactory
-from .callbacks import TrainerCallback
+from .. import checkpoint as ckpt
+from ..base_trainer import OptimizerFactory, SchedulerFactory
+from ..callbacks import TrainerCallback
+from ..step_tokens import IGNORE_INDEX, count_target_tokens
+from ..training_args import TrainingArguments
 from .distributed import (
     all_reduce_sum,
     broadcast_module,
@@ -70,8 +72,6 @@ from .pipeline_split import (
     plan_stages,
 )
 from .sharded_state import save_full_model
-from .step_tokens import IGNORE_INDEX, count_target_tokens
-from .training_args import TrainingArguments
 
 __all__ = ["PipelineTrainer"]
 

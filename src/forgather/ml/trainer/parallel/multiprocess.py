@@ -36,16 +36,16 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
-from . import checkpoint as ckpt
-from .base_trainer import BaseTrainer, OptimizerFactory, SchedulerFactory
-from .batch_stream import resumable_dataloader
-from .callbacks import TrainerCallback
+from .. import checkpoint as ckpt
+from ..base_trainer import BaseTrainer, OptimizerFactory, SchedulerFactory
+from ..batch_stream import resumable_dataloader
+from ..callbacks import TrainerCallback
+from ..rng import get_rng_state, set_rng_state
+from ..sampler import ResumableShuffleSampler
+from ..state import TrainerControl, TrainerState, TrainOutput
+from ..stop_signals import StopSignals
+from ..training_args import TrainingArguments
 from .distributed import RankShardSampler, all_reduce_sum, collective_directory, eval_shard_sampler
-from .rng import get_rng_state, set_rng_state
-from .sampler import ResumableShuffleSampler
-from .state import TrainerControl, TrainerState, TrainOutput
-from .stop_signals import StopSignals
-from .training_args import TrainingArguments
 
 __all__ = ["MultiProcessTrainer"]
 
