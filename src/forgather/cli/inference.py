@@ -9,13 +9,14 @@
 Decision a reader may question: this module only parses arguments into
 ``ServerSettings`` / ``ClientSettings`` and calls ``forgather.serve``, which
 it imports inside the command, so ``forgather --help`` loads neither torch nor
-FastAPI. It can also run alone: ``python -m forgather.cli.inference server ...``.
+FastAPI. ``python -m forgather.cli.inference server ...`` is ``forgather inf
+server ...``: it runs through the same dispatcher, errors and exit codes
+included.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 
 from forgather.cli.command import Command
 from forgather.cli.errors import CLIError
@@ -154,16 +155,9 @@ COMMANDS = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m forgather.cli.inference server|client ...``."""
-    parser = argparse.ArgumentParser(prog="forgather inf", description=DESCRIPTION)
-    add_arguments(parser)
-    try:
-        return run(parser.parse_args(argv))
-    except CLIError as err:
-        print(f"forgather: error: {err}", file=sys.stderr)
-        return 1
+if __name__ == "__main__":  # python -m forgather.cli.inference ARGS: forgather inf ARGS
+    import sys
 
+    from forgather.cli.main import main
 
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["inf", *sys.argv[1:]]))

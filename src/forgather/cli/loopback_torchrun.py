@@ -105,9 +105,14 @@ def _register_backend(listener: socket.socket) -> None:
     rendezvous_handler_registry.register(BACKEND, create)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Bind the store's socket, then run torchrun with the loopback backend."""
-    endpoint, rest = split_endpoint(list(sys.argv[1:] if argv is None else argv))
+def main(argv: list[str]) -> None:
+    """Bind the store's socket, then run torchrun with the loopback backend.
+
+    Args:
+        argv: torchrun's command line (``--nproc-per-node=2 -m forgather.cli ...``),
+            ``--rdzv-endpoint`` included.
+    """
+    endpoint, rest = split_endpoint(list(argv))
     listener = bind_loopback(endpoint)
     interface = _loopback_interface()
     if interface is not None:
@@ -123,4 +128,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
