@@ -82,10 +82,10 @@ def test_generated_code_is_deterministic_and_readable(load):
     compile(first, "generated", "exec")
 
 
-def test_source_file_specs(load, tmp_path):
+def test_source_file_specs(tmp_path):
     (tmp_path / "comp.py").write_text("from .base import BASE\n\ndef make(x):\n    return BASE + x\n")
     (tmp_path / "base.py").write_text("BASE = 100\n")
-    cfg = load(f"main: !call:.comp:make\n    submodule_searchpath: [{tmp_path}]\n    x: 1\nf: !call:{tmp_path}/comp.py:make [2]\n")
+    cfg = ConfigEnvironment([], source_dirs=[tmp_path]).load_from_string(f"main: !call:.comp:make\n    submodule_searchpath: [{tmp_path}]\n    x: 1\nf: !call:{tmp_path}/comp.py:make [2]\n")
     assert construct(cfg) == cfg.build() == {"main": 101, "f": 102}
     relative = cfg.to_python("main", relative_imports=True)
     assert "from .comp import make" in relative

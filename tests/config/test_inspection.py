@@ -12,14 +12,14 @@ def test_check_finds_bad_specs_and_arguments(load):
         f"""
         good: !call:{OBJ}:Layer {{width: 2}}
         typo: !call:{OBJ}:Layer {{widht: 2}}
-        missing: !call:os:no_such_function
+        missing: !call:math:no_such_function
         partial: !partial:{OBJ}:Layer {{norm: 1}}
         """
     )
     problems = check(cfg)
     assert len(problems) == 2
     assert problems[0].startswith("<string>:2: wrong arguments") and "widht" in problems[0]
-    assert problems[1].startswith("<string>:3: cannot import 'os:no_such_function'")
+    assert problems[1].startswith("<string>:3: cannot import 'math:no_such_function'")
     assert check(load(f"a: !call:{OBJ}:Layer [1]\n")) == []
 
 

@@ -1,8 +1,10 @@
 """Every tag, node name, argument form and SPEC form of LANGUAGE.md, section 3."""
 
+import textwrap
+
 import pytest
 
-from forgather.config import YamlError
+from forgather.config import ConfigEnvironment, YamlError
 from forgather.config.nodes import (
     FACTORY,
     META,
@@ -79,10 +81,10 @@ def test_argument_forms(load):
     }
 
 
-def test_spec_forms(load, tmp_path):
+def test_spec_forms(tmp_path):
     (tmp_path / "helper.py").write_text("from .sibling import VALUE\n\ndef get(x=0):\n    return VALUE + x\n")
     (tmp_path / "sibling.py").write_text("VALUE = 40\n")
-    cfg = load(
+    cfg = ConfigEnvironment([], source_dirs=[tmp_path]).load_from_string(textwrap.dedent(
         f"""
         builtin: !call:tuple [[1, 2]]
         dotted: !call:os.path.join [a, b]
@@ -94,33 +96,34 @@ def test_spec_forms(load, tmp_path):
             submodule_searchpath: [{tmp_path}]
         nested: !call:dict
             submodule_searchpath: {tmp_path}
-            inner: !call:.sibling:VALUE.__int__
-        getattr: !call:getattr [!call:os:getcwd , __class__]
+            inner: !call:.sibling:VALUE.conjugate
+        getattr: !call:getattr [!call:str [abc], upper]
         getitem: !call:getitem [{{a: 1}}, a]
         call: !call:call [!partial:max [1], 5]
         items: !call:items [{{a: 1}}]
         keys: !call:keys [{{a: 1}}]
         values: !call:values [{{a: 1}}]
         """
-    )
+    ))
     built = cfg.build()
     assert built["builtin"] == (1, 2)
     assert built["dotted"] == built["module"] == "a/b"
     assert list(built["attr"]) == ["x"]
     assert built["file"] == 41 and built["relative"] == 42
     assert built["nested"] == {"inner": 40}
-    assert built["getattr"] is str
+    assert built["getattr"]() == "ABC"
     assert built["getitem"] == 1 and built["call"] == 5
     assert (built["items"], built["keys"], built["values"]) == ([("a", 1)], ["a"], [1])
 
 
-def test_loading_never_imports(load, tmp_path, monkeypatch):
+def test_loading_never_imports(tmp_path, monkeypatch):
     import sys
 
     (tmp_path / "forgather_import_probe.py").write_text("def make():\n    return 'made'\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "forgather_import_probe", raising=False)
-    cfg = load("a: !call:forgather_import_probe:make\nb: !call:no_such_module_zz:X\n")
+    env = ConfigEnvironment([], allow_imports=[str(tmp_path)])  # a directory: its modules are allowed
+    cfg = env.load_from_string("a: !call:forgather_import_probe:make\nb: !call:no_such_module_zz:X\n")
     assert cfg.targets == ["a", "b"]  # loads fine; building b would fail
     assert "forgather_import_probe" not in sys.modules
     assert cfg.build("a") == "made"

@@ -9,8 +9,9 @@ A pipeline of stages, each a module with a narrow input and output::
     codegen.py      node graph -> Python source (construct())
     dump.py         node graph -> YAML
 
-``environment.py`` is the facade over them. This package imports only
-jinja2, yaml and the standard library: loading a config never imports torch.
+``environment.py`` is the facade over them; ``policy.py`` decides what a
+config may import (docs/security.md). This package imports only jinja2, yaml
+and the standard library: loading a config never imports torch.
 """
 
 from forgather._lazy import lazy_exports
@@ -21,6 +22,8 @@ from .errors import (
     ConfigError,
     CycleError,
     MissingVariableError,
+    RefusedImportError,
+    SandboxError,
     SourceLocation,
     SpecError,
     TemplateError,
@@ -29,7 +32,8 @@ from .errors import (
     YamlError,
 )
 from .loader import TemplateRef
-from .preprocess import preprocess
+from .policy import ImportPolicy
+from .preprocess import escape_template, preprocess
 
 # The inspection passes load on use: `pp` and `targets` never need them.
 __getattr__, __dir__ = lazy_exports(
@@ -42,7 +46,10 @@ __all__ = [
     "ConfigEnvironment",
     "ConfigError",
     "CycleError",
+    "ImportPolicy",
     "MissingVariableError",
+    "RefusedImportError",
+    "SandboxError",
     "SourceLocation",
     "SpecError",
     "TemplateError",
@@ -51,6 +58,7 @@ __all__ = [
     "UndefinedVariableError",
     "YamlError",
     "check",
+    "escape_template",
     "preprocess",
     "to_dot",
     "to_mermaid",

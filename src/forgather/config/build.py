@@ -34,8 +34,10 @@ from .errors import (
     ConfigError,
     CycleError,
     MissingVariableError,
+    RefusedImportError,
     SourceLocation,
     SpecError,
+    located,
 )
 from .nodes import (
     META,
@@ -47,7 +49,8 @@ from .nodes import (
     VarNode,
     describe,
 )
-from .spec import parse_spec, resolve
+from .policy import HOW_TO_ALLOW, ImportPolicy, default_policy
+from .spec import Spec, checked_getattr, parse_spec, resolve
 
 LocateNode = Callable[[Node], "SourceLocation | None"]
 _PLACEHOLDER = object()
@@ -109,11 +112,18 @@ class Partial:
 
 
 class Builder:
-    """One build: the memo of singletons, the context variables, cycle detection."""
+    """One build: the memo of singletons, the context variables, cycle detection.
 
-    def __init__(self, context_vars: dict[str, Any], locate: LocateNode):
+    Args:
+        context_vars: the values of ``!var``.
+        locate: maps a node to its source location, for errors.
+        policy: what may be imported (default: :func:`~forgather.config.policy.default_policy`).
+    """
+
+    def __init__(self, context_vars: dict[str, Any], locate: LocateNode, policy: ImportPolicy | None = None):
         self.context = context_vars
         self.locate = locate
+        self.policy = policy if policy is not None else default_policy()
         self.memo: dict[int, Any] = {}
         self.in_progress: dict[int, str] = {}  # node id -> path, in call order
         self._resolved: dict[tuple, Any] = {}
@@ -167,17 +177,45 @@ class Builder:
         return self.invoke(node, fn, args, kwargs, path)
 
     def resolve(self, node: CallNode, searchpath) -> Any:
+        """Import what ``node`` calls, after the policy allowed its SPEC (nothing is imported otherwise)."""
         key = (node.spec, tuple(searchpath or ()))
         if key not in self._resolved:
             try:
-                self._resolved[key] = resolve(parse_spec(node.spec), searchpath)
+                spec = parse_spec(node.spec)
+            except ValueError as e:
+                raise SpecError(str(e), self.locate(node)) from None
+            self.check_allowed(node, spec, searchpath)
+            check = None if self.policy.trusted_by_user(spec) else self.policy.check_object
+            try:
+                fn = resolve(spec, searchpath, check)
+            except RefusedImportError as e:
+                raise self.refused(node, e.reason, spec.text) from None
             except ConfigError:
                 raise
             except Exception as e:  # ImportError, SyntaxError or anything a module raises on import
                 raise SpecError(
                     f"cannot import {node.spec!r}: {type(e).__name__}: {e}", self.locate(node)
                 ) from e
+            if spec.form == "name" and spec.attr == "getattr" and not self.policy.trust:
+                fn = checked_getattr(self.policy.check_object)
+            self._resolved[key] = fn
         return self._resolved[key]
+
+    def check_allowed(self, node: CallNode, spec: Spec, searchpath) -> None:
+        """Raise :class:`RefusedImportError` when the policy refuses ``spec`` (decided by name)."""
+        refused = self.policy.refusal(spec, searchpath)
+        if refused is not None:
+            raise self.refused(node, *refused)
+
+    def refused(self, node: CallNode, reason: str, entry: str) -> RefusedImportError:
+        if self.policy.data:
+            detail = (
+                "  this value is read by commands that run nothing from a config "
+                "(meta.yaml, the meta and dynamic_args targets): write plain values here"
+            )
+        else:
+            detail = "  " + HOW_TO_ALLOW.format(entry=entry)
+        return RefusedImportError(f"{describe(node)}: {reason}", self.locate(node), detail=detail)
 
     def arguments(self, node: CallNode, path: str, searchpath) -> tuple[list, dict]:
         """Build a call node's arguments (and its ``latent_args``)."""
@@ -210,8 +248,8 @@ class Builder:
             raise self.argument_error(node, fn, problem)
         try:
             return fn(*args, **kwargs)
-        except ConfigError:
-            raise
+        except ConfigError as e:
+            raise located(e, self.locate(node)) from e.__cause__
         except Exception as e:
             if not getattr(e, "_forgather_noted", False):
                 location = self.locate(node)

@@ -45,7 +45,9 @@ from .nodes import (
     Container,
     Node,
     VarNode,
+    describe,
 )
+from .policy import ImportPolicy
 from .spec import HELPERS, Spec, module_split, parse_spec
 from .traverse import first_paths, reference_counts
 
@@ -156,7 +158,7 @@ def _identifier(text: str) -> str:
 
 
 class _Generator:
-    def __init__(self, graph, targets, pp_config, relative_imports, locate):
+    def __init__(self, graph, targets, pp_config, relative_imports, locate, policy):
         self.graph = graph
         self.targets = targets
         self.pp_config = pp_config
@@ -171,7 +173,8 @@ class _Generator:
         self.taken: set[str] = {"construct", "context_vars", "args", "kwargs", "functools"}
         self.params: dict[str, list[VarNode]] = {}
         self.module_constants: list[str] = []
-        self.meta_builder = Builder({}, locate)
+        self.meta_builder = Builder({}, locate, policy)
+        self.expanding: set[int] = set()  # containers and !var being written (cycle check)
 
     # -- names ------------------------------------------------------------
     def local_name(self, node: Node) -> str:
@@ -185,6 +188,10 @@ class _Generator:
     # -- callees ----------------------------------------------------------
     def callee(self, node: CallNode, searchpath: list[str] | None) -> str:
         spec = parse_spec(node.spec)
+        # Before module_split imports anything; relative SPECs written as relative
+        # imports are not imported here, so their search path is not checked.
+        checked_path = None if spec.form == "relative" and self.relative_imports else searchpath
+        self.meta_builder.check_allowed(node, spec, checked_path)
         if spec.is_builtin:
             return spec.attr
         if spec.form == "name":
@@ -224,13 +231,21 @@ class _Generator:
         """Python source for ``value``; ``once`` when it is evaluated once per construct()."""
         if not isinstance(value, Node):
             return _literal(value, self.imports)
-        if isinstance(value, VarNode):
-            return self.var(value, searchpath)
-        if isinstance(value, Container):
+        if isinstance(value, CallNode):
+            return self.call(value, once, searchpath)
+        # A container or !var is written out at each reference: one that contains
+        # itself (`&a [1, *a]`) would never end, as it could never be built.
+        if id(value) in self.expanding:
+            raise CycleError(f"cycle: {describe(value)} contains itself", self.locate(value))
+        self.expanding.add(id(value))
+        try:
+            if isinstance(value, VarNode):
+                return self.var(value, searchpath)
             # The container of its children's source, written like a plain list/tuple/dict.
             parts = [_Source(self.expr(v, once, searchpath)) for _, v in value.children()]
             return _literal(value.assemble(parts), self.imports)
-        return self.call(value, once, searchpath)
+        finally:
+            self.expanding.discard(id(value))
 
     def var(self, node: VarNode, searchpath) -> str:
         self.params.setdefault(node.var, []).append(node)
@@ -389,6 +404,7 @@ def to_python(
     source_name: str | None = None,
     relative_imports: bool = False,
     locate=lambda node: None,
+    policy: ImportPolicy | None = None,
 ) -> str:
     """Generate a module whose ``construct(**context_vars)`` equals building ``target``.
 
@@ -399,9 +415,15 @@ def to_python(
         source_name: named in the module docstring.
         relative_imports: write ``.module:Name`` SPECs as ``from .module import Name``.
         locate: maps a node to its source location, for errors.
+        policy: what SPECs may be named (checked before anything is imported);
+            default: :func:`~forgather.config.policy.default_policy`.
+
+    Raises:
+        RefusedImportError: a SPEC the policy refuses.
+        CycleError: a node that contains itself.
     """
     targets = [target] if target is not None else [t for t in graph]
     if target is not None and target not in graph:
         raise ConfigError(f"no target {target!r}; targets: {', '.join(graph)}")
-    generator = _Generator(graph, targets, pp_config, relative_imports, locate)
+    generator = _Generator(graph, targets, pp_config, relative_imports, locate, policy)
     return generator.module(source_name, single=target is not None)

@@ -16,17 +16,64 @@ have to be reassembled into that tree.
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Any
 
 import yaml
 
 from .nodes import CallNode, Container, Node, VarNode, yaml_tag
+from .preprocess import escape_template
 
 _STD = "tag:yaml.org,2002:"
 
 
+#: Strings that could read as Jinja or line syntax once the YAML is loaded as a template.
+_RISKY = re.compile(r"[{}#%\r\n\x85\u2028\u2029]|^\s*(--|<<|>>|==|=>)(\s|$)|^\s*\[")
+_ESCAPED = {"\0": "0", "\a": "a", "\b": "b", "\t": "t", "\n": "n", "\v": "v", "\f": "f",
+            "\r": "r", "\x1b": "e", '"': '"', "\\": "\\"}  # fmt: skip
+
+
+def _printable(ch: str) -> bool:
+    return (
+        "\x20" <= ch <= "\x7e"
+        or "\xa0" <= ch <= "\ud7ff"
+        or "\ue000" <= ch <= "\ufffd" and ch != "\ufeff"
+        or "\U00010000" <= ch <= "\U0010ffff"
+    )
+
+
+def _escape(ch: str) -> str:
+    if ch in _ESCAPED:
+        return "\\" + _ESCAPED[ch]
+    if ch in "{}#%" or not _printable(ch):
+        code = ord(ch)
+        return f"\\x{code:02X}" if code < 0x100 else f"\\u{code:04X}" if code < 0x10000 else f"\\U{code:08X}"
+    return ch
+
+
 class _Dumper(yaml.SafeDumper):
-    pass
+    """YAML that also loads back as a template: a string that Jinja or the line
+    syntax could read (``{{``, ``{#``, `` ## ``, ``-- x``, a line break) is
+    written double-quoted on one line with ``{``, ``}``, ``#`` and ``%`` escaped.
+    """
+
+    def choose_scalar_style(self):
+        if isinstance(self.event.value, str) and _RISKY.search(self.event.value):
+            if self.analysis is None:
+                self.analysis = self.analyze_scalar(self.event.value)
+            return '"'
+        return super().choose_scalar_style()
+
+    def write_double_quoted(self, text, split=True):
+        if not _RISKY.search(text):
+            return super().write_double_quoted(text, split)
+        self.write_indicator('"', True)
+        data = "".join(_escape(ch) for ch in text)
+        self.column += len(data)
+        self.stream.write(data.encode(self.encoding) if self.encoding else data)
+        self.write_indicator('"', False)
+        return None
 
 
 class _Representer:
@@ -87,9 +134,13 @@ def to_yaml(graph: dict[str, Any]) -> str:
         graph: target name -> value.
 
     Returns:
-        One YAML document whose root maps the target names.
+        One YAML document whose root maps the target names; it loads back
+        through :class:`~forgather.config.ConfigEnvironment` (rendered as a
+        template first) as well as through any YAML parser.
     """
     representer = _Representer()
     root = yaml.MappingNode(_STD + "map", [], flow_style=False)
     root.value = representer.pairs(graph)
-    return yaml.serialize(root, Dumper=_Dumper, width=100, allow_unicode=True)
+    # No folding: a continuation line could start with line syntax (`-- x`).
+    text = yaml.serialize(root, Dumper=_Dumper, width=math.inf, allow_unicode=True)
+    return escape_template(text)  # a no-op unless a line escaped the scalar styles above

@@ -12,11 +12,14 @@ template lines, computed only when an error or a tool needs it.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import Any
 
 from .errors import ConfigError, SourceLocation
 from .loader import STRING_TEMPLATE, TemplateRef, TemplateSet
 from .nodes import Node
+from .policy import ImportPolicy, current_dir, default_policy
+from .preprocess import escape_template
 from .sourcemap import LineMap
 from .traverse import PathError, assign
 from .yaml_graph import load_graph
@@ -25,14 +28,26 @@ from .yaml_graph import load_graph
 class Config:
     """A loaded config: rendered YAML, node graph, and what can be done with them."""
 
-    def __init__(self, templates: TemplateSet, name: str | None, text: str | None, variables: dict):
+    def __init__(
+        self,
+        templates: TemplateSet,
+        name: str | None,
+        text: str | None,
+        variables: dict,
+        policy: ImportPolicy | None = None,
+    ):
         self._templates = templates
         self._name = name
         self._text = text
         self.template_vars = dict(variables)
+        self.policy = policy if policy is not None else default_policy()
         self._line_map: LineMap | None = None
-        self.pp: str = templates.render(name, text, self.template_vars)
-        self.graph: dict[str, Any] = load_graph(self.pp, self.locate)
+        rendered = templates.render(name, text, self.template_vars)
+        self.graph: dict[str, Any] = load_graph(rendered, self.locate)
+        #: The rendered YAML, as a template that renders to itself: a line that
+        #: Jinja or the line syntax would read differently is written as a Jinja
+        #: string (almost never; see :func:`~forgather.config.preprocess.escape_template`).
+        self.pp: str = escape_template(rendered)
 
     @property
     def name(self) -> str:
@@ -63,11 +78,30 @@ class Config:
 
     # -- graph operations -------------------------------------------------
     def build(self, target: str | None = None, /, **context_vars: Any) -> Any:
-        """Build one target, or all of them as a dict when ``target`` is None."""
+        """Build one target, or all of them as a dict when ``target`` is None.
+
+        Imports and calls what the config names, after :attr:`policy` allowed
+        each SPEC (:class:`~forgather.config.RefusedImportError` otherwise).
+        """
+        return self._build(self.policy, target, context_vars)
+
+    def build_data(self, target: str | None = None, /, **context_vars: Any) -> Any:
+        """Build a target that is plain data, importing and calling nothing from the config.
+
+        For what commands that must not run a config read (``meta.yaml``, the
+        ``meta`` and ``dynamic_args`` targets): containers, ``!var``, the pure
+        builtins (``dict``, ``list``, ``str``, ``len``, ``max`` ...), the
+        ``getitem``/``items``/``keys``/``values`` helpers and ``os.path``,
+        ``math`` and ``operator`` functions. Anything else is a
+        :class:`~forgather.config.RefusedImportError`, raised before importing.
+        """
+        return self._build(ImportPolicy.data_only(), target, context_vars)
+
+    def _build(self, policy: ImportPolicy, target: str | None, context_vars: dict) -> Any:
         from .build import Builder  # imported on use: `forgather pp` never builds
 
         context = {"pp_config": self.pp, **context_vars}
-        builder = Builder(context, self.locate_node)
+        builder = Builder(context, self.locate_node, policy)
         if target is None:
             return {t: builder.build(v, t) for t, v in self.graph.items()}
         return builder.build(self._target(target), target)
@@ -85,6 +119,7 @@ class Config:
             source_name=self.name,
             relative_imports=relative_imports,
             locate=self.locate_node,
+            policy=self.policy,
         )
 
     def to_yaml(self) -> str:
@@ -122,13 +157,33 @@ class Config:
 class ConfigEnvironment:
     """Templates on an ordered search path, loaded into :class:`Config` objects.
 
+    Templates render in Jinja's sandbox. What a config may import when built
+    is decided by an :class:`~forgather.config.policy.ImportPolicy` (docs/security.md).
+
     Args:
         searchpath: directories searched in order for template names.
         global_vars: variables visible to every template.
+        allow_imports: module prefixes (``mypkg``, ``other.module``) or
+            directories (entries with a ``/``) a config may import from, beyond
+            the defaults (``allow_imports:`` in ``meta.yaml``).
+        source_dirs: directories holding the user's own Python code (top-level
+            modules found there may be imported); default: the current directory.
+        trust: allow every import; ``None`` reads ``FORGATHER_TRUST``.
     """
 
-    def __init__(self, searchpath: list[str | os.PathLike] | None = None, global_vars: dict | None = None):
+    def __init__(
+        self,
+        searchpath: list[str | os.PathLike] | None = None,
+        global_vars: dict | None = None,
+        *,
+        allow_imports: Iterable[str] = (),
+        source_dirs: Iterable[str | os.PathLike] | None = None,
+        trust: bool | None = None,
+    ):
         self._templates = TemplateSet([os.fspath(p) for p in searchpath or []], global_vars)
+        if source_dirs is None:
+            source_dirs = current_dir()
+        self.policy = ImportPolicy.default(allow_imports, source_dirs, trust)
 
     @property
     def searchpath(self) -> list[str]:
@@ -136,12 +191,12 @@ class ConfigEnvironment:
 
     def load(self, name: str, **template_vars: Any) -> Config:
         """Render and parse the template ``name`` (e.g. ``"configs/a.yaml"``)."""
-        return Config(self._templates, name, None, template_vars)
+        return Config(self._templates, name, None, template_vars, self.policy)
 
     def load_from_string(self, text: str, **template_vars: Any) -> Config:
         """Render and parse a template given as text (it may extend/include others)."""
         main = self._templates.add_string(text)
-        return Config(self._templates, None, main, template_vars)
+        return Config(self._templates, None, main, template_vars, self.policy)
 
     def list_templates(self) -> list[tuple[str, str]]:
         """Every template on the search path as (name, search dir it came from)."""

@@ -72,12 +72,22 @@ class ConfigError(Exception):
                 lines.append(f"    {loc.file}:{loc.line}")
         if self.detail:
             lines.append(self.detail)
-        return "\n".join(lines)
+        # Printable anywhere: a lone surrogate from a config is shown as an escape.
+        return "\n".join(lines).encode("utf-8", "backslashreplace").decode("utf-8")
 
     @property
     def one_line(self) -> str:
         """``file:line: reason`` — for listings such as ``forgather ls``."""
         return f"{self.location}: {self.reason}" if self.location else self.reason
+
+
+def located(error: ConfigError, location: SourceLocation | None) -> ConfigError:
+    """``error`` with ``location`` when it has none yet (raised below the place that knows it)."""
+    if error.location is not None or location is None:
+        return error
+    copy = type(error)(error.reason, location, detail=error.detail)
+    copy.__cause__ = error.__cause__
+    return copy
 
 
 class TemplateNotFoundError(ConfigError):
@@ -108,6 +118,22 @@ class SpecError(ConfigError):
     """A SPEC that is malformed or cannot be imported."""
 
     kind = "spec"
+
+
+class RefusedImportError(SpecError):
+    """A SPEC (or an attribute reached from one) that the import allowlist refuses.
+
+    See docs/security.md: ``allow_imports`` in ``meta.yaml`` extends the list,
+    ``--trust`` (``FORGATHER_TRUST=1``) allows everything for one run.
+    """
+
+    kind = "refused"
+
+
+class SandboxError(TemplateError):
+    """A template reached for something the Jinja sandbox forbids (``x.__class__``...)."""
+
+    kind = "sandbox"
 
 
 class ArgumentError(ConfigError):

@@ -16,8 +16,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .build import Builder, signature_problem
-from .errors import ConfigError
-from .nodes import META, PARTIAL, CallNode, Node, describe
+from .errors import ConfigError, CycleError
+from .nodes import META, PARTIAL, SEARCHPATH_KEY, CallNode, Node, VarNode, describe
 from .traverse import walk
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ def check(cfg: Config) -> list[str]:
             ``submodule_searchpath`` keywords.
     """
     problems: list[str] = []
-    builder = Builder({"pp_config": cfg.pp}, cfg.locate_node)
+    builder = Builder({"pp_config": cfg.pp}, cfg.locate_node, cfg.policy)
     searchpaths: dict[int, list[str] | None] = {}  # node id -> search path in effect below it
     for visit in walk(cfg.graph):
         node = visit.value
@@ -42,7 +42,46 @@ def check(cfg: Config) -> list[str]:
         if isinstance(node, CallNode):
             searchpath = _check_call(cfg, builder, node, visit.dotted, searchpath, problems)
         searchpaths[id(node)] = searchpath
+    problems += [
+        CycleError(f"cycle: {describe(node)} needs itself ({path})", cfg.locate_node(node)).one_line
+        for node, path in _cycles(cfg.graph)
+    ]
     return problems
+
+
+def _built_with(node: Node) -> list[tuple[str, Any]]:
+    """What building ``node`` builds at once: a partial's and a meta's arguments wait."""
+    if isinstance(node, CallNode) and node.kind in (PARTIAL, META):
+        return [] if node.searchpath is None else [(SEARCHPATH_KEY, node.searchpath)]
+    if isinstance(node, VarNode):
+        return [("default", node.default)] if isinstance(node.default, Node) else []
+    return node.children()
+
+
+def _cycles(graph: dict[str, Any]) -> list[tuple[Node, str]]:
+    """Each node that building would need while building it, with the path round the cycle."""
+    found: list[tuple[Node, str]] = []
+    done: set[int] = set()
+    on_path: dict[int, int] = {}  # node id -> index in path
+    path: list[str] = []
+
+    def visit(value: Any, step: str) -> None:
+        if not isinstance(value, Node) or id(value) in done:
+            return
+        path.append(step)
+        if id(value) in on_path:
+            found.append((value, " -> ".join(path[on_path[id(value)] :])))
+        else:
+            on_path[id(value)] = len(path) - 1
+            for key, child in _built_with(value):
+                visit(child, f"{step}.{key}")
+            del on_path[id(value)]
+            done.add(id(value))
+        path.pop()
+
+    for target, value in graph.items():
+        visit(value, target)
+    return found
 
 
 def _check_call(cfg: Config, builder: Builder, node: CallNode, path: str, searchpath, problems) -> Any:

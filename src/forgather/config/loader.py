@@ -5,10 +5,18 @@ search path (first match wins); a multi-template file also registers each of
 its ``#---- name ----`` sub-templates under its name, so any template in the
 same environment can ``include`` or ``extend`` it.
 
-Decision a reader may question: a name that matches no file and no
-sub-template seen so far triggers one scan of every file on the search path
-for separator lines, so a sub-template can be used before the file that
-defines it has been loaded.
+Templates render in Jinja's sandbox (docs/security.md): a config from
+someone else can print what the documented globals give, and nothing more;
+what it reaches for instead (``cycler.__init__.__globals__``) is a
+:class:`~forgather.config.errors.SandboxError` at its file:line.
+
+Decisions a reader may question:
+
+* A name that matches no file and no sub-template seen so far triggers one
+  scan of every file on the search path for separator lines, so a
+  sub-template can be used before the file that defines it has been loaded.
+* The sandbox is ``SandboxedEnvironment``, not the immutable one: a template
+  may still ``append`` to a list of its own; that changes nothing outside it.
 """
 
 from __future__ import annotations
@@ -20,8 +28,15 @@ from typing import Any
 
 import jinja2
 from jinja2 import nodes as jinja_nodes
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
-from .errors import SourceLocation, TemplateError, TemplateNotFoundError, UndefinedVariableError
+from .errors import (
+    SandboxError,
+    SourceLocation,
+    TemplateError,
+    TemplateNotFoundError,
+    UndefinedVariableError,
+)
 from .preprocess import TemplateSection, pad_to_line, preprocess, split_templates
 from .sourcemap import LineMap, add_markers
 from .template_globals import template_globals, toyaml
@@ -51,12 +66,36 @@ def _bytecode_cache() -> jinja2.BytecodeCache | None:
         import platformdirs
 
         base = platformdirs.user_cache_dir("forgather")
-    directory = os.path.join(base, "jinja")
+    # Sandboxed code differs from plain Jinja's (calls go through the sandbox) and
+    # the cache key does not say which compiled it: a directory of its own.
+    directory = os.path.join(base, "jinja-sandbox")
     try:
         os.makedirs(directory, exist_ok=True)
     except OSError:
         return None  # read-only home: work without the cache
     return jinja2.FileSystemBytecodeCache(directory)
+
+
+#: Largest result of ``**`` (bits) and of repeating a string or list (items) in a template.
+MAX_POWER_BITS = 1 << 16
+MAX_REPEAT = 10_000_000
+
+
+class _Sandbox(SandboxedEnvironment):
+    """Jinja's sandbox (no ``_`` attributes, no unsafe callables, bounded ``range``),
+    plus bounds on ``**`` and ``*`` so one expression cannot exhaust memory."""
+
+    intercepted_binops = frozenset({"**", "*"})
+
+    def call_binop(self, context, operator, left, right):
+        ints = isinstance(left, int) and isinstance(right, int)
+        if operator == "**" and ints and right > 0 and right * abs(left).bit_length() > MAX_POWER_BITS:
+            raise SecurityError(f"{left} ** {right} is too large for a template")
+        for seq, n in ((left, right), (right, left)) if operator == "*" else ():
+            sequence = isinstance(seq, (str, bytes, list, tuple)) and isinstance(n, int)
+            if sequence and len(seq) * n > MAX_REPEAT:
+                raise SecurityError(f"repeating a {type(seq).__name__} {n} times is too large for a template")
+        return super().call_binop(context, operator, left, right)
 
 
 def _uptodate(path: str):
@@ -101,7 +140,7 @@ class TemplateSet:
 
     # -- lookup -----------------------------------------------------------
     def _environment(self, marked: bool) -> jinja2.Environment:
-        env = jinja2.Environment(
+        env = _Sandbox(
             loader=_Loader(self, marked),
             bytecode_cache=_bytecode_cache(),
             undefined=jinja2.StrictUndefined,
@@ -133,7 +172,14 @@ class TemplateSet:
         return sections
 
     def find(self, name: str) -> tuple[TemplateSection, str, Any]:
-        """Return (section, filename, uptodate) for a template name."""
+        """Return (section, filename, uptodate) for a template name.
+
+        Like Jinja's own file loader, a name never leaves the search path: an
+        absolute name or one with a ``..`` step matches nothing.
+        """
+        parts = name.replace("\\", "/").split("/")
+        if os.path.isabs(name) or ".." in parts or "\0" in name:
+            raise jinja2.TemplateNotFound(name)
         for directory in self.searchpath:
             path = os.path.join(directory, name)
             if os.path.isfile(path):
@@ -283,4 +329,6 @@ def render_error(exc: Exception, name: str, templates: TemplateSet) -> TemplateE
                                      detail=f"  searched: {', '.join(templates.searchpath)}")
     if isinstance(exc, jinja2.UndefinedError):
         return UndefinedVariableError(exc.message or str(exc), location)
+    if isinstance(exc, SecurityError):
+        return SandboxError(f"not allowed in a template: {exc}", location)
     return TemplateError(f"{type(exc).__name__} while rendering: {exc}", location)

@@ -106,6 +106,53 @@ def preprocess(text: str) -> str:
     return "\n".join(out)
 
 
+_JINJA_OPEN = re.compile(r"\{[{%#]")
+#: Characters written as themselves inside an escaped line's Jinja string.
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _-.:,/()=+*@!?$^&|;~`\"<>[]")
+
+
+def reads_differently(line: str) -> bool:
+    """Whether rendering ``line`` as a template would change it (Jinja or the line syntax)."""
+    return bool(
+        "\r" in line  # Jinja normalises newlines in template data
+        or _JINJA_OPEN.search(line)
+        or _SEPARATOR.match(line)
+        or _LINE_COMMENT.match(line)
+        or _TRAILING_COMMENT.search(line)
+        or _BLOCK.match(line)
+        or _STATEMENT.match(line)
+    )
+
+
+def _jinja_string(text: str) -> str:
+    out = []
+    for ch in text:
+        if ch in _PLAIN:
+            out.append(ch)
+        elif ord(ch) < 0x100:
+            out.append(f"\\x{ord(ch):02x}")
+        elif ord(ch) < 0x10000:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    return "'" + "".join(out) + "'"
+
+
+def escape_template(text: str) -> str:
+    """A template that renders to exactly ``text`` (rendered YAML, printed so it loads back).
+
+    Each line that Jinja or the line syntax would read differently (``{{``,
+    ``{%``, ``{#``, ``-- x``, ``[name]``, `` ## x``, a separator, a carriage
+    return) becomes ``{{ '...' }}``, a Jinja string of that line with every
+    character that could matter written as an escape; other lines, almost
+    all of them, are unchanged. Lines stay lines, so line numbers hold.
+    """
+    return "\n".join(
+        "{{ " + _jinja_string(line) + " }}" if reads_differently(line) else line
+        for line in text.split("\n")
+    )
+
+
 @dataclass(frozen=True)
 class TemplateSection:
     """One template inside a file: ``name`` is None for the file's own template."""

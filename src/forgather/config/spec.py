@@ -23,8 +23,11 @@ import os
 import re
 import sys
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from .errors import RefusedImportError
 
 
 def _getitem(obj, key):
@@ -99,13 +102,39 @@ def parse_spec(text: str) -> Spec:
     raise ValueError(f"malformed SPEC {text!r}: {module!r} is not a module name or a .py file")
 
 
-def _walk(obj: Any, attr: str, where: str) -> Any:
+#: ``check(obj, reached_as)``: why an object reached while resolving may not be used, or None.
+Check = Callable[[Any, str], "str | None"]
+
+
+def _checked(check: Check | None, obj: Any, reached_as: str) -> Any:
+    if check is not None:
+        reason = check(obj, reached_as)
+        if reason:
+            raise RefusedImportError(reason)
+    return obj
+
+
+def _walk(obj: Any, attr: str, where: str, check: Check | None = None) -> Any:
+    reached = where
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError:
             raise ImportError(f"{where} has no attribute {part!r}") from None
+        reached = f"{reached}.{part}"
+        _checked(check, obj, reached)
     return obj
+
+
+def checked_getattr(check: Check) -> Callable[..., Any]:
+    """The ``getattr`` helper as configs get it: no private names, nothing ``check`` refuses."""
+
+    def getattr(obj, name, *default):  # the name a config writes, and messages show
+        if not isinstance(name, str) or name.startswith("_"):
+            raise RefusedImportError(f"getattr of {name!r}: private attributes are not allowed")
+        return _checked(check, builtins.getattr(obj, name, *default), f"getattr(..., {name!r})")
+
+    return getattr
 
 
 def synthetic_package(paths: list[str]) -> str:
@@ -121,7 +150,7 @@ def synthetic_package(paths: list[str]) -> str:
     return name
 
 
-def import_dotted(path: str) -> Any:
+def import_dotted(path: str, check: Check | None = None) -> Any:
     """Import ``a.b.c.Name``: the longest importable module prefix, then attributes."""
     parts = path.split(".")
     for split in range(len(parts), 0, -1):
@@ -132,7 +161,10 @@ def import_dotted(path: str) -> Any:
             if e.name and not module_name.startswith(e.name) and e.name != module_name:
                 raise  # the module exists but one of its own imports is missing
             continue
-        return _walk(module, ".".join(parts[split:]), module_name) if split < len(parts) else module
+        _checked(check, module, module_name)
+        if split < len(parts):
+            return _walk(module, ".".join(parts[split:]), module_name, check)
+        return module
     raise ImportError(f"no module named {parts[0]!r}")
 
 
@@ -149,26 +181,31 @@ def module_split(path: str) -> tuple[str, str]:
     raise ImportError(f"no module named {parts[0]!r}")
 
 
-def resolve(spec: Spec, searchpath: list[str] | None = None) -> Any:
+def resolve(spec: Spec, searchpath: list[str] | None = None, check: Check | None = None) -> Any:
     """Import what ``spec`` names.
 
     Args:
         spec: a parsed SPEC.
         searchpath: the submodule search path in effect (for "file" and
             "relative" forms).
+        check: called with every module and attribute reached; a reason it
+            returns refuses the SPEC (:class:`~forgather.config.policy.ImportPolicy`).
 
     Raises:
         ImportError: with a message saying what could not be found.
+        RefusedImportError: ``check`` refused something reached.
     """
     if spec.form == "name":
         if spec.attr in HELPERS:
             return HELPERS[spec.attr]
         first, _, rest = spec.attr.partition(".")
         if hasattr(builtins, first):
-            return _walk(getattr(builtins, first), rest, first) if rest else getattr(builtins, first)
-        return import_dotted(spec.attr)
+            obj = _checked(check, builtins.getattr(builtins, first), first)
+            return _walk(obj, rest, first, check) if rest else obj
+        return import_dotted(spec.attr, check)
     if spec.form == "module":
-        return _walk(importlib.import_module(spec.module), spec.attr, spec.module)
+        module = _checked(check, importlib.import_module(spec.module), spec.module)
+        return _walk(module, spec.attr, spec.module, check)
     paths = list(searchpath or [])
     if spec.form == "file":
         if not os.path.isfile(spec.module):
@@ -183,4 +220,4 @@ def resolve(spec: Spec, searchpath: list[str] | None = None) -> Any:
             )
         module = spec.module
     package = synthetic_package(paths)
-    return _walk(importlib.import_module(f"{package}.{module}"), spec.attr, module)
+    return _walk(importlib.import_module(f"{package}.{module}"), spec.attr, module, check)

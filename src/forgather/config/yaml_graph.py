@@ -30,6 +30,7 @@ from .nodes import (
     DictNode,
     DListNode,
     ListNode,
+    Node,
     VarNode,
 )
 from .spec import parse_spec
@@ -237,6 +238,64 @@ class _Converter:
         return node
 
 
+#: How deep a graph may nest (longest chain of nodes, through aliases too). Every
+#: later pass recurses, so a graph built to exhaust Python's stack is refused here.
+MAX_DEPTH = 100
+# What YAML allows in a stream (YAML 1.1, as PyYAML's reader checks it).
+_NOT_YAML = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _position(text: str, offset: int) -> tuple[int, int]:
+    line = text.count("\n", 0, offset)
+    return line, offset - (text.rfind("\n", 0, offset) + 1)
+
+
+def _check_characters(text: str, locate: Locate) -> None:
+    bad = _NOT_YAML.search(text)
+    if bad is None:
+        return
+    ch = bad.group()
+    what = "a lone surrogate" if "\ud800" <= ch <= "\udfff" else "a control character"
+    location = locate(*_position(text, bad.start()))
+    raise YamlError(f"character {ch!r} ({what}) cannot appear in YAML; write it as an escape in a double-quoted string", location)
+
+
+def _children(node: Node) -> list[Any]:
+    values = [v for _, v in node.children()]
+    if isinstance(node, VarNode) and isinstance(node.default, Node):
+        values.append(node.default)
+    return values
+
+
+def _height(root: Any, heights: dict[int, int]) -> int:
+    """Longest chain of nodes from ``root`` down, a back edge (a cycle) not followed."""
+    if not isinstance(root, Node):
+        return 0
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    on_path: set[int] = set()
+    while stack:
+        node, done = stack.pop()
+        if done:
+            on_path.discard(id(node))
+            below = [heights.get(id(c), 0) for c in _children(node) if isinstance(c, Node)]
+            heights[id(node)] = 1 + max(below, default=0)
+        elif id(node) not in heights and id(node) not in on_path:
+            on_path.add(id(node))
+            stack.append((node, True))
+            stack.extend((c, False) for c in _children(node) if isinstance(c, Node))
+    return heights[id(root)]
+
+
+def _check_depth(graph: dict[str, Any], locate: Locate) -> None:
+    heights: dict[int, int] = {}
+    for target, value in graph.items():
+        if _height(value, heights) > MAX_DEPTH:
+            raise YamlError(
+                f"target {target!r} nests more than {MAX_DEPTH} levels deep",
+                locate(value.line, value.column) if value.line is not None else None,
+            )
+
+
 def load_graph(text: str, locate: Locate) -> dict[str, Any]:
     """Parse rendered YAML into a node graph.
 
@@ -245,10 +304,14 @@ def load_graph(text: str, locate: Locate) -> dict[str, Any]:
         locate: maps a rendered (line, column), both 0-based, to the user's source.
 
     Raises:
-        YamlError: for YAML syntax errors, unknown tags and malformed nodes.
+        YamlError: for YAML syntax errors, characters YAML does not allow,
+            unknown tags, malformed nodes and graphs nested more than
+            :data:`MAX_DEPTH` levels deep.
     """
+    _check_characters(text, locate)
     try:
         root = _compose(text)
+        graph = _Converter(locate).root(root)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         reason = " ".join(str(p) for p in (e.context, e.problem) if p)
@@ -256,4 +319,7 @@ def load_graph(text: str, locate: Locate) -> dict[str, Any]:
         raise YamlError(f"YAML syntax error: {reason}", location) from None
     except yaml.YAMLError as e:
         raise YamlError(f"YAML error: {e}") from None
-    return _Converter(locate).root(root)
+    except RecursionError:
+        raise YamlError(f"the YAML nests more than {MAX_DEPTH} levels deep") from None
+    _check_depth(graph, locate)
+    return graph
