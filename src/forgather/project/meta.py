@@ -4,13 +4,19 @@
 rendered with the search path ``[project dir, <workspace>/forgather_workspace]``
 and the variables ``project_dir``, ``workspace_root`` and ``forgather_dir``.
 Its targets give ``name``, ``description``, ``searchdir`` (ordered template
-directories), ``config_prefix`` (default ``configs``) and ``default_config``.
+directories), ``config_prefix`` (default ``configs``), ``default_config`` and
+``allow_imports`` (modules and directories the project's configs may import
+beyond the defaults; docs/security.md).
 :class:`MetaConfig` holds the result; :attr:`MetaConfig.searchpath` is
 ``searchdir`` followed by Forgather's installed template library.
 
-Decision a reader may question: meta values are *built* (``Config.build()``),
-not read from the rendered text with ``yaml.safe_load``, so ``meta.yaml`` may
-use the same tags as any config and its errors carry the same file:line.
+Decision a reader may question: meta values are *built as data*
+(``Config.build_data()``), not read from the rendered text with
+``yaml.safe_load``, so ``meta.yaml`` may use the same containers and ``!var``
+as any config and its errors carry the same file:line; but every command
+reads ``meta.yaml``, including those that must run nothing from a project
+(``ls``, ``pp``), so a tag that would import or call anything beyond the pure
+builtins is an error here.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from forgather.config import ConfigEnvironment, ConfigError
+from forgather.config.policy import META_KEY as ALLOW_KEY
 from forgather.project.workspace import (
     META_FILE,
     WORKSPACE_DIR,
@@ -48,6 +55,8 @@ class MetaConfig:
         searchdir: template directories declared by ``meta.yaml``, in order.
         config_prefix: subdirectory of the search dirs holding configs.
         default_config: config used when none is named (relative to the prefix).
+        allow_imports: module prefixes and directories (relative ones resolved
+            against the project) that configs may import beyond the defaults.
         values: every value ``meta.yaml`` defined, for project-specific keys.
     """
 
@@ -58,6 +67,7 @@ class MetaConfig:
     searchdir: list[str] = field(default_factory=list)
     config_prefix: str = "configs"
     default_config: str | None = None
+    allow_imports: list[str] = field(default_factory=list)
     values: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -78,8 +88,8 @@ class MetaConfig:
         }
 
     def as_dict(self) -> dict[str, Any]:
-        """The resolved values, for printing (``forgather meta``)."""
-        return {
+        """The resolved values, for printing (``forgather meta``); ``allow_imports`` when set."""
+        values = {
             "name": self.name,
             "description": self.description,
             "project_dir": str(self.project_dir),
@@ -88,6 +98,14 @@ class MetaConfig:
             "default_config": self.default_config,
             "searchpath": self.searchpath,
         }
+        if self.allow_imports:
+            values["allow_imports"] = self.allow_imports
+        return values
+
+    @property
+    def source_dirs(self) -> list[str]:
+        """Directories holding the project's own Python code: the project and the workspace."""
+        return [str(self.project_dir), str(self.workspace_root)]
 
 
 def load_meta(project_dir: str | os.PathLike = ".") -> MetaConfig:
@@ -124,8 +142,28 @@ def load_meta(project_dir: str | os.PathLike = ".") -> MetaConfig:
     env = ConfigEnvironment(
         searchpath=[str(project), str(workspace / WORKSPACE_DIR)], global_vars=variables
     )
-    values = env.load(META_FILE).build()
+    config = env.load(META_FILE)
+    values = config.build_data()
     return _meta_from_values(project, workspace, values)
+
+
+def _allow_imports(project: Path, value: Any) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ProjectError(
+            f"{project / META_FILE}: {ALLOW_KEY} must be a list of module names "
+            "(mypkg, other.module) or directories (entries with a /)"
+        )
+    entries = []
+    for entry in value:
+        entry = entry.strip()
+        if "/" in entry or os.sep in entry or entry.startswith(("~", ".")):
+            entry = os.path.normpath(project / os.path.expanduser(entry))  # relative to the project
+        elif not all(part.isidentifier() for part in entry.split(".")):
+            raise ProjectError(f"{project / META_FILE}: {ALLOW_KEY}: {entry!r} is not a module name or a directory")
+        entries.append(entry)
+    return entries
 
 
 def _meta_from_values(project: Path, workspace: Path, values: Any) -> MetaConfig:
@@ -148,5 +186,6 @@ def _meta_from_values(project: Path, workspace: Path, values: Any) -> MetaConfig
         searchdir=searchdir,
         config_prefix=str(values.get("config_prefix") or "configs"),
         default_config=values.get("default_config") or None,
+        allow_imports=_allow_imports(project, values.get(ALLOW_KEY)),
         values=values,
     )

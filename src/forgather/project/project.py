@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from forgather.config import Config, ConfigEnvironment
+from forgather.config import Config, ConfigEnvironment, ImportPolicy
 from forgather.project.meta import MetaConfig, ProjectError, load_meta
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
@@ -35,6 +35,10 @@ class Project:
         config: config name relative to ``templates/<config_prefix>/``
             (``None``: the project's ``default_config``).
         project_dir: the project directory (holding ``meta.yaml``).
+        trust: let configs import anything (``--trust``); ``None`` reads
+            ``FORGATHER_TRUST``. By default they may import the allowlist of
+            docs/security.md, the project's and workspace's own Python code and
+            what ``allow_imports`` in ``meta.yaml`` adds.
         **template_vars: variables for the config's templates (``-D`` on the CLI).
 
     Raises:
@@ -43,27 +47,45 @@ class Project:
     """
 
     def __init__(
-        self, config: str | None = None, project_dir: str | os.PathLike = ".", **template_vars: Any
+        self,
+        config: str | None = None,
+        project_dir: str | os.PathLike = ".",
+        *,
+        trust: bool | None = None,
+        **template_vars: Any,
     ):
-        self._open(project_dir)
+        self._open(project_dir, trust)
         self.select(config, **template_vars)
 
-    def _open(self, project_dir: str | os.PathLike) -> None:
+    def _open(self, project_dir: str | os.PathLike, trust: bool | None) -> None:
         self.meta: MetaConfig = load_meta(project_dir)
         self.project_dir: Path = self.meta.project_dir
-        self.environment = ConfigEnvironment(
-            searchpath=self.meta.searchpath, global_vars=self.meta.template_vars
-        )
+        self.trust = trust
+        self.environment = self._environment(self.meta.searchpath)
         self.template_vars: dict[str, Any] = {}
         self.config_name: str | None = None
         self._config: Config | None = None
 
+    def _environment(self, searchpath: list[str]) -> ConfigEnvironment:
+        return ConfigEnvironment(
+            searchpath=searchpath,
+            global_vars=self.meta.template_vars,
+            allow_imports=self.meta.allow_imports,
+            source_dirs=self.meta.source_dirs,
+            trust=self.trust,
+        )
+
     @classmethod
-    def open(cls, project_dir: str | os.PathLike = ".") -> Project:
+    def open(cls, project_dir: str | os.PathLike = ".", *, trust: bool | None = None) -> Project:
         """A project with no config loaded yet (for listings; see :meth:`select`)."""
         project = cls.__new__(cls)
-        project._open(project_dir)
+        project._open(project_dir, trust)
         return project
+
+    @property
+    def policy(self) -> ImportPolicy:
+        """What this project's configs may import (docs/security.md)."""
+        return self.environment.policy
 
     def select(self, config: str | None = None, **template_vars: Any) -> Config | None:
         """Load ``config`` (default: the project's ``default_config``) as the selected config.
@@ -110,11 +132,7 @@ class Project:
         template = self.template_name(config)
         if os.path.isabs(template):  # a file outside every search directory
             directory, name = os.path.split(template)
-            env = ConfigEnvironment(
-                searchpath=[directory, *self.meta.searchpath],
-                global_vars=self.meta.template_vars,
-            )
-            return env.load(name, **template_vars)
+            return self._environment([directory, *self.meta.searchpath]).load(name, **template_vars)
         return self.environment.load(template, **template_vars)
 
     def template_name(self, config: str) -> str:
