@@ -2,22 +2,32 @@
 
     output_models/<name>/                    the model directory (config.json, code, tokenizer)
     ├── model.safetensors                    final weights, or a link made by `checkpoint link`
-    └── runs/<run>/checkpoints/checkpoint-<step>/
-        ├── model.safetensors                weights (or model.safetensors.index.json + shards)
-        ├── trainer_state.json               written last: the trainer's mark of a complete checkpoint
-        └── linked_by.json                   present while the model directory's link points here
+    └── runs/<run>/                          one training run (logs, config; `forgather train`)
+        └── checkpoints/checkpoint-<step>/
+            ├── model.safetensors            weights (or model.safetensors.index.json + shards)
+            ├── optimizer.pt, scheduler.pt   optimizer and learning-rate schedule states
+            ├── rng_state.pt                 generator states  } one per rank in a multi-process
+            ├── dataloader_state.pt          data position     } job: rng_state-<rank>.pt, ...
+            ├── distributed.json             a multi-process job's layout, which a resume must match
+            ├── linked_by.json               present while the model directory's link points here
+            └── trainer_state.json           written last: the trainer's mark of a complete checkpoint
 
-The trainer (``forgather.ml.trainer.checkpoint``), the CLI (``forgather
-checkpoint``) and the server (``forgather inf server -c``) all find, order and
-check checkpoints here.
+Pipeline and sharded FSDP checkpoints keep their weights and optimizer
+states in their own files instead (``stage-<i>/``, ``sharded/``; see
+``forgather.ml.trainer.parallel``).
+
+The trainers (``forgather.ml.trainer``), the training script's resume, the CLI
+(``forgather checkpoint``) and the server (``forgather inf server -c``) all
+name, find, order and check checkpoints here. "Newest" has one meaning
+everywhere: the highest step, ties broken by modification time.
 
 Decision a reader may question: whether a checkpoint fits a model is decided
 from the safetensors *header* (tensor names and shapes, a few kilobytes read
 with ``json``), compared with the names and shapes the model has (the caller
 supplies them, e.g. from a model built on torch's meta device), so choosing
 among checkpoints never loads their weights, and listing needs no torch.
-This module is not under ``forgather.ml.trainer`` because that package
-imports torch when it is imported.
+This module is not under ``forgather.ml.trainer`` so that the CLI reads the
+layout without importing anything of the trainers.
 """
 
 from __future__ import annotations
@@ -29,10 +39,18 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+RUNS_DIR = "runs"  # <model_dir>/runs/<run>/
+CHECKPOINTS_DIR = "checkpoints"  # <run>/checkpoints/checkpoint-<step>/
 MODEL_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 STATE_FILE = "trainer_state.json"
 LINK_MARK = "linked_by.json"
+# What else the trainers write into a checkpoint (loaded with torch.load(weights_only=True)).
+OPTIMIZER_FILE = "optimizer.pt"
+SCHEDULER_FILE = "scheduler.pt"
+RNG_FILE = "rng_state.pt"
+DATALOADER_FILE = "dataloader_state.pt"
+DISTRIBUTED_FILE = "distributed.json"  # the process layout a multi-process checkpoint needs
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 _MAX_HEADER = 100 * 2**20  # bytes; a larger "header" means the file is not safetensors
 
@@ -60,12 +78,28 @@ class Checkpoint:
     step: int
 
     @property
+    def is_complete(self) -> bool:
+        """The trainer finished writing it (``trainer_state.json``): training can resume from it."""
+        return os.path.isfile(os.path.join(self.path, STATE_FILE))
+
+    @property
     def has_weights(self) -> bool:
         """Holds ``model.safetensors`` (or its sharded index)."""
         return any(os.path.exists(os.path.join(self.path, f)) for f in (MODEL_FILE, INDEX_FILE))
 
 
-# -- finding checkpoints ----------------------------------------------------------------
+# -- naming and finding checkpoints ---------------------------------------------------------
+
+
+def checkpoint_path(checkpoints_dir: str, step: int) -> str:
+    """Where the trainer writes the checkpoint of optimizer step ``step``."""
+    return os.path.join(checkpoints_dir, f"checkpoint-{step}")
+
+
+def rank_file(name: str, rank: int) -> str:
+    """The file of one rank of a multi-process job: ``rng_state.pt`` -> ``rng_state-<rank>.pt``."""
+    stem, ext = os.path.splitext(name)
+    return f"{stem}-{rank}{ext}"
 
 
 def list_checkpoints(checkpoints_dir: str) -> list[str]:
@@ -104,9 +138,28 @@ def find_checkpoints(model_dir: str) -> list[Checkpoint]:
                 continue
             dirs.remove(name)  # nothing to find inside a checkpoint
             checkpoint = Checkpoint(os.path.join(root, name), int(match.group(1)))
-            if checkpoint.has_weights or os.path.isfile(os.path.join(checkpoint.path, STATE_FILE)):
+            if checkpoint.has_weights or checkpoint.is_complete:
                 found.append((checkpoint.step, os.path.getmtime(checkpoint.path), checkpoint))
     return [c for _step, _mtime, c in sorted(found, key=lambda t: t[:2], reverse=True)]
+
+
+def run_to_resume(model_dir: str) -> str | None:
+    """The run directory (``<model_dir>/runs/<run>``) holding the newest complete checkpoint.
+
+    Newest as :func:`find_checkpoints` orders them; only complete checkpoints in a
+    run's ``checkpoints/`` count. None when no run has one.
+    """
+    runs = os.path.join(model_dir, RUNS_DIR)
+    for checkpoint in find_checkpoints(runs):
+        checkpoints_dir = os.path.dirname(checkpoint.path)
+        run = os.path.dirname(checkpoints_dir)
+        if (
+            checkpoint.is_complete
+            and os.path.basename(checkpoints_dir) == CHECKPOINTS_DIR
+            and os.path.dirname(run) == runs
+        ):
+            return run
+    return None
 
 
 # -- what a checkpoint holds --------------------------------------------------------------

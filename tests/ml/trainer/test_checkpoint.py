@@ -6,13 +6,8 @@ import os
 
 import pytest
 
-from forgather.ml.trainer.checkpoint import (
-    STATE_FILE,
-    atomic_directory,
-    latest_checkpoint,
-    list_checkpoints,
-    prune_checkpoints,
-)
+from forgather.ml.checkpoint_layout import STATE_FILE, latest_checkpoint, list_checkpoints
+from forgather.ml.trainer.checkpoint import atomic_directory, prune_checkpoints
 
 
 def write_checkpoint(root, step, complete=True):

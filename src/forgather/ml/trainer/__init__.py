@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING
 from forgather._lazy import lazy_exports
 
 if TYPE_CHECKING:  # for type checkers and IDEs; never executed at run time
+    from forgather.ml.checkpoint_layout import latest_checkpoint, list_checkpoints
+
     from .base_trainer import BaseTrainer
     from .callbacks import TrainerCallback
-    from .checkpoint import latest_checkpoint, list_checkpoints
     from .parallel.accel_trainer import AccelTrainer
     from .parallel.pipeline_checkpoint import merge_pipeline_checkpoint
     from .parallel.pipeline_trainer import PipelineTrainer
@@ -47,8 +48,8 @@ _LAZY = {
     "TrainOutput": "state",
     "TrainingArguments": "training_args",
     "TrainingScript": "training_script",
-    "latest_checkpoint": "checkpoint",
-    "list_checkpoints": "checkpoint",
+    "latest_checkpoint": "forgather.ml.checkpoint_layout",
+    "list_checkpoints": "forgather.ml.checkpoint_layout",
     "merge_pipeline_checkpoint": "parallel.pipeline_checkpoint",
     "plot_run": "plot",
     "set_seed": "rng",

@@ -35,6 +35,8 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
+from forgather.ml import checkpoint_layout as layout
+
 from ..optim import AdamW, continue_schedule, get_scheduler
 from . import checkpoint as ckpt
 from .batch_stream import BatchStream, resumable_dataloader
@@ -181,10 +183,10 @@ class BaseTrainer:
         """Wait for every process (no-op with one)."""
 
     def _save_model_state(self, directory: str) -> None:
-        ckpt.save_model_weights(self.model, os.path.join(directory, ckpt.MODEL_FILE))
+        ckpt.save_model_weights(self.model, os.path.join(directory, layout.MODEL_FILE))
 
     def _load_model_state(self, directory: str) -> None:
-        ckpt.load_model_weights(self.model, os.path.join(directory, ckpt.MODEL_FILE))
+        ckpt.load_model_weights(self.model, os.path.join(directory, layout.MODEL_FILE))
 
     # -------------------------------------------------------------- building
     def _ensure_setup(self) -> None:
@@ -521,10 +523,10 @@ class BaseTrainer:
         if not resume:
             return None
         if isinstance(resume, str):
-            if not os.path.isfile(os.path.join(resume, ckpt.STATE_FILE)):
+            if not os.path.isfile(os.path.join(resume, layout.STATE_FILE)):
                 raise FileNotFoundError(f"no complete checkpoint at {resume!r}")
             return resume
-        found = ckpt.latest_checkpoint(self.args.checkpoints_dir)
+        found = layout.latest_checkpoint(self.args.checkpoints_dir)
         if found is None:
             logger.info("no checkpoint in %s: starting a new run", self.args.checkpoints_dir)
         return found
@@ -532,17 +534,17 @@ class BaseTrainer:
     def _save_checkpoint(self) -> str:
         """Write `checkpoint-<step>` atomically, prune old ones, fire `on_save`."""
         step = self.state.global_step
-        path = os.path.join(self.args.checkpoints_dir, f"checkpoint-{step}")
+        path = layout.checkpoint_path(self.args.checkpoints_dir, step)
         if self._last_saved_step == step:
             return path
         if self.is_main_process:
             with ckpt.atomic_directory(path) as temp:
                 self._save_model_state(temp)
-                torch.save(self.optimizer.state_dict(), os.path.join(temp, ckpt.OPTIMIZER_FILE))
-                torch.save(self.lr_scheduler.state_dict(), os.path.join(temp, ckpt.SCHEDULER_FILE))
-                torch.save(self.batches.state_dict(), os.path.join(temp, ckpt.DATALOADER_FILE))
-                torch.save(get_rng_state(), os.path.join(temp, ckpt.RNG_FILE))
-                self.state.save_to_json(os.path.join(temp, ckpt.STATE_FILE))
+                torch.save(self.optimizer.state_dict(), os.path.join(temp, layout.OPTIMIZER_FILE))
+                torch.save(self.lr_scheduler.state_dict(), os.path.join(temp, layout.SCHEDULER_FILE))
+                torch.save(self.batches.state_dict(), os.path.join(temp, layout.DATALOADER_FILE))
+                torch.save(get_rng_state(), os.path.join(temp, layout.RNG_FILE))
+                self.state.save_to_json(os.path.join(temp, layout.STATE_FILE))
             if self.args.save_total_limit:
                 ckpt.prune_checkpoints(self.args.checkpoints_dir, self.args.save_total_limit)
         self._barrier()
@@ -558,16 +560,16 @@ class BaseTrainer:
             return torch.load(os.path.join(path, name), map_location="cpu", weights_only=True)
 
         self._load_model_state(path)
-        self.optimizer.load_state_dict(load(ckpt.OPTIMIZER_FILE))
-        saved = TrainerState.load_from_json(os.path.join(path, ckpt.STATE_FILE))
-        self._restore_lr_scheduler(load(ckpt.SCHEDULER_FILE), saved)
-        self.batches.load_state_dict(load(ckpt.DATALOADER_FILE))
+        self.optimizer.load_state_dict(load(layout.OPTIMIZER_FILE))
+        saved = TrainerState.load_from_json(os.path.join(path, layout.STATE_FILE))
+        self._restore_lr_scheduler(load(layout.SCHEDULER_FILE), saved)
+        self.batches.load_state_dict(load(layout.DATALOADER_FILE))
         self.state.global_step = saved.global_step
         self.state.epoch = saved.epoch
         self.state.num_input_tokens_seen = saved.num_input_tokens_seen
         self.state.log_history = saved.log_history
         self._last_saved_step = saved.global_step
-        set_rng_state(load(ckpt.RNG_FILE))
+        set_rng_state(load(layout.RNG_FILE))
 
     def _restore_lr_scheduler(self, state: dict[str, Any], saved: TrainerState) -> None:
         """Restore the schedule; on a new horizon keep the one built for it, at the saved step.
@@ -607,7 +609,7 @@ class BaseTrainer:
             if hasattr(self.model, "save_pretrained"):
                 self.model.save_pretrained(output_dir)
             else:
-                ckpt.save_model_weights(self.model, os.path.join(output_dir, ckpt.MODEL_FILE))
+                ckpt.save_model_weights(self.model, os.path.join(output_dir, layout.MODEL_FILE))
             if hasattr(self.processing_class, "save_pretrained"):
                 self.processing_class.save_pretrained(output_dir)
         self._barrier()

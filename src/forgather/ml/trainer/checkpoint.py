@@ -1,9 +1,9 @@
-"""Checkpoint files on disk: atomic directories, discovery, pruning, RNG state, weights.
+"""Checkpoint directories made safe: atomic writes, pruning, and the weights file.
 
-A checkpoint is a directory `<output_dir>/checkpoints/checkpoint-<step>/` holding
-`model.safetensors`, `optimizer.pt`, `scheduler.pt`, `rng_state.pt`,
-`dataloader_state.pt` and `trainer_state.json`. What goes in it is the
-trainer's business; this module only makes it safe (RNG states: `rng.py`).
+What a checkpoint holds and what its files are called is the trainer's business
+(`BaseTrainer._save_checkpoint`) and the layout module's
+(`forgather.ml.checkpoint_layout`: names, listing, "newest"); this module only
+makes writing and deleting them safe (RNG states: `rng.py`).
 
 The decision a reader may question: atomicity comes from the file system, not
 from marker files. Everything is written into a hidden temporary directory next
@@ -24,25 +24,15 @@ from collections.abc import Iterator
 import torch
 from safetensors.torch import load_model, save_model
 
-# File names and discovery are shared with the CLI and the server (a torch-free
-# module); the trainers read the names as ckpt.MODEL_FILE and ckpt.STATE_FILE.
-from forgather.ml.checkpoint_layout import MODEL_FILE as MODEL_FILE
-from forgather.ml.checkpoint_layout import STATE_FILE as STATE_FILE
-from forgather.ml.checkpoint_layout import is_linked, latest_checkpoint, list_checkpoints
+from forgather.ml.checkpoint_layout import is_linked, list_checkpoints
 
 __all__ = [
     "atomic_directory",
-    "latest_checkpoint",
-    "list_checkpoints",
     "load_model_weights",
     "prune_checkpoints",
     "save_model_weights",
 ]
 
-OPTIMIZER_FILE = "optimizer.pt"
-SCHEDULER_FILE = "scheduler.pt"
-RNG_FILE = "rng_state.pt"
-DATALOADER_FILE = "dataloader_state.pt"
 _TEMP_PREFIX = ".tmp-"
 _TRASH_PREFIX = ".trash-"
 

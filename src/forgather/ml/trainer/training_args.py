@@ -5,10 +5,12 @@ so a user can carry settings across; only fields this trainer implements exist
 (an unknown field is a `TypeError` at construction, not a silently ignored
 setting). Additions are marked "not in HF" in their comments.
 
-The decision a reader may question: two directories. `output_dir` is the model
-directory and holds `checkpoints/`, so `resume_from_checkpoint=True` finds the
-newest checkpoint across runs; `logging_dir` is the run directory (logs,
-TensorBoard events, samples) and is new for every run.
+The decision a reader may question: two directories. `output_dir` holds
+`checkpoints/` (where `resume_from_checkpoint=True` looks) and is where
+`save_model()` writes by default; `logging_dir` gets the logs, TensorBoard
+events and samples. `forgather train` (`TrainingScript`) sets both to the run
+directory `<model_dir>/runs/<run>`, so a run is one self-contained directory,
+and resumes in the run that holds the newest checkpoint.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from forgather.ml import checkpoint_layout as layout
 
 __all__ = ["TrainingArguments"]
 
@@ -28,8 +32,8 @@ _REPORTERS = ("json", "tensorboard")
 class TrainingArguments:
     """Settings of one training run (see the module docstring for the two directories)."""
 
-    output_dir: str
-    # Run directory for logs and events; None: `<output_dir>/runs/<YYYYmmdd-HHMMSS>`.
+    output_dir: str  # holds checkpoints/; save_model()'s default directory
+    # Logs and events; None: `<output_dir>/runs/<YYYYmmdd-HHMMSS>`.
     logging_dir: str | None = None
 
     # Batching. Tokens per optimizer step = train batch * accumulation * sequence length.
@@ -69,7 +73,7 @@ class TrainingArguments:
     save_strategy: str = "steps"
     save_steps: int = 500
     save_total_limit: int | None = None  # keep only the newest N checkpoints
-    # True: newest checkpoint in <output_dir>/checkpoints (fresh start if none); str: a path.
+    # True: the newest checkpoint in <output_dir>/checkpoints (fresh start if none); str: a path.
     resume_from_checkpoint: bool | str | None = None
     report_to: list[str] | str = field(default_factory=lambda: ["json", "tensorboard"])
     disable_tqdm: bool = False
@@ -113,14 +117,14 @@ class TrainingArguments:
         self.report_to = [r for r in self.report_to if r != "none"]
         if self.logging_dir is None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
-            self.logging_dir = os.path.join(self.output_dir, "runs", stamp)
+            self.logging_dir = os.path.join(self.output_dir, layout.RUNS_DIR, stamp)
         if self.data_seed is None:
             self.data_seed = self.seed
 
     @property
     def checkpoints_dir(self) -> str:
-        """`<output_dir>/checkpoints`, where every checkpoint of the model lives."""
-        return os.path.join(self.output_dir, "checkpoints")
+        """`<output_dir>/checkpoints`, where this run's checkpoints live."""
+        return os.path.join(self.output_dir, layout.CHECKPOINTS_DIR)
 
     def to_dict(self) -> dict[str, Any]:
         """The arguments as a JSON-serialisable dict."""

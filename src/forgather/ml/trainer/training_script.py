@@ -10,9 +10,10 @@ Decisions a reader may question:
 * The run directory is chosen at run time, not in the template, so every
   rank of a ``torchrun`` job agrees on it: the launcher exports
   ``FORGATHER_RUN_TIME`` and each rank derives the same name from it.
-* Resuming (``resume_from_checkpoint: true``) continues in the newest run
-  directory that holds a checkpoint: a resumed run is the same run, with one
-  log and one set of checkpoints.
+* Resuming (``resume_from_checkpoint: true``) continues in the run directory
+  that holds the newest complete checkpoint (highest step: the rule
+  ``forgather checkpoint`` and the server use, ``checkpoint_layout.run_to_resume``):
+  a resumed run is the same run, with one log and one set of checkpoints.
 * ``args.seed`` is applied *before* the trainer is built, not only by the
   trainer. The templates pass the model, datasets and callbacks to the
   trainer's ``!partial``, and a partial builds its arguments when it is
@@ -36,12 +37,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import list_checkpoints
+from forgather.ml import checkpoint_layout as layout
+
 from .rng import set_seed
 from .training_args import TrainingArguments
-
-#: Where a run keeps its checkpoints (``TrainingArguments.checkpoints_dir``).
-CHECKPOINTS = "checkpoints"
 
 #: Exported by ``forgather train`` so that all ranks name the run alike.
 RUN_TIME_ENV = "FORGATHER_RUN_TIME"
@@ -90,7 +89,8 @@ class TrainingScript:
 
     Args:
         trainer: makes the trainer given ``args=`` (a ``!partial`` of a trainer class).
-        args: the training arguments; ``output_dir`` is replaced by the run directory.
+        args: the training arguments; ``output_dir`` and ``logging_dir`` are both
+            replaced by the run directory (checkpoints go to ``<run>/checkpoints``).
         model_dir: the generated model directory (``output_models/<name>``); final
             weights are saved here.
         run_name: runs are ``<model_dir>/runs/<run_name>_<time>``.
@@ -139,13 +139,12 @@ class TrainingScript:
         return output
 
     def choose_run_dir(self) -> Path:
-        """The newest run with a checkpoint when resuming, else a new one."""
-        runs = self.model_dir / "runs"
-        if self.args.resume_from_checkpoint is True and runs.is_dir():
-            with_checkpoints = [d for d in runs.iterdir() if list_checkpoints(str(d / CHECKPOINTS))]
-            if with_checkpoints:
-                return max(with_checkpoints, key=lambda d: d.stat().st_mtime)
-        return runs / f"{self.run_name}_{_run_time()}"
+        """The run holding the newest checkpoint when resuming, else a new one."""
+        if self.args.resume_from_checkpoint is True:
+            run = layout.run_to_resume(str(self.model_dir))
+            if run is not None:
+                return Path(run)
+        return self.model_dir / layout.RUNS_DIR / f"{self.run_name}_{_run_time()}"
 
     def record_run(self, run_dir: Path) -> None:
         """Write the resolved config, templates, generated code and environment."""

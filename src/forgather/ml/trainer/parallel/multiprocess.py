@@ -36,6 +36,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
+from forgather.ml import checkpoint_layout as layout
+
 from .. import checkpoint as ckpt
 from ..base_trainer import BaseTrainer, OptimizerFactory, SchedulerFactory
 from ..batch_stream import resumable_dataloader
@@ -50,15 +52,6 @@ from .distributed import RankShardSampler, all_reduce_sum, collective_directory,
 __all__ = ["MultiProcessTrainer"]
 
 logger = logging.getLogger(__name__)
-
-LAYOUT_FILE = "distributed.json"
-
-
-def rank_file(name: str, rank: int) -> str:
-    """`rng_state.pt` -> `rng_state-<rank>.pt`."""
-    stem, ext = os.path.splitext(name)
-    return f"{stem}-{rank}{ext}"
-
 
 class MultiProcessTrainer(BaseTrainer):
     """The loop on every rank of a `torchrun` job (see the module docstring).
@@ -207,21 +200,21 @@ class MultiProcessTrainer(BaseTrainer):
     def _save_checkpoint(self) -> str:
         """Write `checkpoint-<step>` from every rank (see the module docstring)."""
         step = self.state.global_step
-        path = os.path.join(self.args.checkpoints_dir, f"checkpoint-{step}")
+        path = layout.checkpoint_path(self.args.checkpoints_dir, step)
         if self._last_saved_step == step:
             return path
         with collective_directory(path) as temp:
             self._save_model_and_optimizer(temp)
             torch.save(
                 self.batches.state_dict(),
-                os.path.join(temp, rank_file(ckpt.DATALOADER_FILE, self.rank)),
+                os.path.join(temp, layout.rank_file(layout.DATALOADER_FILE, self.rank)),
             )
-            torch.save(get_rng_state(), os.path.join(temp, rank_file(ckpt.RNG_FILE, self.rank)))
+            torch.save(get_rng_state(), os.path.join(temp, layout.rank_file(layout.RNG_FILE, self.rank)))
             if self.is_main_process:
-                torch.save(self.lr_scheduler.state_dict(), os.path.join(temp, ckpt.SCHEDULER_FILE))
-                with open(os.path.join(temp, LAYOUT_FILE), "w", encoding="utf-8") as f:
+                torch.save(self.lr_scheduler.state_dict(), os.path.join(temp, layout.SCHEDULER_FILE))
+                with open(os.path.join(temp, layout.DISTRIBUTED_FILE), "w", encoding="utf-8") as f:
                     json.dump(self._checkpoint_layout(), f, indent=2)
-                self.state.save_to_json(os.path.join(temp, ckpt.STATE_FILE))
+                self.state.save_to_json(os.path.join(temp, layout.STATE_FILE))
         if self.is_main_process and self.args.save_total_limit:
             ckpt.prune_checkpoints(self.args.checkpoints_dir, self.args.save_total_limit)
         self._barrier()
@@ -232,10 +225,10 @@ class MultiProcessTrainer(BaseTrainer):
     def _load_checkpoint(self, path: str) -> None:
         """Restore what `_save_checkpoint` wrote; RNG last."""
         logger.info("resuming from %s", path)
-        layout_path = os.path.join(path, LAYOUT_FILE)
+        layout_path = os.path.join(path, layout.DISTRIBUTED_FILE)
         if not os.path.isfile(layout_path):
             raise ValueError(
-                f"{path} was not written by a multi-process trainer (no {LAYOUT_FILE})"
+                f"{path} was not written by a multi-process trainer (no {layout.DISTRIBUTED_FILE})"
             )
         with open(layout_path, encoding="utf-8") as f:
             saved = json.load(f)
@@ -250,15 +243,15 @@ class MultiProcessTrainer(BaseTrainer):
             return torch.load(os.path.join(path, name), map_location="cpu", weights_only=True)
 
         self._load_model_and_optimizer(path)
-        saved_state = TrainerState.load_from_json(os.path.join(path, ckpt.STATE_FILE))
-        self._restore_lr_scheduler(load(ckpt.SCHEDULER_FILE), saved_state)
-        self.batches.load_state_dict(load(rank_file(ckpt.DATALOADER_FILE, self.rank)))
+        saved_state = TrainerState.load_from_json(os.path.join(path, layout.STATE_FILE))
+        self._restore_lr_scheduler(load(layout.SCHEDULER_FILE), saved_state)
+        self.batches.load_state_dict(load(layout.rank_file(layout.DATALOADER_FILE, self.rank)))
         self.state.global_step = saved_state.global_step
         self.state.epoch = saved_state.epoch
         self.state.num_input_tokens_seen = saved_state.num_input_tokens_seen
         self.state.log_history = saved_state.log_history
         self._last_saved_step = saved_state.global_step
-        set_rng_state(load(rank_file(ckpt.RNG_FILE, self.rank)))
+        set_rng_state(load(layout.rank_file(layout.RNG_FILE, self.rank)))
 
     # ---------------------------------------------- signals agreed by all ranks
     @property

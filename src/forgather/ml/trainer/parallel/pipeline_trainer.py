@@ -48,6 +48,8 @@ from torch.distributed.pipelining import PipelineStage
 from torch.nn.utils import clip_grads_with_norm_
 from torch.utils.data import Dataset, Sampler
 
+from forgather.ml import checkpoint_layout as layout
+
 from .. import checkpoint as ckpt
 from ..base_trainer import OptimizerFactory, SchedulerFactory
 from ..callbacks import TrainerCallback
@@ -341,7 +343,7 @@ class PipelineTrainer(MultiProcessTrainer):
             for s, module in zip(self.stage_indices, self.model, strict=True):
                 os.makedirs(stage_dir(directory, s), exist_ok=True)
                 ckpt.save_model_weights(
-                    module.lm, os.path.join(stage_dir(directory, s), ckpt.MODEL_FILE)
+                    module.lm, os.path.join(stage_dir(directory, s), layout.MODEL_FILE)
                 )
             torch.save(
                 self.optimizer.state_dict(),
@@ -355,7 +357,7 @@ class PipelineTrainer(MultiProcessTrainer):
     def _load_model_and_optimizer(self, directory: str) -> None:
         for s, module in zip(self.stage_indices, self.model, strict=True):
             ckpt.load_model_weights(
-                module.lm, os.path.join(stage_dir(directory, s), ckpt.MODEL_FILE)
+                module.lm, os.path.join(stage_dir(directory, s), layout.MODEL_FILE)
             )
         state = torch.load(
             os.path.join(directory, f"optimizer-pp{self.pp_rank}.pt"),

@@ -40,7 +40,7 @@ from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import FSDPModule, fully_shard
 from torch.optim import Optimizer
 
-from .. import checkpoint as ckpt
+from forgather.ml import checkpoint_layout as layout
 
 __all__ = [
     "apply_fsdp",
@@ -151,8 +151,8 @@ def save_model_and_optimizer(
     weights = full_model_state_dict(model)
     optimizer_state = get_optimizer_state_dict(model, optimizer, options=_FULL)
     if is_main_process:
-        save_full_weights(weights, module, os.path.join(directory, ckpt.MODEL_FILE))
-        torch.save(optimizer_state, os.path.join(directory, ckpt.OPTIMIZER_FILE))
+        save_full_weights(weights, module, os.path.join(directory, layout.MODEL_FILE))
+        torch.save(optimizer_state, os.path.join(directory, layout.OPTIMIZER_FILE))
 
 
 def load_model_and_optimizer(
@@ -173,10 +173,10 @@ def load_model_and_optimizer(
         set_optimizer_state_dict(model, optimizer, state["optimizer"])
         return
     options = StateDictOptions(full_state_dict=True)
-    weights = _load_full_weights(module, os.path.join(directory, ckpt.MODEL_FILE))
+    weights = _load_full_weights(module, os.path.join(directory, layout.MODEL_FILE))
     set_model_state_dict(model, weights, options=options)
     optimizer_state = torch.load(
-        os.path.join(directory, ckpt.OPTIMIZER_FILE), map_location="cpu", weights_only=True
+        os.path.join(directory, layout.OPTIMIZER_FILE), map_location="cpu", weights_only=True
     )
     set_optimizer_state_dict(model, optimizer, optimizer_state, options=options)
 
@@ -201,7 +201,7 @@ def save_full_model(model: nn.Module, weights: dict[str, torch.Tensor], output_d
     # fully_shard swaps the class for a subclass of (FSDPModule, original class).
     model_class = next(c for c in type(model).__mro__ if not issubclass(c, FSDPModule))
     if config is None or not hasattr(model_class, "save_pretrained"):
-        save_full_weights(weights, model, os.path.join(output_dir, ckpt.MODEL_FILE))
+        save_full_weights(weights, model, os.path.join(output_dir, layout.MODEL_FILE))
         return
     with torch.device("meta"):
         full = model_class(config)
