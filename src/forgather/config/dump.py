@@ -46,7 +46,7 @@ def _printable(ch: str) -> bool:
 def _escape(ch: str) -> str:
     if ch in _ESCAPED:
         return "\\" + _ESCAPED[ch]
-    if ch in "{}#%" or not _printable(ch):
+    if ch in "{}#%\x85\u2028\u2029\ufeff" or not _printable(ch):  # YAML line breaks and BOM too
         code = ord(ch)
         return f"\\x{code:02X}" if code < 0x100 else f"\\u{code:04X}" if code < 0x10000 else f"\\U{code:08X}"
     return ch

@@ -49,12 +49,16 @@ def check(cfg: Config) -> list[str]:
     return problems
 
 
-def _built_with(node: Node) -> list[tuple[str, Any]]:
-    """What building ``node`` builds at once: a partial's and a meta's arguments wait."""
+def _built_with(node: Node) -> list[tuple[str | None, Any]]:
+    """What building ``node`` builds at once, by path step (None: the same path, as build names it).
+
+    A partial's and a meta's arguments wait until called; a ``!var``'s default
+    is built in its place.
+    """
     if isinstance(node, CallNode) and node.kind in (PARTIAL, META):
         return [] if node.searchpath is None else [(SEARCHPATH_KEY, node.searchpath)]
     if isinstance(node, VarNode):
-        return [("default", node.default)] if isinstance(node.default, Node) else []
+        return [(None, node.default)] if isinstance(node.default, Node) else []
     return node.children()
 
 
@@ -74,7 +78,7 @@ def _cycles(graph: dict[str, Any]) -> list[tuple[Node, str]]:
         else:
             on_path[id(value)] = len(path) - 1
             for key, child in _built_with(value):
-                visit(child, f"{step}.{key}")
+                visit(child, step if key is None else f"{step}.{key}")
             del on_path[id(value)]
             done.add(id(value))
         path.pop()

@@ -103,8 +103,9 @@ DEFAULT_DENY = (
     "torch.distributed.launch", "torch.distributed.launcher", "torch.distributed.elastic",
     "torch.distributed.rpc", "transformers.dynamic_module_utils", "accelerate.commands",
     "accelerate.launchers",
-    # Forgather's own machinery: the config language imports anything, the CLI runs commands
-    "forgather.config", "forgather.cli", "forgather.project", "forgather.control",
+    # Forgather beyond forgather.ml: the config language imports anything, the CLI runs
+    # commands (and a source checkout would otherwise count as the user's own code)
+    "forgather",
 )  # fmt: skip
 
 #: Modules known under another name (``os.path`` is ``posixpath``).
@@ -327,9 +328,11 @@ class ImportPolicy:
                 return f"{spec.module!r} is a private module", spec.module
             if self.allowed_name(dotted):
                 return None
-            suggestion = spec.module if spec.form == "module" else dotted.rsplit(".", 1)[0]
             if self.data:
-                return f"{dotted!r} is not data (only containers, !var and pure builtins)", suggestion
+                return f"{dotted!r} is not data (only containers, !var and pure builtins)", dotted
+            if self._verdict(dotted)[0] is False:  # denied below an allowed prefix, or denied outright
+                return f"{dotted!r} is refused by default (it can run code or write files)", dotted
+            suggestion = spec.module if spec.form == "module" else dotted.rsplit(".", 1)[0]
             return f"{dotted!r} is not an allowed import", suggestion
         if self.data:
             return f"{spec.text!r} is not data (only containers, !var and pure builtins)", spec.text
@@ -351,6 +354,8 @@ class ImportPolicy:
         first = attr.split(".")[0]
         if first in self.builtins_allowed and _public(attr):
             return None
+        if self.data:
+            return f"the builtin {attr!r} is not data (only containers, !var and pure builtins)", f"builtins.{first}"
         return f"the builtin {attr!r} is not allowed", f"builtins.{first}"
 
     def own_path(self, path: str) -> bool:

@@ -203,9 +203,8 @@ def resolve(spec: Spec, searchpath: list[str] | None = None, check: Check | None
             obj = _checked(check, builtins.getattr(builtins, first), first)
             return _walk(obj, rest, first, check) if rest else obj
         return import_dotted(spec.attr, check)
-    if spec.form == "module":
-        module = _checked(check, importlib.import_module(spec.module), spec.module)
-        return _walk(module, spec.attr, spec.module, check)
+    if spec.form == "module":  # the module itself was allowed by name (os for os:path.join)
+        return _walk(importlib.import_module(spec.module), spec.attr, spec.module, check)
     paths = list(searchpath or [])
     if spec.form == "file":
         if not os.path.isfile(spec.module):

@@ -39,6 +39,7 @@ Locate = Callable[[int, int], "SourceLocation | None"]
 
 _EXPECTED = ", ".join(f"!{tag}" for tag in list(KINDS)[:-1]) + f" or !{list(KINDS)[-1]}"
 _POSITIONAL_KEY = re.compile(r"^arg(\d+)$")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _STD = "tag:yaml.org,2002:"
 # libyaml's composer is several times faster and keeps the same marks; it is used
 # when present, except for documents that redefine an anchor (see below).
@@ -119,7 +120,15 @@ class _Converter:
         return result
 
     # -- pieces -----------------------------------------------------------
+    def text(self, ynode: ScalarNode) -> str:
+        """A scalar's text; a lone surrogate (PyYAML's composer accepts a ``"\\ud800"``
+        escape, libyaml's does not) is refused either way, so no graph holds one."""
+        if _SURROGATE.search(ynode.value):
+            raise self.error("a lone surrogate (\\ud800-\\udfff) cannot be a YAML value", ynode)
+        return ynode.value
+
     def scalar(self, ynode: ScalarNode, *, implicit: bool = False) -> Any:
+        self.text(ynode)
         if implicit:  # a tagged scalar: resolve its value as if it had no tag
             plain = _is_plain(ynode)
             tag = self.loader.resolve(ScalarNode, ynode.value, (plain, not plain))
@@ -201,7 +210,7 @@ class _Converter:
 
     def var(self, ynode, line, column, name) -> VarNode:
         if isinstance(ynode, ScalarNode) and ynode.value:
-            return VarNode(var=ynode.value, line=line, column=column, name=name)
+            return VarNode(var=self.text(ynode), line=line, column=column, name=name)
         if isinstance(ynode, MappingNode):
             items = self.mapping(ynode)
             if "name" in items and isinstance(items["name"], str) and set(items) <= {"name", "default"}:
