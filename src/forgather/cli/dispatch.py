@@ -24,11 +24,15 @@ would steal a command's own option of that name (``plot --out``).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 
 from forgather.cli.context import CommandContext, parse_assignments
 from forgather.cli.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, report_error
 from forgather.cli.registry import COMMANDS, add_common_options, assignment_words, load_command
+
+TRUST_VARIABLE = "FORGATHER_TRUST"  # read by forgather.config.policy (not imported here: startup)
 
 
 def run_command(global_options: argparse.Namespace, name: str, argv: list[str]) -> int:
@@ -56,6 +60,35 @@ def run_command(global_options: argparse.Namespace, name: str, argv: list[str]) 
 
 
 def _run(global_options: argparse.Namespace, name: str, argv: list[str]) -> int:
+    with _trust(global_options, argv):
+        return _run_command(global_options, name, argv)
+
+
+@contextlib.contextmanager
+def _trust(global_options: argparse.Namespace, argv: list[str]):
+    """With ``--trust`` (before or after the command name): FORGATHER_TRUST=1 while it runs.
+
+    The environment carries it to every Project and ConfigEnvironment the
+    command opens and to the ranks ``train --nproc`` starts; it is restored
+    afterwards, so one trusted line of the interactive shell trusts nothing else.
+    """
+    early = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    early.add_argument("--trust", action="store_true")
+    trusted = global_options.trust or early.parse_known_args(argv)[0].trust
+    before = os.environ.get(TRUST_VARIABLE)
+    if trusted:
+        os.environ[TRUST_VARIABLE] = "1"
+    try:
+        yield
+    finally:
+        if trusted:
+            if before is None:
+                os.environ.pop(TRUST_VARIABLE, None)
+            else:
+                os.environ[TRUST_VARIABLE] = before
+
+
+def _run_command(global_options: argparse.Namespace, name: str, argv: list[str]) -> int:
     command = load_command(name)
     parser = argparse.ArgumentParser(
         prog=f"forgather {name}",

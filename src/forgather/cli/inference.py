@@ -73,7 +73,14 @@ def _server_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-waiting",
         type=int,
         default=256,
-        help="queued sequences before requests get 503 (default: 256)",
+        help="queued sequences before requests get 503, and most sequences one request "
+        "may ask for (default: 256)",
+    )
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=8 * 2**20,
+        help="larger request bodies get 413 (default: 8 MiB)",
     )
     parser.add_argument("--chat-template", metavar="FILE", help="Jinja chat template file")
     parser.add_argument(
@@ -120,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
                     max_batch_size=args.max_batch_size,
                     max_batch_tokens=args.max_batch_tokens,
                     max_waiting=args.max_waiting,
+                    max_body_bytes=args.max_body_bytes,
                     chat_template=args.chat_template,
                     served_model_name=args.served_model_name,
                     log_level=args.log_level,

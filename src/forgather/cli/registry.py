@@ -112,6 +112,12 @@ def add_common_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup
     parser.add_argument(
         "-o", "--output", dest=prefix + "output", metavar="FILE", help="write output to FILE"
     )
+    parser.add_argument(
+        "--trust",
+        dest=prefix + "trust",
+        action="store_true",
+        help="let the config import any module, for this command only (docs/security.md)",
+    )
 
 
 def assignment_words(defines: list[str] | None, sets: list[str] | None) -> list[str]:
