@@ -149,7 +149,7 @@ def test_resume_with_a_larger_max_steps_follows_a_schedule_for_the_new_horizon(t
     assert rates(short.state.log_history)[4] > 0 and short.lr_scheduler.get_last_lr() == [0.0]
 
     longer = trainer(8, resume_from_checkpoint=True)
-    with caplog.at_level(logging.WARNING, logger="forgather.ml.trainer.base_trainer"):
+    with caplog.at_level(logging.WARNING, logger="forgather.ml.trainer.optimization"):
         longer.train()
     got = rates(longer.state.log_history)
     assert all(got[step] > 0 for step in range(5, 9))

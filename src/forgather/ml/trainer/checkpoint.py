@@ -1,9 +1,11 @@
-"""Checkpoint directories made safe: atomic writes, pruning, and the weights file.
+"""Checkpoints on disk: atomic directories, pruning, weights, and the loop's own state files.
 
-What a checkpoint holds and what its files are called is the trainer's business
-(`BaseTrainer._save_checkpoint`) and the layout module's
-(`forgather.ml.checkpoint_layout`: names, listing, "newest"); this module only
-makes writing and deleting them safe (RNG states: `rng.py`).
+What goes into a checkpoint is decided by `BaseTrainer._save_checkpoint` and
+its hooks; what its files are called, and which checkpoint is the newest, by
+`forgather.ml.checkpoint_layout`. This module makes writing and deleting them
+safe, and reads and writes the files every trainer writes alike: the schedule,
+`trainer_state.json` and the process layout (main process), the data position
+and generator states (each process; RNG states: `rng.py`).
 
 The decision a reader may question: atomicity comes from the file system, not
 from marker files. Everything is written into a hidden temporary directory next
@@ -17,21 +19,39 @@ tensors and plain Python values.
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from safetensors.torch import load_model, save_model
+from torch.optim.lr_scheduler import LRScheduler
 
+from forgather.ml import checkpoint_layout as layout
 from forgather.ml.checkpoint_layout import is_linked, list_checkpoints
+
+from .batch_stream import BatchStream
+from .optimization import restore_lr_scheduler
+from .rng import get_rng_state, set_rng_state
+from .state import TrainerState
 
 __all__ = [
     "atomic_directory",
+    "check_layout",
+    "find_checkpoint",
     "load_model_weights",
+    "load_process_state",
+    "load_shared_state",
     "prune_checkpoints",
     "save_model_weights",
+    "save_process_state",
+    "save_shared_state",
 ]
+
+logger = logging.getLogger(__name__)
 
 _TEMP_PREFIX = ".tmp-"
 _TRASH_PREFIX = ".trash-"
@@ -118,3 +138,94 @@ def load_model_weights(model: torch.nn.Module, path: str) -> None:
     """Load weights saved by `save_model_weights` (strict: every key must match)."""
     device = next(model.parameters()).device
     load_model(model, path, strict=True, device=str(device))
+
+
+# -- the loop's state files ---------------------------------------------------------------
+
+
+def find_checkpoint(resume: bool | str | None, checkpoints_dir: str) -> str | None:
+    """The checkpoint `resume_from_checkpoint` names: None, the newest in `checkpoints_dir`, a path.
+
+    Raises:
+        FileNotFoundError: `resume` is a path without a complete checkpoint.
+    """
+    if not resume:
+        return None
+    if isinstance(resume, str):
+        if not os.path.isfile(os.path.join(resume, layout.STATE_FILE)):
+            raise FileNotFoundError(f"no complete checkpoint at {resume!r}")
+        return resume
+    found = layout.latest_checkpoint(checkpoints_dir)
+    if found is None:
+        logger.info("no checkpoint in %s: starting a new run", checkpoints_dir)
+    return found
+
+
+def save_process_state(directory: str, rank_file: Callable[[str], str], batches: BatchStream) -> None:
+    """This process's data position and random generator states (files named by `rank_file`)."""
+    torch.save(batches.state_dict(), os.path.join(directory, rank_file(layout.DATALOADER_FILE)))
+    torch.save(get_rng_state(), os.path.join(directory, rank_file(layout.RNG_FILE)))
+
+
+def save_shared_state(
+    directory: str,
+    lr_scheduler: LRScheduler,
+    state: TrainerState,
+    process_layout: dict[str, Any] | None,
+) -> None:
+    """The files one process writes for the job: schedule, layout, and last `trainer_state.json`."""
+    torch.save(lr_scheduler.state_dict(), os.path.join(directory, layout.SCHEDULER_FILE))
+    if process_layout is not None:
+        with open(os.path.join(directory, layout.DISTRIBUTED_FILE), "w", encoding="utf-8") as f:
+            json.dump(process_layout, f, indent=2)
+    state.save_to_json(os.path.join(directory, layout.STATE_FILE))
+
+
+def check_layout(path: str, wanted: dict[str, Any] | None) -> None:
+    """Refuse to resume from a checkpoint saved under another process layout.
+
+    Args:
+        path: The checkpoint.
+        wanted: This job's layout (`_checkpoint_layout()`); None: nothing to check.
+
+    Raises:
+        ValueError: Naming both layouts, or saying that the checkpoint has none.
+    """
+    if wanted is None:
+        return
+    layout_path = os.path.join(path, layout.DISTRIBUTED_FILE)
+    if not os.path.isfile(layout_path):
+        raise ValueError(
+            f"{path} was not written by a multi-process trainer (no {layout.DISTRIBUTED_FILE})"
+        )
+    with open(layout_path, encoding="utf-8") as f:
+        saved = json.load(f)
+    if saved != wanted:
+        raise ValueError(
+            f"{path} was saved with layout {saved}; this job is {wanted}. Resume with the "
+            "same trainer, number of processes and parallel layout."
+        )
+
+
+def _load(path: str, name: str) -> Any:
+    return torch.load(os.path.join(path, name), map_location="cpu", weights_only=True)
+
+
+def load_shared_state(path: str, lr_scheduler: LRScheduler, state: TrainerState) -> TrainerState:
+    """Restore the schedule and the run's progress into `state`; returns the saved state."""
+    saved = TrainerState.load_from_json(os.path.join(path, layout.STATE_FILE))
+    restore_lr_scheduler(
+        lr_scheduler, _load(path, layout.SCHEDULER_FILE), saved.max_steps, state.max_steps,
+        saved.global_step,
+    )  # fmt: skip
+    state.global_step = saved.global_step
+    state.epoch = saved.epoch
+    state.num_input_tokens_seen = saved.num_input_tokens_seen
+    state.log_history = saved.log_history
+    return saved
+
+
+def load_process_state(path: str, rank_file: Callable[[str], str], batches: BatchStream) -> None:
+    """Restore this process's data position, then (last, just before the loop) its generators."""
+    batches.load_state_dict(_load(path, rank_file(layout.DATALOADER_FILE)))
+    set_rng_state(_load(path, rank_file(layout.RNG_FILE)))

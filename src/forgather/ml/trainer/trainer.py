@@ -1,8 +1,8 @@
 """`Trainer`: the training loop on one device (CUDA, MPS or CPU).
 
-Everything about the loop lives in `BaseTrainer`; this class only answers the
-device questions: which device (CUDA, then MPS, then CPU, unless
-`args.use_cpu`), bf16 autocast, and `torch.compile`.
+Everything about the loop lives in `BaseTrainer`, and bf16 autocast is the
+default of its hooks; this class only answers the device questions: which
+device (CUDA, then MPS, then CPU, unless `args.use_cpu`), and `torch.compile`.
 
 The decision a reader may question: the model is compiled in place with
 `nn.Module.compile()` rather than wrapped by `torch.compile(model)`, so its
@@ -12,10 +12,8 @@ interchangeable.
 
 from __future__ import annotations
 
-import contextlib
-from contextlib import AbstractContextManager
-
 import torch
+from torch import nn
 
 from .base_trainer import BaseTrainer
 
@@ -23,7 +21,7 @@ __all__ = ["Trainer"]
 
 
 class Trainer(BaseTrainer):
-    """Single-device trainer; constructed like Hugging Face's (see `BaseTrainer`).
+    """Single-device trainer, constructed like Hugging Face's (arguments: `TrainerParts`).
 
     Example:
         >>> trainer = Trainer(model=model, args=TrainingArguments("out", max_steps=100),
@@ -31,11 +29,12 @@ class Trainer(BaseTrainer):
         >>> trainer.train()  # doctest: +SKIP
     """
 
-    def _setup(self) -> None:
+    def _setup(self) -> nn.Module:
         self.device = self._select_device()
         self.model.to(self.device)
         if self.args.torch_compile:
             self.model.compile(mode=self.args.torch_compile_mode)
+        return self.model  # this process steps the whole model
 
     def _select_device(self) -> torch.device:
         if self.args.use_cpu:
@@ -45,9 +44,3 @@ class Trainer(BaseTrainer):
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-
-    def _autocast(self) -> AbstractContextManager:
-        if not self.args.bf16:
-            return contextlib.nullcontext()
-        # Weights, gradients and optimizer state stay fp32; matmuls run in bf16.
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)

@@ -101,10 +101,10 @@ class _Digests(TrainerCallback):
         self.trainer, self.digests = trainer, digests
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.digests["start"] = parameter_digest(self.trainer.model)
+        self.digests["start"] = parameter_digest(self.trainer.local_model)
 
     def on_train_end(self, args, state, control, **kwargs):
-        self.digests["end"] = parameter_digest(self.trainer.model)
+        self.digests["end"] = parameter_digest(self.trainer.local_model)
 
 
 class _Delay(TrainerCallback):
@@ -208,7 +208,8 @@ def train_run(spec: dict, run: dict) -> None:
     if run.get("save_local"):
         local_path = os.path.join(spec["out"], f"{run['name']}-rank{rank}-local.pt")
         torch.save(
-            {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}, local_path
+            {k: v.detach().clone() for k, v in trainer.local_model.state_dict().items()},
+            local_path,
         )
     if run.get("save_model"):
         trainer.save_model(run["save_model"])

@@ -36,11 +36,10 @@ import torch
 from accelerate import Accelerator, InitProcessGroupKwargs
 from torch import nn
 from torch.distributed.device_mesh import init_device_mesh
-from torch.nn.utils import clip_grads_with_norm_, get_total_norm
 from torch.utils.data import Dataset, Sampler
 
-from ..base_trainer import OptimizerFactory, SchedulerFactory
 from ..callbacks import TrainerCallback
+from ..optimization import OptimizerFactory, SchedulerFactory
 from ..training_args import TrainingArguments
 from . import sharded_state
 from .distributed import (
@@ -60,13 +59,15 @@ STATE_DICT_TYPES = ("full", "sharded")
 class AccelTrainer(MultiProcessTrainer):
     """Data-parallel trainer (DDP or FSDP) on Accelerate; see the module docstring.
 
+    The arguments before `strategy` are `BaseTrainer`'s (see `TrainerParts`);
+    the options are keyword-only.
+
     Args:
         strategy: "ddp" or "fsdp".
         state_dict_type: "full" or "sharded" checkpoints (FSDP; DDP is always full).
         fsdp_reshard_after_forward: FSDP frees gathered layer weights after
             forward (less memory, one more all-gather in backward).
         timeout_seconds: How long a collective waits for a missing peer.
-        Others: as `BaseTrainer`.
 
     Example:
         >>> trainer = AccelTrainer(model=model, args=args, train_dataset=train,
@@ -86,11 +87,12 @@ class AccelTrainer(MultiProcessTrainer):
         optimizer_factory: OptimizerFactory | None = None,
         lr_scheduler_factory: SchedulerFactory | None = None,
         train_sampler: Sampler | None = None,
+        model_init: Callable[[], nn.Module] | None = None,
+        *,
         strategy: str = "ddp",
         state_dict_type: str = "full",
         fsdp_reshard_after_forward: bool = True,
         timeout_seconds: float = 600.0,
-        model_init: Callable[[], nn.Module] | None = None,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
@@ -99,18 +101,22 @@ class AccelTrainer(MultiProcessTrainer):
                 f"state_dict_type must be one of {STATE_DICT_TYPES}, got {state_dict_type!r}"
             )
         super().__init__(
-            model, args, train_dataset, eval_dataset, data_collator, processing_class, callbacks,
-            optimizer_factory, lr_scheduler_factory, train_sampler, timeout_seconds, model_init,
+            model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+            data_collator=data_collator, processing_class=processing_class, callbacks=callbacks,
+            optimizer_factory=optimizer_factory, lr_scheduler_factory=lr_scheduler_factory,
+            train_sampler=train_sampler, model_init=model_init,
         )  # fmt: skip
         self.strategy = strategy
         self.state_dict_type = state_dict_type if strategy == "fsdp" else "full"
         self.fsdp_reshard_after_forward = fsdp_reshard_after_forward
+        self.timeout_seconds = timeout_seconds
         self.accelerator: Accelerator | None = None
-        # What runs forward: the DDP wrapper, the FSDP module or the model (set up in _setup).
+        # What forward runs through (set up in _setup): the DDP wrapper of `model`, or
+        # `model` itself (FSDP shards it in place; one process needs no wrapper).
         self._wrapped: nn.Module | None = model
 
     # ------------------------------------------------------------------ setup
-    def _setup(self) -> None:
+    def _setup(self) -> nn.Module:
         use_cpu = self.args.use_cpu or not torch.cuda.is_available()
         # cpu=True is what makes Accelerate join torchrun's process group on a CPU
         # (see distributed.check_joined for what happens without it).
@@ -134,6 +140,7 @@ class AccelTrainer(MultiProcessTrainer):
             self._wrapped = self.model
         else:
             self._wrapped = self.accelerator.prepare_model(self.model)
+        return self.model  # the optimizer steps the unwrapped parameters (the same tensors)
 
     def _autocast(self) -> AbstractContextManager:
         return self.accelerator.autocast()
@@ -151,30 +158,21 @@ class AccelTrainer(MultiProcessTrainer):
             return _fsdp_no_sync(self.model)
         return self.accelerator.no_sync(self._wrapped)
 
-    def _clip_grad_norm(self) -> torch.Tensor | None:
-        if self.args.max_grad_norm <= 0:
-            return None
-        if self.strategy == "ddp":
-            return self.accelerator.clip_grad_norm_(
-                self.model.parameters(), self.args.max_grad_norm
-            )
-        # FSDP: gradients are sharded DTensors; the norm of all shards is a reduction.
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        norm = get_total_norm(grads, norm_type=2.0)
-        norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
-        clip_grads_with_norm_(self.model.parameters(), self.args.max_grad_norm, norm)
-        return norm
+    def _gradient_norm(self, grads: list[torch.Tensor]) -> torch.Tensor:
+        norm = super()._gradient_norm(grads)
+        # FSDP: the gradients are sharded DTensors, and so is their norm until reduced.
+        return norm.full_tensor() if hasattr(norm, "full_tensor") else norm
 
     def compute_loss(self, model: nn.Module, inputs: Any) -> torch.Tensor:
         """As `BaseTrainer`, but forward runs through the DDP wrapper (which syncs gradients)."""
-        return super().compute_loss(self._wrapped if model is self.model else model, inputs)
+        return super().compute_loss(self._wrapped if model is self.local_model else model, inputs)
 
     def _callback_model(self) -> nn.Module | None:
         # An FSDP module's forward is a collective: generating samples on rank 0 alone would hang.
         return None if self.strategy == "fsdp" else self.model
 
     # ------------------------------------------------------------ checkpoints
-    def _checkpoint_layout(self) -> dict[str, Any]:
+    def _checkpoint_layout(self) -> dict[str, object]:
         return {
             **super()._checkpoint_layout(),
             "strategy": self.strategy,
@@ -193,22 +191,15 @@ class AccelTrainer(MultiProcessTrainer):
             sharded=self.state_dict_type == "sharded",
         )  # fmt: skip
 
-    def save_model(self, output_dir: str | None = None) -> str:
-        """Save the full weights (and tokenizer) for inference; call on every rank.
-
-        With FSDP the weights are first gathered to rank 0.
-        """
+    def _write_model(self, output_dir: str) -> None:
+        """The full weights; with FSDP gathered to rank 0 first (a collective)."""
         if self.strategy == "ddp" or self.accelerator.num_processes == 1:
-            return super().save_model(output_dir)
+            super()._write_model(output_dir)
+            return
         self._ensure_setup()
-        output_dir = output_dir or self.args.output_dir
         weights = sharded_state.full_model_state_dict(self.model)
         if self.is_main_process:
             sharded_state.save_full_model(self.model, weights, output_dir)
-            if hasattr(self.processing_class, "save_pretrained"):
-                self.processing_class.save_pretrained(output_dir)
-        self._barrier()
-        return output_dir
 
 
 @contextlib.contextmanager

@@ -1,6 +1,7 @@
 """`MultiProcessTrainer`: what `AccelTrainer` and `PipelineTrainer` add to the loop alike.
 
-Every rank runs `BaseTrainer`'s loop; this class makes the ranks agree:
+Every rank runs `BaseTrainer`'s loop; this class makes the ranks agree, through
+the hooks of `TrainerParts`:
 
 - data: each data-parallel rank reads its own share of every global batch
   (`RankShardSampler`); evaluation is split the same way;
@@ -15,78 +16,45 @@ Every rank runs `BaseTrainer`'s loop; this class makes the ranks agree:
   error, not a silent mix-up;
 - SIGTERM/SIGINT: a signal seen by any rank stops all of them at the same step.
 
-The decision a reader may question: the signal agreement replaces the loop's
-`_signals` object through a property rather than changing `BaseTrainer`. A
-signal reaching the ranks a few milliseconds apart would otherwise make one
+The decision a reader may question: the stop policy (`AgreedStopSignals`)
+costs one all-reduce of one integer at every step, even when no signal came.
+A signal reaching the ranks a few milliseconds apart would otherwise make one
 rank checkpoint (collectives) while another starts the next step (other
 collectives), and the job would hang instead of stopping cleanly.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import os
 import signal
-from collections.abc import Callable
-from typing import Any
+from contextlib import AbstractContextManager
 
 import torch
 import torch.distributed as dist
-from torch import nn
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from forgather.ml import checkpoint_layout as layout
 
-from .. import checkpoint as ckpt
-from ..base_trainer import BaseTrainer, OptimizerFactory, SchedulerFactory
+from ..base_trainer import BaseTrainer
 from ..batch_stream import resumable_dataloader
-from ..callbacks import TrainerCallback
-from ..rng import get_rng_state, set_rng_state
 from ..sampler import ResumableShuffleSampler
-from ..state import TrainerControl, TrainerState, TrainOutput
+from ..state import TrainOutput
 from ..stop_signals import StopSignals
-from ..training_args import TrainingArguments
 from .distributed import RankShardSampler, all_reduce_sum, collective_directory, eval_shard_sampler
 
-__all__ = ["MultiProcessTrainer"]
+__all__ = ["AgreedStopSignals", "MultiProcessTrainer"]
 
-logger = logging.getLogger(__name__)
 
 class MultiProcessTrainer(BaseTrainer):
     """The loop on every rank of a `torchrun` job (see the module docstring).
 
+    Constructed as `BaseTrainer`; a subclass adds its options as keyword-only
+    arguments and sets `timeout_seconds` (how long a collective waits for a
+    missing peer), which its `_setup` uses to join the process group.
+
     Attributes:
         drop_incomplete_batches: Drop the last, smaller batch of every epoch and
             of the evaluation (a subclass whose batches must have one shape sets it).
-
-    Args:
-        timeout_seconds: How long a collective waits for a missing peer before
-            the job fails (a hung or crashed rank); default 10 minutes.
-        Others: as `BaseTrainer`.
     """
-
-    def __init__(
-        self,
-        model: nn.Module | None = None,
-        args: TrainingArguments | None = None,
-        train_dataset: Dataset | None = None,
-        eval_dataset: Dataset | None = None,
-        data_collator: Callable[[list[Any]], Any] | None = None,
-        processing_class: Any = None,
-        callbacks: list[TrainerCallback | type[TrainerCallback]] | None = None,
-        optimizer_factory: OptimizerFactory | None = None,
-        lr_scheduler_factory: SchedulerFactory | None = None,
-        train_sampler: Sampler | None = None,
-        timeout_seconds: float = 600.0,
-        model_init: Callable[[], nn.Module] | None = None,
-    ) -> None:
-        super().__init__(
-            model, args, train_dataset, eval_dataset, data_collator, processing_class,
-            callbacks, optimizer_factory, lr_scheduler_factory, train_sampler, model_init,
-        )  # fmt: skip
-        self.timeout_seconds = timeout_seconds
-        self.add_callback(_StopAgreement(self))
 
     drop_incomplete_batches: bool = False
 
@@ -119,6 +87,9 @@ class MultiProcessTrainer(BaseTrainer):
 
     def _sum_over_replicas(self, value: torch.Tensor) -> torch.Tensor:
         return all_reduce_sum(value)  # every rank reads its own data unless a subclass says not
+
+    def _stop_signals(self) -> StopSignals:
+        return AgreedStopSignals()
 
     # ------------------------------------------------------------------- data
     def get_train_dataloader(self) -> DataLoader:
@@ -176,92 +147,21 @@ class MultiProcessTrainer(BaseTrainer):
                 e.add_note(_PEER_LOST.format(rank=self.rank, world=self.world_size))
             raise
 
-    def _callback_model(self) -> nn.Module | None:
-        """The model callbacks receive; None where using it on rank 0 alone would hang."""
-        return self.model
-
-    def _call(self, event: str, **kwargs: Any) -> TrainerControl:
-        self.callback_handler.objects["model"] = self._callback_model()
-        return super()._call(event, **kwargs)
-
     # ------------------------------------------------------------ checkpoints
-    def _checkpoint_layout(self) -> dict[str, Any]:
-        """What must match for a checkpoint to resume here (written to distributed.json)."""
+    def _checkpoint_directory(self, path: str) -> AbstractContextManager[str]:
+        return collective_directory(path)  # every rank writes into it
+
+    def _rank_file(self, name: str) -> str:
+        return layout.rank_file(name, self.rank)
+
+    def _checkpoint_layout(self) -> dict[str, object]:
         return {"trainer": type(self).__name__, "world_size": self.world_size}
 
     def _save_model_and_optimizer(self, directory: str) -> None:
-        """Called on every rank inside the checkpoint's temporary directory."""
-        raise NotImplementedError
+        raise NotImplementedError  # each parallel layout shards them its own way
 
     def _load_model_and_optimizer(self, directory: str) -> None:
-        """Called on every rank to restore what `_save_model_and_optimizer` wrote."""
         raise NotImplementedError
-
-    def _save_checkpoint(self) -> str:
-        """Write `checkpoint-<step>` from every rank (see the module docstring)."""
-        step = self.state.global_step
-        path = layout.checkpoint_path(self.args.checkpoints_dir, step)
-        if self._last_saved_step == step:
-            return path
-        with collective_directory(path) as temp:
-            self._save_model_and_optimizer(temp)
-            torch.save(
-                self.batches.state_dict(),
-                os.path.join(temp, layout.rank_file(layout.DATALOADER_FILE, self.rank)),
-            )
-            torch.save(get_rng_state(), os.path.join(temp, layout.rank_file(layout.RNG_FILE, self.rank)))
-            if self.is_main_process:
-                torch.save(self.lr_scheduler.state_dict(), os.path.join(temp, layout.SCHEDULER_FILE))
-                with open(os.path.join(temp, layout.DISTRIBUTED_FILE), "w", encoding="utf-8") as f:
-                    json.dump(self._checkpoint_layout(), f, indent=2)
-                self.state.save_to_json(os.path.join(temp, layout.STATE_FILE))
-        if self.is_main_process and self.args.save_total_limit:
-            ckpt.prune_checkpoints(self.args.checkpoints_dir, self.args.save_total_limit)
-        self._barrier()
-        self._last_saved_step = step
-        self._call("on_save", checkpoint_dir=path)
-        return path
-
-    def _load_checkpoint(self, path: str) -> None:
-        """Restore what `_save_checkpoint` wrote; RNG last."""
-        logger.info("resuming from %s", path)
-        layout_path = os.path.join(path, layout.DISTRIBUTED_FILE)
-        if not os.path.isfile(layout_path):
-            raise ValueError(
-                f"{path} was not written by a multi-process trainer (no {layout.DISTRIBUTED_FILE})"
-            )
-        with open(layout_path, encoding="utf-8") as f:
-            saved = json.load(f)
-        wanted = self._checkpoint_layout()
-        if saved != wanted:
-            raise ValueError(
-                f"{path} was saved with layout {saved}; this job is {wanted}. Resume with the "
-                "same trainer, number of processes and parallel layout."
-            )
-
-        def load(name: str) -> Any:
-            return torch.load(os.path.join(path, name), map_location="cpu", weights_only=True)
-
-        self._load_model_and_optimizer(path)
-        saved_state = TrainerState.load_from_json(os.path.join(path, layout.STATE_FILE))
-        self._restore_lr_scheduler(load(layout.SCHEDULER_FILE), saved_state)
-        self.batches.load_state_dict(load(layout.rank_file(layout.DATALOADER_FILE, self.rank)))
-        self.state.global_step = saved_state.global_step
-        self.state.epoch = saved_state.epoch
-        self.state.num_input_tokens_seen = saved_state.num_input_tokens_seen
-        self.state.log_history = saved_state.log_history
-        self._last_saved_step = saved_state.global_step
-        set_rng_state(load(layout.rank_file(layout.RNG_FILE, self.rank)))
-
-    # ---------------------------------------------- signals agreed by all ranks
-    @property
-    def _signals(self) -> _AgreedSignals:
-        return self.__dict__["_agreed_signals"]
-
-    @_signals.setter
-    def _signals(self, local: StopSignals) -> None:
-        # BaseTrainer assigns a fresh StopSignals in __init__ and in train().
-        self.__dict__["_agreed_signals"] = _AgreedSignals(local)
 
 
 # What gloo's errors say when the other end of a connection went away.
@@ -273,40 +173,29 @@ _PEER_LOST = (
 )
 
 
-class _AgreedSignals:
-    """A `StopSignals` whose `received` is what all ranks agreed on at the last step end."""
+class AgreedStopSignals(StopSignals):
+    """`StopSignals` whose `poll()` every rank agrees on: the first signal any rank received.
 
-    def __init__(self, local: StopSignals) -> None:
-        self.local = local
-        self.received: str | None = None
+    `poll()` is a collective (an all-reduce of one int64): every rank calls it
+    at every step boundary, which the loop does.
+    """
 
-    def __enter__(self) -> _AgreedSignals:
-        self.local.__enter__()
-        return self
+    def __init__(self) -> None:
+        super().__init__()
+        self.agreed: str | None = None
 
-    def __exit__(self, *exc: Any) -> None:
-        self.local.__exit__(*exc)
-
-    def agree(self) -> None:
-        """All-reduce the signal numbers seen so far; every rank then reports the same one."""
-        seen = signal.Signals[self.local.received].value if self.local.received else 0
+    def poll(self) -> str | None:
+        seen = signal.Signals[self.received].value if self.received else 0
         code = torch.tensor([seen], dtype=torch.int64)
         if dist.is_initialized() and dist.get_world_size() > 1:
             if dist.get_backend() == "nccl":
                 code = code.cuda()
             dist.all_reduce(code, op=dist.ReduceOp.MAX)
         code = int(code.item())
-        if code and self.received is None:
-            self.received = signal.Signals(code).name
+        if code and self.agreed is None:
+            self.agreed = signal.Signals(code).name
+        return self.agreed
 
-
-class _StopAgreement(TrainerCallback):
-    """Makes every rank see a stop signal at the same step (see `_AgreedSignals`)."""
-
-    priority = 100  # after the other callbacks: nothing it decides depends on them
-
-    def __init__(self, trainer: MultiProcessTrainer) -> None:
-        self.trainer = trainer
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.trainer._signals.agree()
+    @property
+    def stopped_by(self) -> str | None:
+        return self.agreed

@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
@@ -45,14 +44,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.pipelining import PipelineStage
-from torch.nn.utils import clip_grads_with_norm_
 from torch.utils.data import Dataset, Sampler
 
 from forgather.ml import checkpoint_layout as layout
 
 from .. import checkpoint as ckpt
-from ..base_trainer import OptimizerFactory, SchedulerFactory
 from ..callbacks import TrainerCallback
+from ..optimization import OptimizerFactory, SchedulerFactory
 from ..step_tokens import IGNORE_INDEX, count_target_tokens
 from ..training_args import TrainingArguments
 from .distributed import (
@@ -104,6 +102,13 @@ class PipelineTrainer(MultiProcessTrainer):
     first): use packed data, and the final smaller batch of an epoch or of the
     evaluation is dropped.
 
+    The arguments before `pipeline_parallel_size` are `BaseTrainer`'s (see
+    `TrainerParts`); the options are keyword-only. The model must be a Hugging
+    Face causal LM with its layers in one `nn.ModuleList` (every generated
+    model is). After setup `local_model` holds this rank's stages (an
+    `nn.ModuleList` of `StageModule`) and `model` is None, so that the unsplit
+    copy can be freed.
+
     Args:
         pipeline_parallel_size: Ranks per pipeline; None: all ranks (one replica).
         schedule: A name from `pipeline_schedules.SCHEDULES`, e.g. "1F1B".
@@ -115,8 +120,6 @@ class PipelineTrainer(MultiProcessTrainer):
         split_points: Layers that begin a stage, e.g. ["model.layers.2"]; overrides `balance`.
         merge_checkpoints: Also write the merged `model.safetensors` into every checkpoint.
         timeout_seconds: How long a collective waits for a missing peer.
-        Others: as `BaseTrainer`. The model must be a Hugging Face causal LM
-            with its layers in one `nn.ModuleList` (every generated model is).
     """
 
     drop_incomplete_batches = True  # stage buffers have one shape
@@ -133,6 +136,8 @@ class PipelineTrainer(MultiProcessTrainer):
         optimizer_factory: OptimizerFactory | None = None,
         lr_scheduler_factory: SchedulerFactory | None = None,
         train_sampler: Sampler | None = None,
+        model_init: Callable[[], nn.Module] | None = None,
+        *,
         pipeline_parallel_size: int | None = None,
         schedule: str = "1F1B",
         n_microbatches: int | None = None,
@@ -141,13 +146,14 @@ class PipelineTrainer(MultiProcessTrainer):
         split_points: list[str] | None = None,
         merge_checkpoints: bool = False,
         timeout_seconds: float = 600.0,
-        model_init: Callable[[], nn.Module] | None = None,
     ) -> None:
         if args is not None and args.torch_compile:
             raise ValueError("PipelineTrainer does not compile stages; set torch_compile=False")
         super().__init__(
-            model, args, train_dataset, eval_dataset, data_collator, processing_class, callbacks,
-            optimizer_factory, lr_scheduler_factory, train_sampler, timeout_seconds, model_init,
+            model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+            data_collator=data_collator, processing_class=processing_class, callbacks=callbacks,
+            optimizer_factory=optimizer_factory, lr_scheduler_factory=lr_scheduler_factory,
+            train_sampler=train_sampler, model_init=model_init,
         )  # fmt: skip
         self.pipeline_parallel_size = pipeline_parallel_size
         self.schedule_name = schedule
@@ -156,11 +162,12 @@ class PipelineTrainer(MultiProcessTrainer):
         self.balance = balance
         self.split_points = list(split_points) if split_points is not None else None
         self.merge_checkpoints = merge_checkpoints
+        self.timeout_seconds = timeout_seconds
         self._loss = _ChunkLoss()
         self._shapes: dict[bool, tuple[int, ...]] = {}  # batch shape seen, for training / eval
 
     # ------------------------------------------------------------------ setup
-    def _setup(self) -> None:
+    def _setup(self) -> nn.Module:
         use_cpu = self.args.use_cpu or not torch.cuda.is_available()
         init_process_group(use_cpu, self.timeout_seconds)
         if not dist.is_initialized():
@@ -196,7 +203,6 @@ class PipelineTrainer(MultiProcessTrainer):
         ]
         for module in modules:  # replicas of a stage: the first replica's weights
             broadcast_module(module, self.dp_group)
-        self.model = nn.ModuleList(modules)  # this rank's stages: what the optimizer steps
         self.has_first_stage = 0 in self.stage_indices
         self.has_last_stage = choice.num_stages - 1 in self.stage_indices
 
@@ -209,19 +215,16 @@ class PipelineTrainer(MultiProcessTrainer):
             stages[0] if choice.single_stage else stages, self.num_microbatches,
             loss_fn=self._loss, scale_grads=False,
         )  # fmt: skip
+        self.model = None  # only this rank's stages stay: the unsplit copy can be freed
+        return nn.ModuleList(modules)  # this rank's stages: what the optimizer steps
 
     def data_parallel(self) -> tuple[int, int]:
         """Replicas read different data; the stages of one pipeline read the same."""
         self._ensure_setup()
         return self.dp_rank, self.dp_size
 
-    def _autocast(self) -> AbstractContextManager:
-        if not self.args.bf16:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-
     def _callback_model(self) -> nn.Module | None:
-        return self.model  # this rank's stages: no generate(), so sample callbacks skip it
+        return self.local_model  # this rank's stages: no generate(), so sample callbacks skip it
 
     # ------------------------------------------------------------------- step
     def _sum_over_replicas(self, value: torch.Tensor) -> torch.Tensor:
@@ -310,7 +313,7 @@ class PipelineTrainer(MultiProcessTrainer):
         """
         if self.dp_size == 1:
             return
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        grads = [p.grad for p in self.local_model.parameters() if p.grad is not None]
         flat = torch.cat([g.reshape(-1) for g in grads])
         dist.all_reduce(flat, group=self.dp_group)
         offset = 0
@@ -318,19 +321,14 @@ class PipelineTrainer(MultiProcessTrainer):
             g.copy_(flat[offset : offset + g.numel()].view_as(g))
             offset += g.numel()
 
-    def _clip_grad_norm(self) -> torch.Tensor | None:
-        if self.args.max_grad_norm <= 0:
-            return None
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+    def _gradient_norm(self, grads: list[torch.Tensor]) -> torch.Tensor:
         local = sum(
             (g.detach().float().pow(2).sum() for g in grads), torch.zeros((), device=self.device)
         )
-        norm = all_reduce_sum(local, self.pp_group).sqrt()  # over every stage of the pipeline
-        clip_grads_with_norm_(self.model.parameters(), self.args.max_grad_norm, norm)
-        return norm
+        return all_reduce_sum(local, self.pp_group).sqrt()  # over every stage of the pipeline
 
     # ------------------------------------------------------------ checkpoints
-    def _checkpoint_layout(self) -> dict[str, Any]:
+    def _checkpoint_layout(self) -> dict[str, object]:
         return {
             **super()._checkpoint_layout(),
             "pipeline_parallel_size": self.pp_size,
@@ -340,7 +338,7 @@ class PipelineTrainer(MultiProcessTrainer):
 
     def _save_model_and_optimizer(self, directory: str) -> None:
         if self.dp_rank == 0:  # replicas hold the same weights and optimizer state
-            for s, module in zip(self.stage_indices, self.model, strict=True):
+            for s, module in zip(self.stage_indices, self.local_model, strict=True):
                 os.makedirs(stage_dir(directory, s), exist_ok=True)
                 ckpt.save_model_weights(
                     module.lm, os.path.join(stage_dir(directory, s), layout.MODEL_FILE)
@@ -355,7 +353,7 @@ class PipelineTrainer(MultiProcessTrainer):
                 merge_pipeline_checkpoint(directory)
 
     def _load_model_and_optimizer(self, directory: str) -> None:
-        for s, module in zip(self.stage_indices, self.model, strict=True):
+        for s, module in zip(self.stage_indices, self.local_model, strict=True):
             ckpt.load_model_weights(
                 module.lm, os.path.join(stage_dir(directory, s), layout.MODEL_FILE)
             )
@@ -371,19 +369,14 @@ class PipelineTrainer(MultiProcessTrainer):
         self._ensure_setup()
         mine = {}
         if self.dp_rank == 0:
-            for module in self.model:
+            for module in self.local_model:
                 mine.update({k: v.detach().cpu() for k, v in module.lm.state_dict().items()})
         gathered: list[Any] | None = [None] * self.world_size if self.is_main_process else None
         dist.gather_object(mine, gathered, dst=0)
         return merge_stage_weights(gathered) if self.is_main_process else {}
 
-    def save_model(self, output_dir: str | None = None) -> str:
-        """Write the merged model as one Hugging Face model directory; call on every rank."""
-        output_dir = output_dir or self.args.output_dir
+    def _write_model(self, output_dir: str) -> None:
+        """The stages' weights merged on rank 0, as one Hugging Face model directory."""
         weights = self.full_state_dict()
         if self.is_main_process:
-            save_full_model(self.model[0].lm, weights, output_dir)
-            if hasattr(self.processing_class, "save_pretrained"):
-                self.processing_class.save_pretrained(output_dir)
-        self._barrier()
-        return output_dir
+            save_full_model(self.local_model[0].lm, weights, output_dir)
