@@ -117,7 +117,8 @@ REFUSED = [
     "ctypes:CDLL", "importlib:import_module", "pickle:loads", "marshal:loads", "sys:exit",
     "builtins:eval", "eval", "exec", "compile", "open", "__import__", "type", "setattr",
     "builtins:getattr", "operator:attrgetter", "operator:methodcaller", "pathlib:Path.write_text",
-    "pathlib:Path.unlink", "torch.hub:load", "torch:load", "torch.utils.cpp_extension:load_inline",
+    "pathlib:Path.unlink", "torch.hub:load", "torch:load", "torch.serialization:load",
+    "torch.utils.cpp_extension:load_inline",
     "transformers.dynamic_module_utils:get_class_from_dynamic_module",
     "forgather.config.spec:import_dotted", "forgather.cli.main:main", "forgather:Project",
     "yaml:unsafe_load", "jinja2:Template", "numpy:load", "math:__loader__", "collections:_sys.modules",
@@ -236,6 +237,18 @@ def test_the_getattr_helper_refuses_private_and_dangerous_attributes(tmp_path):
             load(text + "\n").build("main")
         assert info.value.location.line == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_trust_remote_code_from_a_config_is_refused():
+    text = "main: !call:dict {trust_remote_code: true, x: 1}\nlatent: !call:dict\n    latent_args: {trust_remote_code: true}\n"
+    cfg = load(text)
+    for target, line in (("main", 1), ("latent", 2)):
+        with pytest.raises(RefusedImportError, match="trust_remote_code=true would run code downloaded") as info:
+            cfg.build(target)
+        assert info.value.location.line == line and "--trust" in str(info.value)
+    assert len(check(cfg)) == 1  # latent keywords are known only when built
+    assert load(text, trust=True).build("main") == {"trust_remote_code": True, "x": 1}
+    assert load("main: !call:dict {trust_remote_code: false}\n").build("main") == {"trust_remote_code": False}
 
 
 def test_trust_allows_everything(monkeypatch):

@@ -49,7 +49,13 @@ from .nodes import (
     VarNode,
     describe,
 )
-from .policy import HOW_TO_ALLOW, ImportPolicy, default_policy
+from .policy import (
+    HOW_TO_ALLOW,
+    REMOTE_CODE_KEYWORD,
+    REMOTE_CODE_REFUSAL,
+    ImportPolicy,
+    default_policy,
+)
 from .spec import Spec, checked_getattr, parse_spec, resolve
 
 LocateNode = Callable[[Node], "SourceLocation | None"]
@@ -228,7 +234,15 @@ class Builder:
                     f"latent_args must build to a dict, got {type(latent).__name__}", self.locate(node)
                 )
             kwargs.update(latent)
+        if kwargs.get(REMOTE_CODE_KEYWORD):
+            self.check_remote_code(node)
         return args, kwargs
+
+    def check_remote_code(self, node: CallNode) -> None:
+        """Refuse ``trust_remote_code=True`` from a config unless trusted (it runs downloaded code)."""
+        if self.policy.trust or self.policy.trusted_by_user(parse_spec(node.spec)):
+            return
+        raise self.refused(node, REMOTE_CODE_REFUSAL, parse_spec(node.spec).module or node.spec)
 
     def argument_error(self, node: CallNode, fn: Any, problem: str) -> ArgumentError:
         name = callee_name(fn, node.spec)

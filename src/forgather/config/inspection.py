@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .build import Builder, signature_problem
 from .errors import ConfigError, CycleError
 from .nodes import META, PARTIAL, SEARCHPATH_KEY, CallNode, Node, VarNode, describe
+from .policy import REMOTE_CODE_KEYWORD
 from .traverse import walk
 
 if TYPE_CHECKING:
@@ -101,6 +102,11 @@ def _check_call(cfg: Config, builder: Builder, node: CallNode, path: str, search
     except ConfigError as e:
         problems.append(e.one_line)
         return searchpath
+    if node.call_kwargs.get(REMOTE_CODE_KEYWORD) is True:
+        try:
+            builder.check_remote_code(node)
+        except ConfigError as e:
+            problems.append(e.one_line)
     if node.kind == META or node.latent is not None:
         return searchpath  # a meta callee takes nodes; latent keywords are known only when built
     problem = signature_problem(fn, len(node.args), list(node.call_kwargs), partial=node.kind == PARTIAL)

@@ -27,7 +27,8 @@ Decision a reader may question: an entry a user adds (``allow_imports`` in
 ``meta.yaml``) is trusted entirely; the checks after importing apply only to
 names allowed by the defaults, so ``allow_imports: [os]`` really allows
 ``os:system``. ``trust=True`` (``--trust``, ``FORGATHER_TRUST=1``) allows
-everything.
+everything. A call that passes ``trust_remote_code=True`` (transformers,
+datasets) is refused in the same way: it would run code downloaded with a model.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ DEFAULT_DENY = (
                 "link_to")),
     "json.dump",
     # running code that is not in the config: downloads, compilers, launchers, pickles
-    "torch.hub", "torch.load", "torch.utils.cpp_extension", "torch.package", "torch.ops",
+    "torch.hub", "torch.load", "torch.serialization.load", "torch.utils.cpp_extension", "torch.package", "torch.ops",
     "torch.classes", "torch.multiprocessing", "torch.distributed.run",
     "torch.distributed.launch", "torch.distributed.launcher", "torch.distributed.elastic",
     "torch.distributed.rpc", "transformers.dynamic_module_utils", "accelerate.commands",
@@ -115,6 +116,13 @@ _MODULE_ALIASES = {"posixpath": "os.path", "ntpath": "os.path", "genericpath": "
 #: the ``meta`` and ``dynamic_args`` targets read by listing commands).
 DATA_ALLOW = ("os.path", "math", "operator")
 DATA_HELPERS = frozenset({"getitem", "items", "keys", "values"})
+
+
+#: A keyword that makes transformers and datasets run code from a model or dataset repository.
+REMOTE_CODE_KEYWORD = "trust_remote_code"
+
+
+REMOTE_CODE_REFUSAL = f"{REMOTE_CODE_KEYWORD}=true would run code downloaded with a model or dataset"
 
 
 def trust_from_environment() -> bool:
