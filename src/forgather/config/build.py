@@ -51,6 +51,7 @@ from .nodes import (
 )
 from .policy import (
     HOW_TO_ALLOW,
+    META_KEY,
     REMOTE_CODE_KEYWORD,
     REMOTE_CODE_REFUSAL,
     ImportPolicy,
@@ -214,14 +215,19 @@ class Builder:
             raise self.refused(node, *refused)
 
     def refused(self, node: CallNode, reason: str, entry: str) -> RefusedImportError:
+        """The error for a refused SPEC: the reason, and how to allow it (short, then in full)."""
         if self.policy.data:
+            hint = "write plain values here"
             detail = (
                 "  this value is read by commands that run nothing from a config "
-                "(meta.yaml, the meta and dynamic_args targets): write plain values here"
+                "(meta.yaml, the meta and dynamic_args targets)"
             )
         else:
+            hint = f"{META_KEY} in meta.yaml, or --trust"
             detail = "  " + HOW_TO_ALLOW.format(entry=entry)
-        return RefusedImportError(f"{describe(node)}: {reason}", self.locate(node), detail=detail)
+        return RefusedImportError(
+            f"{describe(node)}: {reason} ({hint})", self.locate(node), detail=detail
+        )
 
     def arguments(self, node: CallNode, path: str, searchpath) -> tuple[list, dict]:
         """Build a call node's arguments (and its ``latent_args``)."""

@@ -82,7 +82,7 @@ DEFAULT_ALLOW = (
 #: network and code-loading functions, and generic attribute access by string.
 DEFAULT_DENY = (
     # the interpreter, processes, the file system, the network
-    "os", "posix", "nt", "os.path.os", "os.path.sys", "os.path.genericpath", "sys", "subprocess", "posixsubprocess",
+    "os", "posix", "nt", "os.path.os", "os.path.sys", "sys", "subprocess", "posixsubprocess",
     "shutil", "tempfile", "glob", "io", "socket", "ssl", "select", "selectors", "asyncio",
     "signal", "pty", "tty", "fcntl", "resource", "mmap", "multiprocessing", "concurrent",
     "threading", "thread", "urllib", "http", "ftplib", "smtplib", "xmlrpc", "webbrowser",
@@ -99,8 +99,8 @@ DEFAULT_DENY = (
                 "link_to")),
     "json.dump",
     # running code that is not in the config: downloads, compilers, launchers, pickles
-    "torch.hub", "torch.load", "torch.serialization.load", "torch.utils.cpp_extension", "torch.package", "torch.ops",
-    "torch.classes", "torch.multiprocessing", "torch.distributed.run",
+    "torch.hub", "torch.load", "torch.serialization.load", "torch.utils.cpp_extension",
+    "torch.package", "torch.ops", "torch.classes", "torch.multiprocessing", "torch.distributed.run",
     "torch.distributed.launch", "torch.distributed.launcher", "torch.distributed.elastic",
     "torch.distributed.rpc", "transformers.dynamic_module_utils", "accelerate.commands",
     "accelerate.launchers",
@@ -112,16 +112,14 @@ DEFAULT_DENY = (
 #: Modules known under another name (``os.path`` is ``posixpath``).
 _MODULE_ALIASES = {"posixpath": "os.path", "ntpath": "os.path", "genericpath": "os.path"}
 
-#: A policy with no imports at all: what ``Config.build_data`` allows (meta.yaml,
-#: the ``meta`` and ``dynamic_args`` targets read by listing commands).
+#: What ``Config.build_data`` allows beyond containers, ``!var`` and pure builtins
+#: (meta.yaml, the ``meta`` and ``dynamic_args`` targets read by listing
+#: commands): standard modules every Python process has loaded, nothing of the user's.
 DATA_ALLOW = ("os.path", "math", "operator")
 DATA_HELPERS = frozenset({"getitem", "items", "keys", "values"})
 
-
 #: A keyword that makes transformers and datasets run code from a model or dataset repository.
 REMOTE_CODE_KEYWORD = "trust_remote_code"
-
-
 REMOTE_CODE_REFUSAL = f"{REMOTE_CODE_KEYWORD}=true would run code downloaded with a model or dataset"
 
 
@@ -337,13 +335,13 @@ class ImportPolicy:
             if self.allowed_name(dotted):
                 return None
             if self.data:
-                return f"{dotted!r} is not data (only containers, !var and pure builtins)", dotted
+                return f"{dotted!r} is not data: only containers, !var and pure builtins are", dotted
             if self._verdict(dotted)[0] is False:  # denied below an allowed prefix, or denied outright
-                return f"{dotted!r} is refused by default (it can run code or write files)", dotted
+                return f"{dotted!r} is refused by default: it can run code or write files", dotted
             suggestion = spec.module if spec.form == "module" else dotted.rsplit(".", 1)[0]
             return f"{dotted!r} is not an allowed import", suggestion
         if self.data:
-            return f"{spec.text!r} is not data (only containers, !var and pure builtins)", spec.text
+            return f"{spec.text!r} is not data: only containers, !var and pure builtins are", spec.text
         if spec.form == "file":
             path = os.path.realpath(spec.module)
             if not self.own_path(path):
@@ -363,7 +361,7 @@ class ImportPolicy:
         if first in self.builtins_allowed and _public(attr):
             return None
         if self.data:
-            return f"the builtin {attr!r} is not data (only containers, !var and pure builtins)", f"builtins.{first}"
+            return f"the builtin {attr!r} is not data: only containers, !var and pure builtins are", f"builtins.{first}"
         return f"the builtin {attr!r} is not allowed", f"builtins.{first}"
 
     def own_path(self, path: str) -> bool:
