@@ -8,7 +8,10 @@ Semantics, in one place:
 * a partial becomes a :class:`Partial` that builds its arguments *each time
   it is called* (factories inside are fresh per call, singletons shared);
 * containers build fresh at every reference (value semantics);
-* ``!var`` reads the build's context variables.
+* ``!var`` reads the build's context variables;
+* a SPEC is imported only after the build's
+  :class:`~forgather.config.policy.ImportPolicy` allowed it by name, and a
+  config's ``trust_remote_code=true`` is refused unless trusted.
 
 Paths in messages (``trainer.args.optimizer``) are the steps of
 :meth:`~forgather.config.nodes.Node.children`, the ones ``graph`` prints and

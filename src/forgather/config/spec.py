@@ -8,6 +8,11 @@ Forms (LANGUAGE.md, section 3):
 * ``/path/to/file.py:Name`` — import a source file;
 * ``.module:Name`` — a module of the current submodule search path.
 
+Whether a SPEC may be imported at all is decided before :func:`resolve` is
+called (``policy.py``); :func:`resolve` takes a ``check`` that sees every
+module and attribute the walk reaches, and the ``getattr`` helper a config
+gets is :func:`checked_getattr`.
+
 Decision a reader may question: source files and relative modules are imported
 as submodules of a synthetic package whose ``__path__`` is the search path
 (plus the file's own directory), so ``from .attention import X`` inside a
