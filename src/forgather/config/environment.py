@@ -6,7 +6,9 @@ Build, codegen and dump are imported when first used: ``forgather pp`` and
 A :class:`Config` is one rendered config: its YAML (``pp``), its node graph
 and everything you can do with the graph (build, generate code, dump YAML,
 override values). It also owns the mapping from rendered lines back to the
-template lines, computed only when an error or a tool needs it.
+template lines, computed only when an error or a tool needs it, and the
+:class:`~forgather.config.policy.ImportPolicy` its environment gave it, which
+build, ``check`` and ``to_python`` consult before importing anything.
 """
 
 from __future__ import annotations
