@@ -144,7 +144,7 @@ def _add_config_options(ctx: CommandContext, parser: argparse.ArgumentParser,
 
     try:
         config = ctx.config
-        specs = config.build("dynamic_args") if "dynamic_args" in config.targets else None
+        specs = config.build_data("dynamic_args") if "dynamic_args" in config.targets else None
     except Exception as err:
         if "-h" in argv or "--help" in argv:  # still show the command's own options
             first_line = str(err).splitlines()[0] if str(err) else type(err).__name__

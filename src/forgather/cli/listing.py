@@ -57,7 +57,7 @@ def summarize_configs(project, template_vars: dict | None = None) -> list[Config
         summary = ConfigSummary(name)
         try:
             config = project.load(name, **(template_vars or {}))
-            meta = config.build("meta") if "meta" in config.targets else {}
+            meta = config.build_data("meta") if "meta" in config.targets else {}
             if isinstance(meta, dict):
                 summary.title = str(meta.get("config_name") or "")
                 summary.description = str(meta.get("config_description") or "")

@@ -113,7 +113,7 @@ def _train_in_process(ctx: CommandContext) -> int:
 
 
 def _model_dir(ctx: CommandContext) -> Path:
-    meta = ctx.config.build("meta") if "meta" in ctx.config.targets else {}
+    meta = ctx.config.build_data("meta") if "meta" in ctx.config.targets else {}
     output_dir = meta.get("output_dir") if isinstance(meta, dict) else None
     if not output_dir:
         raise CLIError(f"{ctx.config_name} names no output_dir in its meta target")
