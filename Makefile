@@ -37,11 +37,15 @@ test-latest:
 	.venv-latest/bin/python -m pip install --quiet --upgrade pip
 	.venv-latest/bin/python -m pip install --quiet "torch==$(TORCH_VERSION)" -e '.[dev]'
 	.venv-latest/bin/python scripts/lock.py --compare constraints.txt
-	.venv-latest/bin/ruff check src tests benchmarks modelsrc scripts
+	.venv-latest/bin/ruff check $(LINTED)
+	.venv-latest/bin/ruff format --check $(LINTED)
 	.venv-latest/bin/python -m pytest -q
 
+LINTED := src tests benchmarks modelsrc scripts
+
 lint: setup
-	$(VENV)/bin/ruff check src tests benchmarks modelsrc scripts
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 
 test: lint
 	$(PY) -m pytest -q

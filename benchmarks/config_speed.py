@@ -47,7 +47,7 @@ def section(level: int, index: int) -> str:
     k{{{{ i }}}}: {{{{ i * {level} }}}}
     -- endfor
     note: "level {level}, section {index}"
-    enabled: {'true' if index % 2 else 'false'}
+    enabled: {"true" if index % 2 else "false"}
     ratio: {index / 7:.4f}
 """
 
@@ -98,7 +98,9 @@ def main() -> None:
         codegen = median_time(cfg.to_python, args.repeat)
 
     print(f"config: {LEVELS}-level inheritance chain, {lines} rendered lines, {nodes} nodes")
-    print(f"load, cold environment : {cold * 1000:8.1f} ms  (preprocess + compile + render + parse)")
+    print(
+        f"load, cold environment : {cold * 1000:8.1f} ms  (preprocess + compile + render + parse)"
+    )
     print(f"load, warm environment : {warm * 1000:8.1f} ms  (render + parse)")
     print(f"build (all targets)    : {build * 1000:8.1f} ms")
     print(f"to_python (all targets): {codegen * 1000:8.1f} ms")

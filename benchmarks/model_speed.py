@@ -53,14 +53,22 @@ def build_models(sizes: dict, out_dir: str, device: str):
     torch.manual_seed(0)
     ours = cfg.build("model", attn_implementation="sdpa")
     c = ours.config
-    reference = LlamaForCausalLM(LlamaConfig(
-        vocab_size=c.vocab_size, hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
-        num_attention_heads=c.num_attention_heads, num_key_value_heads=c.num_key_value_heads,
-        head_dim=c.head_dim, num_hidden_layers=c.num_hidden_layers, rms_norm_eps=c.rms_norm_eps,
-        max_position_embeddings=c.max_position_embeddings, tie_word_embeddings=False,
-        rope_parameters={"rope_type": "default", "rope_theta": c.rope_theta},
-        attn_implementation="sdpa",
-    ))
+    reference = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=c.vocab_size,
+            hidden_size=c.hidden_size,
+            intermediate_size=c.intermediate_size,
+            num_attention_heads=c.num_attention_heads,
+            num_key_value_heads=c.num_key_value_heads,
+            head_dim=c.head_dim,
+            num_hidden_layers=c.num_hidden_layers,
+            rms_norm_eps=c.rms_norm_eps,
+            max_position_embeddings=c.max_position_embeddings,
+            tie_word_embeddings=False,
+            rope_parameters={"rope_type": "default", "rope_theta": c.rope_theta},
+            attn_implementation="sdpa",
+        )
+    )
     ours.load_state_dict(convert_llama_state_dict(reference.state_dict()))
     return ours.to(device).train(), reference.to(device).train()
 
@@ -127,9 +135,20 @@ def peak_memory_child(args) -> None:
 
 def peak_memory(which: str, precision: str, sizes: dict, args) -> int:
     command = [
-        sys.executable, __file__, "--child", which, "--precision-child", precision,
-        "--sizes-json", json.dumps(sizes), "--batch", str(args.batch), "--seq", str(args.seq),
-        "--device", args.device,
+        sys.executable,
+        __file__,
+        "--child",
+        which,
+        "--precision-child",
+        precision,
+        "--sizes-json",
+        json.dumps(sizes),
+        "--batch",
+        str(args.batch),
+        "--seq",
+        str(args.seq),
+        "--device",
+        args.device,
     ]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])["peak_bytes"]
@@ -137,7 +156,12 @@ def peak_memory(which: str, precision: str, sizes: dict, args) -> int:
 
 def model_flops_per_token(config, seq: int) -> float:
     """Training FLOPs per token: 6 x parameters + 12 x layers x width x sequence (attention)."""
-    d, layers, ffn, vocab = config.hidden_size, config.num_hidden_layers, config.intermediate_size, config.vocab_size
+    d, layers, ffn, vocab = (
+        config.hidden_size,
+        config.num_hidden_layers,
+        config.intermediate_size,
+        config.vocab_size,
+    )
     q_dim = config.num_attention_heads * config.head_dim
     kv_dim = config.num_key_value_heads * config.head_dim
     per_layer = d * (2 * q_dim + 2 * kv_dim) + 3 * d * ffn
@@ -161,8 +185,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", nargs="+", default=None, choices=["fp32", "bf16"])
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="model hyperparameter overrides (JSON values)")
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model hyperparameter overrides (JSON values)",
+    )
     parser.add_argument("--child", choices=["ours", "transformers"], help=argparse.SUPPRESS)
     parser.add_argument("--precision-child", help=argparse.SUPPRESS)
     parser.add_argument("--sizes-json", help=argparse.SUPPRESS)
@@ -172,15 +201,19 @@ def main() -> None:
         peak_memory_child(args)
         return
 
-    precisions = args.precision or (["bf16"] if args.device.startswith("cuda") else ["fp32", "bf16"])
+    precisions = args.precision or (
+        ["bf16"] if args.device.startswith("cuda") else ["fp32", "bf16"]
+    )
     sizes = parse_sets(args.set)
     with tempfile.TemporaryDirectory() as out:
         ours, reference = build_models(sizes, os.path.join(out, "llama"), args.device)
     tokens = args.batch * args.seq
     flops = model_flops_per_token(ours.config, args.seq) * tokens
     params = sum(p.numel() for p in ours.parameters())
-    print(f"Llama-style, {params / 1e6:.2f}M parameters; batch {args.batch} x {args.seq} tokens; "
-          f"device {args.device}, {torch.get_num_threads()} threads, sdpa; median of {args.steps} steps")
+    print(
+        f"Llama-style, {params / 1e6:.2f}M parameters; batch {args.batch} x {args.seq} tokens; "
+        f"device {args.device}, {torch.get_num_threads()} threads, sdpa; median of {args.steps} steps"
+    )
     print(f"{'precision':<10}{'model':<14}{'tokens/s':>10}{'ms/step':>10}{'peak MB':>10}{'MFU':>7}")
     ids = torch.randint(0, ours.config.vocab_size, (args.batch, args.seq), device=args.device)
     for precision in precisions:
@@ -190,8 +223,12 @@ def main() -> None:
             mfu = ""
             if args.device == "cpu":
                 mfu = f"{flops / s / 1e9 / CPU_PEAK_GFLOPS[precision]:.0%}"
-            print(f"{precision:<10}{name:<14}{tokens / s:>10,.0f}{s * 1e3:>10.0f}{mem / 2**20:>10.0f}{mfu:>7}")
-        print(f"{precision:<10}{'ratio':<14}{seconds[1] / seconds[0]:>10.2f}{'':>10}{memory[0] / memory[1]:>10.2f}")
+            print(
+                f"{precision:<10}{name:<14}{tokens / s:>10,.0f}{s * 1e3:>10.0f}{mem / 2**20:>10.0f}{mfu:>7}"
+            )
+        print(
+            f"{precision:<10}{'ratio':<14}{seconds[1] / seconds[0]:>10.2f}{'':>10}{memory[0] / memory[1]:>10.2f}"
+        )
 
 
 if __name__ == "__main__":

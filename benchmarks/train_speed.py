@@ -161,7 +161,8 @@ def main() -> None:
     child_argv = [
         *("--steps", str(opts.steps), "--warmup", str(opts.warmup)),
         *("--batch-size", str(opts.batch_size), "--seq-len", str(opts.seq_len)),
-        "--bf16" if opts.bf16 else "--no-bf16", *(["--compile"] if opts.compile else []),
+        "--bf16" if opts.bf16 else "--no-bf16",
+        *(["--compile"] if opts.compile else []),
     ]
     results: dict[str, dict] = {}
     # Interleaved repeats, best kept: the machine's other load changes over minutes.
@@ -177,7 +178,9 @@ def main() -> None:
             if which not in results or result["tokens_per_s"] > results[which]["tokens_per_s"]:
                 results[which] = result
 
-    print(f"\n{'trainer':<14}{'tokens/s':>10}{'peak RSS MiB':>14}{'MFU':>8}{'loss first->last':>20}")
+    print(
+        f"\n{'trainer':<14}{'tokens/s':>10}{'peak RSS MiB':>14}{'MFU':>8}{'loss first->last':>20}"
+    )
     for which, r in results.items():
         mfu = r["tokens_per_s"] * r["flops_per_token"] / (peak * 1e9)
         print(f"{which:<14}{r['tokens_per_s']:>10,.0f}{r['peak_rss_mib']:>14,.0f}{mfu:>8.1%}"

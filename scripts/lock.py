@@ -86,7 +86,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--torch", help="the torch version to lock (the CPU build)")
     parser.add_argument("--output", default=str(REPO / "constraints.txt"))
-    parser.add_argument("--compare", metavar="LOCK", help="report this venv's differences from LOCK")
+    parser.add_argument(
+        "--compare", metavar="LOCK", help="report this venv's differences from LOCK"
+    )
     args = parser.parse_args()
     if args.compare:
         compare(args.compare)

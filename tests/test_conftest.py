@@ -61,7 +61,9 @@ def test_a_leak_is_an_error_of_the_test_that_leaked(tmp_path):
     )
     assert code == 1
     assert "2 passed, 1 error" in _summary(lines)
-    assert "ERROR test_case.py::test_leaks - pytest.PytestUnraisableExceptionWarning" in "\n".join(lines)
+    assert "ERROR test_case.py::test_leaks - pytest.PytestUnraisableExceptionWarning" in "\n".join(
+        lines
+    )
 
 
 def test_a_leak_kept_alive_to_the_end_is_reported_before_the_summary(tmp_path):

@@ -46,7 +46,9 @@ class SinusoidalPositionalEncoding(nn.Module):
     def __init__(self, hidden_size: int, base: float = 10000.0) -> None:
         super().__init__()
         if hidden_size % 2:
-            raise ValueError(f"hidden_size must be even for sinusoidal positions, got {hidden_size}")
+            raise ValueError(
+                f"hidden_size must be even for sinusoidal positions, got {hidden_size}"
+            )
         self.hidden_size = hidden_size
         self.base = base
 

@@ -39,7 +39,9 @@ def alibi_slopes(num_heads: int) -> torch.Tensor:
         slopes = power_of_two_slopes(num_heads)
     else:
         lower = 2 ** math.floor(math.log2(num_heads))
-        slopes = power_of_two_slopes(lower) + power_of_two_slopes(2 * lower)[0::2][: num_heads - lower]
+        slopes = (
+            power_of_two_slopes(lower) + power_of_two_slopes(2 * lower)[0::2][: num_heads - lower]
+        )
     return torch.tensor(slopes, dtype=torch.float32)
 
 

@@ -141,7 +141,9 @@ def causal_attention_mask(
         return None
     if attn_implementation == "sdpa":
         no_padding = attention_mask is None or bool(attention_mask.all())
-        no_documents = position_ids is None or past_length > 0 or not has_document_boundaries(position_ids)
+        no_documents = (
+            position_ids is None or past_length > 0 or not has_document_boundaries(position_ids)
+        )
         # One new token attends to the whole cache; a fresh sequence is plain causal.
         if no_padding and no_documents and (past_length == 0 or query_length == 1):
             return None

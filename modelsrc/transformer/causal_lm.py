@@ -41,7 +41,9 @@ from .layer_stack import run_layers
 # removal. A generated model must run on both sides of the rename (vLLM pins an
 # older 5.x), so forward() accepts either name and outputs use whichever field
 # the installed transformers declares.
-CACHE_FIELD = "cache" if "cache" in BaseModelOutputWithPast.__dataclass_fields__ else "past_key_values"
+CACHE_FIELD = (
+    "cache" if "cache" in BaseModelOutputWithPast.__dataclass_fields__ else "past_key_values"
+)
 
 
 @dataclass

@@ -47,7 +47,9 @@ def init_by_regex(name: str, param: torch.Tensor, rules: Mapping[str, InitFn]) -
     raise ValueError(f"no weight-init rule matches parameter {name!r}; rules: {list(rules)}")
 
 
-def scaled_normal_(param: torch.Tensor, std: float = 0.02, num_hidden_layers: int = 1) -> torch.Tensor:
+def scaled_normal_(
+    param: torch.Tensor, std: float = 0.02, num_hidden_layers: int = 1
+) -> torch.Tensor:
     """Normal init with ``std / sqrt(2 * num_hidden_layers)``.
 
     GPT-2 uses it for the projections that write into the residual stream

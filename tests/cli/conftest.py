@@ -27,7 +27,9 @@ def _private_cache_dir(tmp_path_factory):
     """Keep caches and the job registry of the tests out of the user's directories."""
     old = {k: os.environ.get(k) for k in ("FORGATHER_CACHE_DIR", "FORGATHER_STATE_DIR")}
     os.environ["FORGATHER_CACHE_DIR"] = str(tmp_path_factory.mktemp("forgather_cache"))
-    os.environ["FORGATHER_STATE_DIR"] = str(tmp_path_factory.mktemp("forgather_state"))  # job registry
+    os.environ["FORGATHER_STATE_DIR"] = str(
+        tmp_path_factory.mktemp("forgather_state")
+    )  # job registry
     yield
     for key, value in old.items():
         if value is None:

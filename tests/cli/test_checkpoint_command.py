@@ -51,7 +51,10 @@ def model_dir(tmp_path) -> Path:
 def test_link_passes_over_a_checkpoint_of_another_shape(model_dir):
     result = run_cli("checkpoint", "link", str(model_dir))
     assert result.rc == 0, result.err
-    assert result.out == f"{model_dir}/model.safetensors -> runs/a/checkpoints/checkpoint-8/model.safetensors\n"
+    assert (
+        result.out
+        == f"{model_dir}/model.safetensors -> runs/a/checkpoints/checkpoint-8/model.safetensors\n"
+    )
     assert result.err.startswith(
         "forgather: skipping runs/b/checkpoints/checkpoint-12: its weights do not fit the model: "
         "lm_head.weight has shape [64, 32] there but [64, 16] in the model"
@@ -69,7 +72,9 @@ def test_list_needs_no_torch_and_check_says_what_fits(model_dir):
         "print(rc, sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
         "print(out.getvalue(), end='')\n"
     )
-    listed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    listed = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
     assert listed.stdout.splitlines() == [
         "0 []",
         f"{model_dir}/runs/a/checkpoints/checkpoint-4",
@@ -86,11 +91,15 @@ def test_list_needs_no_torch_and_check_says_what_fits(model_dir):
 
 def test_no_checkpoint_that_fits(model_dir):
     for step in (4, 8):
-        os.remove(model_dir / "runs" / "a" / "checkpoints" / f"checkpoint-{step}" / "model.safetensors")
+        os.remove(
+            model_dir / "runs" / "a" / "checkpoints" / f"checkpoint-{step}" / "model.safetensors"
+        )
     result = run_cli("checkpoint", "link", str(model_dir))
     assert result.rc == 1
     assert "skipping runs/a/checkpoints/checkpoint-8: no model.safetensors in it" in result.err
-    assert result.err.endswith(f"no checkpoint under {model_dir} fits the model in {model_dir}/config.json (see above)\n")
+    assert result.err.endswith(
+        f"no checkpoint under {model_dir} fits the model in {model_dir}/config.json (see above)\n"
+    )
     assert not os.path.lexists(model_dir / "model.safetensors")
 
 

@@ -7,9 +7,19 @@ from tests.cli.conftest import TEMPLATE_PROJECT, run_cli
 
 def test_dataset_report_on_a_stdlib_subset(tmp_path):
     result = run_cli(
-        "-p", str(TEMPLATE_PROJECT), "-t", "python_stdlib_dataset.yaml",
-        "-D", "stdlib_packages=[json]", "-D", "tokenizer_vocab_size=512",
-        "dataset", "-n", "1", "--histogram-dir", str(tmp_path),
+        "-p",
+        str(TEMPLATE_PROJECT),
+        "-t",
+        "python_stdlib_dataset.yaml",
+        "-D",
+        "stdlib_packages=[json]",
+        "-D",
+        "tokenizer_vocab_size=512",
+        "dataset",
+        "-n",
+        "1",
+        "--histogram-dir",
+        str(tmp_path),
     )
     assert result.rc == 0, result.err
     assert "# Splits" in result.out and "# Token lengths per document" in result.out

@@ -29,14 +29,20 @@ def _argv_reads(path: Path) -> list[str]:
     allowed: set[int] = set()
     for node in tree.body:
         is_main_block = isinstance(node, ast.If) and "__main__" in ast.unparse(node.test)
-        is_entry_point = path.name == "main.py" and isinstance(node, ast.FunctionDef) and node.name == "main"
+        is_entry_point = (
+            path.name == "main.py" and isinstance(node, ast.FunctionDef) and node.name == "main"
+        )
         if is_main_block or is_entry_point:
             allowed.update(id(n) for n in ast.walk(node))
     reads = []
     for node in ast.walk(tree):
         if id(node) in allowed:
             continue
-        argv = isinstance(node, ast.Attribute) and node.attr == "argv" and ast.unparse(node.value) == "sys"
+        argv = (
+            isinstance(node, ast.Attribute)
+            and node.attr == "argv"
+            and ast.unparse(node.value) == "sys"
+        )
         implicit = (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute)
@@ -56,7 +62,9 @@ def test_only_the_entry_point_reads_sys_argv():
 
 def test_the_check_sees_a_read(tmp_path):
     module = tmp_path / "command.py"
-    module.write_text("import sys\ndef run(parser):\n    return parser.parse_args(), sys.argv[1:]\n")
+    module.write_text(
+        "import sys\ndef run(parser):\n    return parser.parse_args(), sys.argv[1:]\n"
+    )
     assert _argv_reads(module) == [
         "command.py:3: parser.parse_args()",
         "command.py:3: sys.argv",
@@ -71,5 +79,9 @@ def test_python_dash_m_inference_is_forgather_inf():
             capture_output=True, text=True, env=env, timeout=60,
         )  # fmt: skip
         command = run_cli("inf", *args)
-        assert (alone.returncode, alone.stdout, alone.stderr) == (command.rc, command.out, command.err)
+        assert (alone.returncode, alone.stdout, alone.stderr) == (
+            command.rc,
+            command.out,
+            command.err,
+        )
     assert command.rc == 2 and "-m/--model" in command.err

@@ -13,7 +13,9 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def _run_dir(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    history = [{"loss": 3.0 - step / 4, "learning_rate": 1e-3, "step": step} for step in range(1, 5)]
+    history = [
+        {"loss": 3.0 - step / 4, "learning_rate": 1e-3, "step": step} for step in range(1, 5)
+    ]
     history.append({"eval_loss": 2.5, "step": 4})
     (run / "trainer_logs.json").write_text(json.dumps(history))
     return run

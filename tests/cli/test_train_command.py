@@ -51,7 +51,10 @@ def test_run_directory_holds_everything_to_reproduce(trained):
     logs = json.loads((run / "trainer_logs.json").read_text())
     assert any("eval_loss" in entry for entry in logs)
     assert list(run.glob("events.out.tfevents.*"))
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["checkpoint-2", "checkpoint-4"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "checkpoint-2",
+        "checkpoint-4",
+    ]
 
 
 def test_model_directory_loads_with_plain_transformers(trained):
@@ -68,7 +71,9 @@ def test_model_directory_loads_with_plain_transformers(trained):
         """
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "5"
 
@@ -84,7 +89,12 @@ def test_checkpoint_link_and_plot(trained):
 
 
 def test_bad_config_value_exits_non_zero(tmp_path):
-    result = run_cli(*small_run(tmp_path, steps=2)[:-2], "--set", "main.args.per_device_train_batch_size=0", cwd=REPO_ROOT)
+    result = run_cli(
+        *small_run(tmp_path, steps=2)[:-2],
+        "--set",
+        "main.args.per_device_train_batch_size=0",
+        cwd=REPO_ROOT,
+    )
     assert result.rc == 1
     assert "batch_size" in result.err and "Traceback" not in result.err
 
@@ -96,19 +106,47 @@ def test_exception_in_a_callback_exits_non_zero(tmp_path):
         "[trainer_callback_entries]\n"
         "    boom: !call:tests.cli.exploding_callback:ExplodingCallback {at_step: 1}\n"
     )
-    result = run_cli(*small_run(tmp_path, steps=3)[:8], "-t", str(config), *small_run(tmp_path, steps=3)[8:], cwd=REPO_ROOT)
+    result = run_cli(
+        *small_run(tmp_path, steps=3)[:8],
+        "-t",
+        str(config),
+        *small_run(tmp_path, steps=3)[8:],
+        cwd=REPO_ROOT,
+    )
     assert result.rc == 1
     assert "callback exploded at step 1" in result.err
 
 
 @pytest.mark.slow
 def test_exception_under_torchrun_exits_non_zero(tmp_path):
-    result = run_cli(*small_run(tmp_path, steps=2), "--nproc", "2", "--set", "main.args.per_device_train_batch_size=0", cwd=REPO_ROOT)
+    result = run_cli(
+        *small_run(tmp_path, steps=2),
+        "--nproc",
+        "2",
+        "--set",
+        "main.args.per_device_train_batch_size=0",
+        cwd=REPO_ROOT,
+    )
     assert result.rc != 0
 
 
 def test_dry_run_prints_the_torchrun_command(tmp_path):
-    result = run_cli("-p", TUTORIAL, "train", "--nproc", "2", "--dry-run", "--", "--nnodes", "2", "--node-rank", "1")
+    result = run_cli(
+        "-p",
+        TUTORIAL,
+        "train",
+        "--nproc",
+        "2",
+        "--dry-run",
+        "--",
+        "--nnodes",
+        "2",
+        "--node-rank",
+        "1",
+    )
     assert result.rc == 0, result.err
-    assert "torch.distributed.run --nproc-per-node=2 --nnodes 2 --node-rank 1 -m forgather.cli -p" in result.out
+    assert (
+        "torch.distributed.run --nproc-per-node=2 --nnodes 2 --node-rank 1 -m forgather.cli -p"
+        in result.out
+    )
     assert "--standalone" not in result.out

@@ -45,7 +45,10 @@ DDP_CONFIG = """\
 def test_dry_run_of_one_machine_binds_the_store_to_loopback():
     result = run_cli("-p", str(TUTORIAL), "train", "--nproc", "2", "--dry-run")
     assert result.rc == 0, result.err
-    assert "-m forgather.cli.loopback_torchrun --rdzv-endpoint=127.0.0.1:0 --nproc-per-node=2" in result.out
+    assert (
+        "-m forgather.cli.loopback_torchrun --rdzv-endpoint=127.0.0.1:0 --nproc-per-node=2"
+        in result.out
+    )
     assert "--standalone" not in result.out
     assert result.out.rstrip().endswith(f"-m forgather.cli -p {TUTORIAL} train")
 

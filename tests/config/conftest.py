@@ -32,7 +32,9 @@ def templates(tmp_path) -> TemplateDir:
 
 
 def _load(text: str, **template_vars):
-    return ConfigEnvironment([]).load_from_string(textwrap.dedent(text).lstrip("\n"), **template_vars)
+    return ConfigEnvironment([]).load_from_string(
+        textwrap.dedent(text).lstrip("\n"), **template_vars
+    )
 
 
 @pytest.fixture

@@ -18,8 +18,10 @@ def same_structure(a: Any, b: Any, pairs: dict[int, int] | None = None) -> bool:
         return False
     pairs[id(a)] = id(b)
     if isinstance(a, (list, tuple)):
-        return type(a) is type(b) and len(a) == len(b) and all(
-            same_structure(x, y, pairs) for x, y in zip(a, b, strict=True)
+        return (
+            type(a) is type(b)
+            and len(a) == len(b)
+            and all(same_structure(x, y, pairs) for x, y in zip(a, b, strict=True))
         )
     if isinstance(a, dict):
         return (
@@ -35,7 +37,9 @@ def same_structure(a: Any, b: Any, pairs: dict[int, int] | None = None) -> bool:
         return (
             type(a) is type(b)
             and [k for k, _ in public] == [k for k, _ in others]
-            and all(same_structure(x, y, pairs) for (_, x), (_, y) in zip(public, others, strict=True))
+            and all(
+                same_structure(x, y, pairs) for (_, x), (_, y) in zip(public, others, strict=True)
+            )
         )
     return a == b
 

@@ -36,4 +36,6 @@ def fails(value):
 
 def describe_nodes(*nodes, **named):
     """A ``!meta`` callee: it sees unbuilt nodes and reports their kinds."""
-    return [type(n).__name__ for n in nodes] + sorted(f"{k}={type(v).__name__}" for k, v in named.items())
+    return [type(n).__name__ for n in nodes] + sorted(
+        f"{k}={type(v).__name__}" for k, v in named.items()
+    )

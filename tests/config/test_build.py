@@ -83,13 +83,17 @@ def test_latent_args(load):
 
 
 def test_meta_receives_unbuilt_nodes(load):
-    cfg = load(f"a: !meta:{OBJ}:describe_nodes\n    arg0: !call:{OBJ}:fails [1]\n    x: [1]\n    y: 2\n")
+    cfg = load(
+        f"a: !meta:{OBJ}:describe_nodes\n    arg0: !call:{OBJ}:fails [1]\n    x: [1]\n    y: 2\n"
+    )
     assert cfg.build("a") == ["CallNode", "x=ListNode", "y=int"]
 
 
 def test_cycle_is_reported_with_the_nodes(load):
     cfg = load("a: &a !call:list [[*a]]\n")
-    with pytest.raises(CycleError, match=r"cycle: !call:list needs itself \(a -> a\.0 -> a\.0\.0\)"):
+    with pytest.raises(
+        CycleError, match=r"cycle: !call:list needs itself \(a -> a\.0 -> a\.0\.0\)"
+    ):
         cfg.build("a")
 
 

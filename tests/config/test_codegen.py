@@ -62,14 +62,21 @@ def test_generated_partial_behaves_like_built_partial(load):
     assert len({id(x) for x in layers}) == 3
     assert all(x.norm is generated["norm"] for x in layers)
     assert [x.width for x in layers] == [x.width for x in built["main"].layers]
-    fn_b, fn_g = load(CONFIGS["partial_plain"]).build("fn"), construct(load(CONFIGS["partial_plain"]), "fn")
+    fn_b, fn_g = (
+        load(CONFIGS["partial_plain"]).build("fn"),
+        construct(load(CONFIGS["partial_plain"]), "fn"),
+    )
     assert fn_b(5) == fn_g(5) == 5
 
 
 def test_var_parameters(load):
     source = load(CONFIGS["vars"]).to_python("main")
     assert "def construct(*, d=_MISSING, lr=0.1, steps, **context_vars):" in source
-    assert construct(load(CONFIGS["vars"]), "main", steps=3, lr=0.5) == {"lr": 0.5, "steps": 3, "d": [1]}
+    assert construct(load(CONFIGS["vars"]), "main", steps=3, lr=0.5) == {
+        "lr": 0.5,
+        "steps": 3,
+        "d": [1],
+    }
 
 
 def test_generated_code_is_deterministic_and_readable(load):
@@ -83,9 +90,13 @@ def test_generated_code_is_deterministic_and_readable(load):
 
 
 def test_source_file_specs(tmp_path):
-    (tmp_path / "comp.py").write_text("from .base import BASE\n\ndef make(x):\n    return BASE + x\n")
+    (tmp_path / "comp.py").write_text(
+        "from .base import BASE\n\ndef make(x):\n    return BASE + x\n"
+    )
     (tmp_path / "base.py").write_text("BASE = 100\n")
-    cfg = ConfigEnvironment([], source_dirs=[tmp_path]).load_from_string(f"main: !call:.comp:make\n    submodule_searchpath: [{tmp_path}]\n    x: 1\nf: !call:{tmp_path}/comp.py:make [2]\n")
+    cfg = ConfigEnvironment([], source_dirs=[tmp_path]).load_from_string(
+        f"main: !call:.comp:make\n    submodule_searchpath: [{tmp_path}]\n    x: 1\nf: !call:{tmp_path}/comp.py:make [2]\n"
+    )
     assert construct(cfg) == cfg.build() == {"main": 101, "f": 102}
     relative = cfg.to_python("main", relative_imports=True)
     assert "from .comp import make" in relative

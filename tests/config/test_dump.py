@@ -46,9 +46,11 @@ scalars = st.one_of(
 )
 keys = st.one_of(text.filter(lambda k: not k.startswith(".")), st.integers())
 keywords = text.filter(
-    lambda k: not k.startswith(".")
-    and k not in ("args", "kwargs", "submodule_searchpath", "latent_args")
-    and not (k.startswith("arg") and k[3:].isdigit())
+    lambda k: (
+        not k.startswith(".")
+        and k not in ("args", "kwargs", "submodule_searchpath", "latent_args")
+        and not (k.startswith("arg") and k[3:].isdigit())
+    )
 )
 names = st.one_of(st.none(), st.from_regex(r"[a-z_][a-z0-9_]{0,5}", fullmatch=True))
 
@@ -61,7 +63,9 @@ def _call(parts):
 def nodes(children):
     return st.one_of(
         st.lists(children, max_size=3).map(lambda items: ListNode(items=items)),
-        st.lists(children, max_size=3).map(lambda items: ListNode(items=items, kind=TUPLE, explicit=True)),
+        st.lists(children, max_size=3).map(
+            lambda items: ListNode(items=items, kind=TUPLE, explicit=True)
+        ),
         st.dictionaries(keys, children, max_size=3).map(lambda items: DictNode(items=items)),
         st.tuples(
             st.sampled_from(["singleton", "factory", "partial"]),
@@ -77,7 +81,9 @@ def nodes(children):
 
 
 values = st.recursive(scalars, nodes, max_leaves=8)
-graphs = st.dictionaries(text.filter(lambda k: not k.startswith(".")), values, min_size=1, max_size=3)
+graphs = st.dictionaries(
+    text.filter(lambda k: not k.startswith(".")), values, min_size=1, max_size=3
+)
 
 
 def same(a, b, seen=None) -> bool:
@@ -92,11 +98,17 @@ def same(a, b, seen=None) -> bool:
             return seen[id(a)] is b
         seen[id(a)] = b
         if isinstance(a, VarNode):
-            return a.var == b.var and a.has_default == b.has_default and same(a.default, b.default, seen)
+            return (
+                a.var == b.var
+                and a.has_default == b.has_default
+                and same(a.default, b.default, seen)
+            )
         if isinstance(a, CallNode) and a.spec != b.spec:
             return False
         ka, kb = a.children(), b.children()
-        return len(ka) == len(kb) and all(x[0] == y[0] and same(x[1], y[1], seen) for x, y in zip(ka, kb, strict=True))
+        return len(ka) == len(kb) and all(
+            x[0] == y[0] and same(x[1], y[1], seen) for x, y in zip(ka, kb, strict=True)
+        )
     if isinstance(a, float) and isinstance(b, float) and math.isinf(a):
         return a == b
     return type(a) is type(b) and a == b

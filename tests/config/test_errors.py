@@ -96,7 +96,11 @@ def test_load_errors_in_an_included_template(templates, line, cls, reason):
     ("line", "cls", "reason"),
     [
         ("x: !call:math:nothing_here", SpecError, "cannot import 'math:nothing_here'"),
-        ("x: !call:collections.no_such_mod_q:X", SpecError, "No module named 'collections.no_such_mod_q'"),
+        (
+            "x: !call:collections.no_such_mod_q:X",
+            SpecError,
+            "No module named 'collections.no_such_mod_q'",
+        ),
         ("x: !call:os:system [true]", RefusedImportError, "'os.system' is refused by default"),
         ("x: !call:len [1, 2]", ArgumentError, "too many positional arguments"),
         ("x: !call:dict.fromkeys {wrong: 1}", ArgumentError, "wrong arguments"),

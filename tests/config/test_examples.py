@@ -10,7 +10,10 @@ from forgather.project import Project
 from tests.config.equivalence import construct, same_structure
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-PLAIN_PYTHON_PROJECTS = [EXAMPLES / "tutorials" / "project_composition", EXAMPLES / "template_project"]
+PLAIN_PYTHON_PROJECTS = [
+    EXAMPLES / "tutorials" / "project_composition",
+    EXAMPLES / "template_project",
+]
 CONFIGS = [
     (project, name)
     for project in PLAIN_PYTHON_PROJECTS

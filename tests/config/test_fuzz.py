@@ -164,7 +164,11 @@ def exercise(cfg) -> None:
         _attempt(cfg.set_value, f"{target}.0", "{{ x }}")
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(text=mutated(), as_file=st.booleans())
 def test_every_operation_only_raises_config_errors(templates, tmp_path, monkeypatch, text, as_file):
     monkeypatch.setenv("FORGATHER_CACHE_DIR", str(tmp_path / "cache"))  # compiled templates

@@ -52,7 +52,10 @@ def test_set_value(load):
     cfg.set_value("main.steps.0", 10)  # a !dlist item by position
     cfg.set_value("main.args.new", "x")
     cfg.set_value("pos.1", 4)
-    assert cfg.build("main") == {"args": {"lr": 0.5, "sizes": [1, 20], "new": "x"}, "steps": [10, 30]}
+    assert cfg.build("main") == {
+        "args": {"lr": 0.5, "sizes": [1, 20], "new": "x"},
+        "steps": [10, 30],
+    }
     assert cfg.build("pos") == 6
     with pytest.raises(ConfigError, match="no target 'nope'"):
         cfg.set_value("nope.x", 1)

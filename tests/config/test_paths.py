@@ -28,7 +28,9 @@ EXAMPLE_CONFIGS = [
 # Library templates loaded as configs (`-t NAME`); causal_lm.yaml is a base for the
 # model templates (it aliases an anchor they define) and is loaded through them.
 LIBRARY_VARS = {"text_dataset.yaml": {"data_path": "/nonexistent/corpus.txt"}}
-LIBRARY = sorted(p.name for p in (ROOT / "templatelib").glob("*/*.yaml") if p.name != "causal_lm.yaml")
+LIBRARY = sorted(
+    p.name for p in (ROOT / "templatelib").glob("*/*.yaml") if p.name != "causal_lm.yaml"
+)
 _NODE = re.compile(r'^  n(\d+) \[label="(.*)"\];$', re.M)
 _EDGE = re.compile(r'^  n(\d+) -> n(\d+) \[label="(.*)"\];$', re.M)
 
@@ -36,7 +38,9 @@ _EDGE = re.compile(r'^  n(\d+) -> n(\d+) \[label="(.*)"\];$', re.M)
 def drawn_paths(cfg: Config, target: str) -> list[tuple[str, str]]:
     """(path, label) of every place reachable in ``to_dot(cfg, target)``, by its edge labels."""
     dot = to_dot(cfg, target)
-    labels = {int(n): label.replace('\\"', '"').replace("\\\\", "\\") for n, label in _NODE.findall(dot)}
+    labels = {
+        int(n): label.replace('\\"', '"').replace("\\\\", "\\") for n, label in _NODE.findall(dot)
+    }
     labels[0] = labels[0].removeprefix(f"{target} = ")  # the target's own node
     edges = defaultdict(list)
     for a, b, key in _EDGE.findall(dot):
@@ -70,7 +74,9 @@ def assert_every_drawn_path_is_settable(cfg: Config) -> None:
     assert cfg.to_yaml() == before  # each place got back what it held
 
 
-@pytest.mark.parametrize(("project", "name"), EXAMPLE_CONFIGS, ids=[f"{p.name}/{n}" for p, n in EXAMPLE_CONFIGS])
+@pytest.mark.parametrize(
+    ("project", "name"), EXAMPLE_CONFIGS, ids=[f"{p.name}/{n}" for p, n in EXAMPLE_CONFIGS]
+)
 def test_example_config_paths(project, name):
     proj = Project.open(str(project))
     assert_every_drawn_path_is_settable(proj.load(proj.template_name(name)))

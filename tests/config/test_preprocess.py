@@ -47,7 +47,10 @@ def test_block_closes_at_same_or_lower_indent_and_at_end():
 
 
 def test_trimmed_block():
-    assert preprocess("[name!]\n  text\n") == "{% block name %}{% filter trim %}\n  text\n{% endfilter %}{% endblock %}"
+    assert (
+        preprocess("[name!]\n  text\n")
+        == "{% block name %}{% filter trim %}\n  text\n{% endfilter %}{% endblock %}"
+    )
 
 
 def test_same_number_of_lines():
@@ -82,7 +85,11 @@ def test_print_trimmed(load):
 def test_split_templates():
     text = "main: 1\n#---- one ----\na: 1\n#------- dir/two.yaml ---\nb: 2\n"
     sections = split_templates(text)
-    assert [(s.name, s.first_line) for s in sections] == [(None, 1), ("one", 3), ("dir/two.yaml", 5)]
+    assert [(s.name, s.first_line) for s in sections] == [
+        (None, 1),
+        ("one", 3),
+        ("dir/two.yaml", 5),
+    ]
     assert sections[1].text.strip() == "a: 1"
 
 

@@ -35,7 +35,9 @@ def load(text: str, **kwargs):
 @pytest.fixture
 def probe(tmp_path, monkeypatch):
     """A module ``forgather_probe_mod`` on sys.path that no policy allows by default."""
-    (tmp_path / "forgather_probe_mod.py").write_text("import os\nfrom os import getcwd as where\n\ndef make():\n    return 'made'\n")
+    (tmp_path / "forgather_probe_mod.py").write_text(
+        "import os\nfrom os import getcwd as where\n\ndef make():\n    return 'made'\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "forgather_probe_mod", raising=False)
     yield tmp_path
@@ -172,12 +174,16 @@ def test_refused_modules_are_never_imported(probe):
     cfg = load("main: !call:forgather_probe_mod:make\ndotted: !call:forgather_probe_mod.make\n")
     assert check(cfg) and "forgather_probe_mod" not in sys.modules
     for target in ("main", "dotted"):
-        with pytest.raises(RefusedImportError, match="'forgather_probe_mod.make' is not an allowed import"):
+        with pytest.raises(
+            RefusedImportError, match="'forgather_probe_mod.make' is not an allowed import"
+        ):
             cfg.build(target)
         with pytest.raises(RefusedImportError):
             cfg.to_python(target)  # a bare dotted name is imported to split it: refused first
     assert "forgather_probe_mod" not in sys.modules
-    assert "add 'forgather_probe_mod' to `allow_imports:`" in str(pytest.raises(RefusedImportError, cfg.build, "main").value)
+    assert "add 'forgather_probe_mod' to `allow_imports:`" in str(
+        pytest.raises(RefusedImportError, cfg.build, "main").value
+    )
 
 
 def test_allow_imports_adds_a_module(probe):
@@ -193,13 +199,21 @@ def test_own_code_is_found_without_importing_it(probe):
 
 
 def test_what_own_code_reexports_is_checked(probe):
-    cfg = load("main: !call:forgather_probe_mod:where\nos: !call:forgather_probe_mod:os.getcwd\n", source_dirs=[probe])
+    cfg = load(
+        "main: !call:forgather_probe_mod:where\nos: !call:forgather_probe_mod:os.getcwd\n",
+        source_dirs=[probe],
+    )
     with pytest.raises(RefusedImportError, match="'forgather_probe_mod.where' is 'posix.getcwd'"):
         cfg.build("main")
     with pytest.raises(RefusedImportError, match="is the module 'os'"):
         cfg.build("os")
     # An entry the user adds is trusted entirely.
-    assert load("main: !call:forgather_probe_mod:where\n", allow_imports=["forgather_probe_mod"]).build("main") == os.getcwd()
+    assert (
+        load(
+            "main: !call:forgather_probe_mod:where\n", allow_imports=["forgather_probe_mod"]
+        ).build("main")
+        == os.getcwd()
+    )
 
 
 def test_a_user_entry_lifts_a_default_refusal():
@@ -224,14 +238,20 @@ def test_file_and_relative_specs_need_an_allowed_directory(tmp_path):
 def test_modelsrc_is_always_an_allowed_search_directory():
     policy = ImportPolicy.default()
     (modelsrc,) = modelsrc_dirs()
-    assert policy.refusal(parse_spec(".norms:RMSNorm"), [os.path.join(modelsrc, "transformer")]) is None
+    assert (
+        policy.refusal(parse_spec(".norms:RMSNorm"), [os.path.join(modelsrc, "transformer")])
+        is None
+    )
     assert policy.refusal(parse_spec(".os:system"), [os.path.dirname(os.__file__)]) is not None
 
 
 def test_the_getattr_helper_refuses_private_and_dangerous_attributes(tmp_path):
     for text, reason in [
         ("main: !call:getattr [!call:collections:Counter , __init__]", "private attributes"),
-        (f"main: !call:call [!call:getattr [!call:pathlib:Path [{tmp_path}/x], write_text], hi]", "'pathlib.Path.write_text'"),
+        (
+            f"main: !call:call [!call:getattr [!call:pathlib:Path [{tmp_path}/x], write_text], hi]",
+            "'pathlib.Path.write_text'",
+        ),
     ]:
         with pytest.raises(RefusedImportError, match=reason) as info:
             load(text + "\n").build("main")
@@ -243,12 +263,16 @@ def test_trust_remote_code_from_a_config_is_refused():
     text = "main: !call:dict {trust_remote_code: true, x: 1}\nlatent: !call:dict\n    latent_args: {trust_remote_code: true}\n"
     cfg = load(text)
     for target, line in (("main", 1), ("latent", 2)):
-        with pytest.raises(RefusedImportError, match="trust_remote_code=true would run code downloaded") as info:
+        with pytest.raises(
+            RefusedImportError, match="trust_remote_code=true would run code downloaded"
+        ) as info:
             cfg.build(target)
         assert info.value.location.line == line and "--trust" in str(info.value)
     assert len(check(cfg)) == 1  # latent keywords are known only when built
     assert load(text, trust=True).build("main") == {"trust_remote_code": True, "x": 1}
-    assert load("main: !call:dict {trust_remote_code: false}\n").build("main") == {"trust_remote_code": False}
+    assert load("main: !call:dict {trust_remote_code: false}\n").build("main") == {
+        "trust_remote_code": False
+    }
 
 
 def test_trust_allows_everything(monkeypatch):
@@ -290,7 +314,7 @@ def test_build_data_imports_and_calls_nothing(probe):
 
 
 @pytest.mark.parametrize(
-    "text", ["main: \"{{ '\\ud800' }}\"\n", "main: \"\ud800\"\n", "ok: 1\nmain: \"{{ '\\x07' }}\"\n"]
+    "text", ["main: \"{{ '\\ud800' }}\"\n", 'main: "\ud800"\n', "ok: 1\nmain: \"{{ '\\x07' }}\"\n"]
 )
 def test_characters_yaml_cannot_hold_are_located_errors(text):
     with pytest.raises(YamlError, match="cannot appear in YAML") as info:
@@ -305,7 +329,10 @@ def test_characters_yaml_cannot_hold_are_located_errors(text):
         ("main: &a [1, *a]\n", "!list needs itself (main -> main.1)"),
         ("main: &a {x: *a}\n", "!dict needs itself (main -> main.x)"),
         ("main: &a !call:list [[*a]]\n", "!call:list needs itself (main -> main.0 -> main.0.0)"),
-        ("main: &v !var {name: x, default: [*v]}\n", "!list needs itself (main -> main.0 -> main.0)"),
+        (
+            "main: &v !var {name: x, default: [*v]}\n",
+            "!list needs itself (main -> main.0 -> main.0)",
+        ),
     ],
 )
 def test_self_containing_values_are_cycle_errors_everywhere(text, problem):

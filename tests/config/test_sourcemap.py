@@ -88,6 +88,8 @@ def test_columns_pick_the_marker_at_or_after_them():
     reason="known: a marker stops `-}}` / `{%-` from stripping a blank line, so the marked "
     "render has an extra line and later lines map one off (left alone in a refactor)",
 )
-@pytest.mark.parametrize("source", ["a: [{{ 1 -}}\n\n]\nb: 2\n", "a: 1\n\n{%- if true %}\nb: 2\n{% endif %}\n"])
+@pytest.mark.parametrize(
+    "source", ["a: [{{ 1 -}}\n\n]\nb: 2\n", "a: 1\n\n{%- if true %}\nb: 2\n{% endif %}\n"]
+)
 def test_whitespace_control_across_blank_lines(source):
     assert line_map(source).text == render(source)

@@ -21,7 +21,12 @@ from forgather.config.spec import (
         ("len", Spec("len", "name", "", "len")),
         ("os.path.join", Spec("os.path.join", "name", "", "os.path.join")),
         ("os.path:join", Spec("os.path:join", "module", "os.path", "join")),
-        ("collections:OrderedDict.fromkeys", Spec("collections:OrderedDict.fromkeys", "module", "collections", "OrderedDict.fromkeys")),
+        (
+            "collections:OrderedDict.fromkeys",
+            Spec(
+                "collections:OrderedDict.fromkeys", "module", "collections", "OrderedDict.fromkeys"
+            ),
+        ),
         ("/src/layers.py:Layer", Spec("/src/layers.py:Layer", "file", "/src/layers.py", "Layer")),
         ("rel/layers.py:Layer", Spec("rel/layers.py:Layer", "file", "rel/layers.py", "Layer")),
         (".attention:Causal", Spec(".attention:Causal", "relative", "attention", "Causal")),
@@ -49,7 +54,13 @@ def test_malformed_specs_say_why(text, reason):
 
 @pytest.mark.parametrize(
     ("text", "builtin"),
-    [("len", True), ("dict.fromkeys", True), ("getitem", True), ("os.path.join", False), ("builtins:len", False)],
+    [
+        ("len", True),
+        ("dict.fromkeys", True),
+        ("getitem", True),
+        ("os.path.join", False),
+        ("builtins:len", False),
+    ],
 )
 def test_is_builtin(text, builtin):
     assert parse_spec(text).is_builtin is builtin
@@ -76,7 +87,9 @@ def test_helpers():
 
 
 def test_source_files_import_as_one_package(tmp_path):
-    (tmp_path / "layers.py").write_text("from .norms import Norm\n\nclass Layer:\n    norm = Norm\n")
+    (tmp_path / "layers.py").write_text(
+        "from .norms import Norm\n\nclass Layer:\n    norm = Norm\n"
+    )
     (tmp_path / "norms.py").write_text("class Norm:\n    pass\n")
     from_file = resolve(parse_spec(f"{tmp_path}/layers.py:Layer"))
     relative = resolve(parse_spec(".layers:Layer"), [str(tmp_path)])
@@ -108,7 +121,10 @@ def test_import_dotted(tmp_path, monkeypatch):
 
 def test_module_split():
     assert module_split("os.path.join") == ("os.path", "join")
-    assert module_split("collections.OrderedDict.fromkeys") == ("collections", "OrderedDict.fromkeys")
+    assert module_split("collections.OrderedDict.fromkeys") == (
+        "collections",
+        "OrderedDict.fromkeys",
+    )
     assert module_split("json") == ("json", "")
     with pytest.raises(ImportError):
         module_split("no_such_module_zz.X")

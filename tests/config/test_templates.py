@@ -64,7 +64,14 @@ def test_strict_undefined(load):
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(None, "null"), ({"a": [1, 2]}, "{a: [1, 2]}"), ("yes", "'yes'"), ("plain", "plain"), (1.5, "1.5"), ([], "[]")],
+    [
+        (None, "null"),
+        ({"a": [1, 2]}, "{a: [1, 2]}"),
+        ("yes", "'yes'"),
+        ("plain", "plain"),
+        (1.5, "1.5"),
+        ([], "[]"),
+    ],
 )
 def test_toyaml(load, value, expected):
     cfg = load("x: {{ v | toyaml }}\n", v=value)
@@ -103,7 +110,12 @@ def test_globals(load):
     built = cfg.build()
     assert built["j"] == os.path.join("a", "b")
     assert built["n"] == os.path.normpath("a/./b")
-    assert (built["d"], built["b"], built["s"], built["m"]) == ("/x", "y.py", ["y", ".py"], "my_mod")
+    assert (built["d"], built["b"], built["s"], built["m"]) == (
+        "/x",
+        "y.py",
+        ["y", ".py"],
+        "my_mod",
+    )
     assert built["r"] == "'q'"
     assert built["v"].count(".") == 2
     assert built["t"][:2] == "20" and "T" in built["t"]
@@ -130,11 +142,17 @@ def test_template_tree(templates):
     assert tree.kind == "root"
     (base,) = tree.children
     assert (base.name, base.kind) == ("base.yaml", "extends")
-    assert [(c.name, c.kind) for c in base.children] == [("part.yaml", "include"), ("macros.yaml", "import")]
+    assert [(c.name, c.kind) for c in base.children] == [
+        ("part.yaml", "include"),
+        ("macros.yaml", "import"),
+    ]
 
 
 def test_preprocessed_sources(templates):
     templates.write("base.yaml", "-- set x = 1\na: {{ x }}\n")
     templates.write("c.yaml", "-- extends 'base.yaml'\n")
     sources = templates.env().preprocessed_sources("c.yaml")
-    assert sources == {"c.yaml": "{% extends 'base.yaml' %}\n", "base.yaml": "{% set x = 1 %}\na: {{ x }}\n"}
+    assert sources == {
+        "c.yaml": "{% extends 'base.yaml' %}\n",
+        "base.yaml": "{% set x = 1 %}\na: {{ x }}\n",
+    }

@@ -20,7 +20,14 @@ from forgather.config.nodes import (
 
 @pytest.mark.parametrize(
     ("tag", "kind"),
-    [("call", SINGLETON), ("singleton", SINGLETON), ("factory", FACTORY), ("partial", PARTIAL), ("lambda", PARTIAL), ("meta", META)],
+    [
+        ("call", SINGLETON),
+        ("singleton", SINGLETON),
+        ("factory", FACTORY),
+        ("partial", PARTIAL),
+        ("lambda", PARTIAL),
+        ("meta", META),
+    ],
 )
 def test_call_tags(load, tag, kind):
     node = load(f"a: !{tag}:operator:add@plus [1, 2]\n").graph["a"]
@@ -82,10 +89,13 @@ def test_argument_forms(load):
 
 
 def test_spec_forms(tmp_path):
-    (tmp_path / "helper.py").write_text("from .sibling import VALUE\n\ndef get(x=0):\n    return VALUE + x\n")
+    (tmp_path / "helper.py").write_text(
+        "from .sibling import VALUE\n\ndef get(x=0):\n    return VALUE + x\n"
+    )
     (tmp_path / "sibling.py").write_text("VALUE = 40\n")
-    cfg = ConfigEnvironment([], source_dirs=[tmp_path]).load_from_string(textwrap.dedent(
-        f"""
+    cfg = ConfigEnvironment([], source_dirs=[tmp_path]).load_from_string(
+        textwrap.dedent(
+            f"""
         builtin: !call:tuple [[1, 2]]
         dotted: !call:os.path.join [a, b]
         module: !call:os.path:join [a, b]
@@ -104,7 +114,8 @@ def test_spec_forms(tmp_path):
         keys: !call:keys [{{a: 1}}]
         values: !call:values [{{a: 1}}]
         """
-    ))
+        )
+    )
     built = cfg.build()
     assert built["builtin"] == (1, 2)
     assert built["dotted"] == built["module"] == "a/b"
@@ -122,8 +133,12 @@ def test_loading_never_imports(tmp_path, monkeypatch):
     (tmp_path / "forgather_import_probe.py").write_text("def make():\n    return 'made'\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "forgather_import_probe", raising=False)
-    env = ConfigEnvironment([], allow_imports=[str(tmp_path)])  # a directory: its modules are allowed
-    cfg = env.load_from_string("a: !call:forgather_import_probe:make\nb: !call:no_such_module_zz:X\n")
+    env = ConfigEnvironment(
+        [], allow_imports=[str(tmp_path)]
+    )  # a directory: its modules are allowed
+    cfg = env.load_from_string(
+        "a: !call:forgather_import_probe:make\nb: !call:no_such_module_zz:X\n"
+    )
     assert cfg.targets == ["a", "b"]  # loads fine; building b would fail
     assert "forgather_import_probe" not in sys.modules
     assert cfg.build("a") == "made"

@@ -33,7 +33,9 @@ def set_main(project: Path, main: str) -> None:
 
 def add_meta(project: Path, lines: str) -> None:
     text = (project / "meta.yaml").read_text()
-    (project / "meta.yaml").write_text(text.replace("-- block configs\n", f"-- block configs\n{lines}", 1))
+    (project / "meta.yaml").write_text(
+        text.replace("-- block configs\n", f"-- block configs\n{lines}", 1)
+    )
 
 
 @pytest.fixture
@@ -88,7 +90,9 @@ def test_the_workspace_defaults_extend_every_project(project, workspace, extlib)
 
 def test_the_projects_and_workspaces_own_python_files(project, workspace):
     (project / "helpers.py").write_text("def make():\n    return 'own'\n")
-    (workspace / "shared.py").write_text("from .helpers_two import VALUE\n\ndef get():\n    return VALUE\n")
+    (workspace / "shared.py").write_text(
+        "from .helpers_two import VALUE\n\ndef get():\n    return VALUE\n"
+    )
     (workspace / "helpers_two.py").write_text("VALUE = 'workspace'\n")
     set_main(
         project,
@@ -130,7 +134,9 @@ def _refusals(cfg) -> list[str]:
     return [
         f"{v.dotted}: {v.value.spec}"
         for v in walk(cfg.graph)
-        if isinstance(v.value, CallNode) and v.first and cfg.policy.refusal(parse_spec(v.value.spec))
+        if isinstance(v.value, CallNode)
+        and v.first
+        and cfg.policy.refusal(parse_spec(v.value.spec))
     ]
 
 

@@ -258,7 +258,9 @@ numbers = st.one_of(
 )
 anything = st.recursive(
     st.none() | st.booleans() | numbers | texts,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 sampling_fields = {
@@ -286,13 +288,20 @@ prompts = st.one_of(
     st.lists(st.lists(st.integers(min_value=-2, max_value=520), max_size=5), max_size=3),
     anything,
 )
-messages = st.lists(
-    st.fixed_dictionaries(
-        {"role": st.sampled_from(["user", "system", "assistant"]) | anything},
-        optional={"content": texts | st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": texts})) | anything},
-    ),
-    max_size=3,
-) | anything
+messages = (
+    st.lists(
+        st.fixed_dictionaries(
+            {"role": st.sampled_from(["user", "system", "assistant"]) | anything},
+            optional={
+                "content": texts
+                | st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": texts}))
+                | anything
+            },
+        ),
+        max_size=3,
+    )
+    | anything
+)
 completion_bodies = st.fixed_dictionaries({}, optional={"prompt": prompts, **sampling_fields})
 chat_bodies = st.fixed_dictionaries({}, optional={"messages": messages, **sampling_fields})
 

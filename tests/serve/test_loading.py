@@ -113,7 +113,9 @@ def test_model_directory_without_weights_says_what_to_do(model_dir, tmp_path):
     assert "-c" in message and "\n" not in message
     # A link to a checkpoint that was deleted since.
     os.symlink("runs/r/checkpoints/checkpoint-7/model.safetensors", f"{root}/model.safetensors")
-    with pytest.raises(WeightsNotFound, match="which no longer exists: run `forgather checkpoint link`"):
+    with pytest.raises(
+        WeightsNotFound, match="which no longer exists: run `forgather checkpoint link`"
+    ):
         load_for_serving(root)
     with pytest.raises(WeightsNotFound, match="no checkpoint-<step> directory with weights under"):
         load_for_serving(root, checkpoint=True)

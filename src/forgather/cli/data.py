@@ -21,7 +21,9 @@ from forgather.cli.errors import CLIError
 
 
 def _dataset_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", default="main", help="target building {split: dataset} (default: main)")
+    parser.add_argument(
+        "--target", default="main", help="target building {split: dataset} (default: main)"
+    )
     parser.add_argument("-n", "--examples", type=int, default=2, help="decoded examples to show")
     parser.add_argument("--raw", action="store_true", help="show documents, not packed blocks")
     parser.add_argument(
@@ -36,11 +38,15 @@ def _dataset(ctx: CommandContext, args: argparse.Namespace) -> int:
     config = ctx.config
     for target in (args.target, "tokenizer"):
         if target not in config.targets:
-            raise CLIError(f"this config has no {target!r} target (targets: {', '.join(config.targets)})")
+            raise CLIError(
+                f"this config has no {target!r} target (targets: {', '.join(config.targets)})"
+            )
     built = config.build()
     datasets = built[args.target]
     if not isinstance(datasets, dict):
-        raise CLIError(f"target {args.target!r} built a {type(datasets).__name__}, not {{split: dataset}}")
+        raise CLIError(
+            f"target {args.target!r} built a {type(datasets).__name__}, not {{split: dataset}}"
+        )
     ctx.emit(
         dataset_report(
             datasets,
@@ -54,14 +60,18 @@ def _dataset(ctx: CommandContext, args: argparse.Namespace) -> int:
 
 
 def _tokenizer_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="*", help="files or directories; 'stdlib' (default) for the embedded corpus")
+    parser.add_argument(
+        "inputs", nargs="*", help="files or directories; 'stdlib' (default) for the embedded corpus"
+    )
     parser.add_argument("-O", "--output-dir", required=True, help="where to save the tokenizer")
     parser.add_argument("--vocab-size", type=int, default=2048)
     parser.add_argument("--format", default="auto", help="auto, text, jsonl, parquet or hf")
     parser.add_argument("--text-field", default="text", help="JSON field / column with the text")
     parser.add_argument("--chat-template", help="'simple', a Jinja file, or a template string")
     parser.add_argument("--max-train-chars", type=int, help="read at most this many characters")
-    parser.add_argument("--skip-bad", action="store_true", help="skip malformed records with a warning")
+    parser.add_argument(
+        "--skip-bad", action="store_true", help="skip malformed records with a warning"
+    )
 
 
 def _tokenizer(ctx: CommandContext, args: argparse.Namespace) -> int:

@@ -22,11 +22,15 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=("construct", "test"), help="what to do")
     parser.add_argument("--device", help="cpu, cuda, mps or meta (construct only)")
     parser.add_argument("--dtype", help="float32, bfloat16 or float16")
-    parser.add_argument("--attn-implementation", help="eager, sdpa, flash_attention_2, flex_attention")
+    parser.add_argument(
+        "--attn-implementation", help="eager, sdpa, flash_attention_2, flex_attention"
+    )
     parser.add_argument("--steps", type=int, default=3, help="test: optimizer steps")
     parser.add_argument("--batch-size", type=int, default=2, help="test: rows per batch")
     parser.add_argument("--seq-len", type=int, default=64, help="test: tokens per row")
-    parser.add_argument("--max-depth", type=int, default=4, help="construct: depth of the module tree")
+    parser.add_argument(
+        "--max-depth", type=int, default=4, help="construct: depth of the module tree"
+    )
 
 
 def _run(ctx: CommandContext, args: argparse.Namespace) -> int:
@@ -53,7 +57,13 @@ def _run(ctx: CommandContext, args: argparse.Namespace) -> int:
     else:
         from forgather.ml.model.inspect import run_model_test
 
-        run_model_test(model, steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len, print_fn=ctx.emit)
+        run_model_test(
+            model,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            seq_len=args.seq_len,
+            print_fn=ctx.emit,
+        )
     return 0
 
 

@@ -49,15 +49,24 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("forgather.cli.build", "check SPECs and call arguments without building"),
     "graph": ("forgather.cli.build", "the node graph as Graphviz DOT, SVG or Mermaid"),
     "ws": ("forgather.cli.workspace", "create a workspace (ws init) or a project (ws project)"),
-    "model": ("forgather.cli.model", "build a model config and show it (construct) or train a few steps (test)"),
+    "model": (
+        "forgather.cli.model",
+        "build a model config and show it (construct) or train a few steps (test)",
+    ),
     "train": ("forgather.cli.train", "train: in this process, or on several with torchrun"),
     "tb": ("forgather.cli.train", "TensorBoard on the config's runs"),
     "plot": ("forgather.cli.train", "plot a run's loss and learning-rate curves"),
-    "checkpoint": ("forgather.cli.train", "list checkpoints, or link the newest into the model dir"),
+    "checkpoint": (
+        "forgather.cli.train",
+        "list checkpoints, or link the newest into the model dir",
+    ),
     "dataset": ("forgather.cli.data", "split sizes, decoded examples and token-length histograms"),
     "tokenizer": ("forgather.cli.data", "train a byte-level BPE tokenizer on local text"),
     "inf": ("forgather.cli.inference", "serve a model (OpenAI-compatible API), or talk to one"),
-    "control": ("forgather.cli.control", "list, inspect, save, stop or abort running training jobs"),
+    "control": (
+        "forgather.cli.control",
+        "list, inspect, save, stop or abort running training jobs",
+    ),
 }
 
 

@@ -37,11 +37,16 @@ _LAUNCH_OPTIONS = {"--nproc": True, "-d": True, "--devices": True, "--dry-run": 
 
 
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-d", "--devices", help="comma-separated device ids (sets CUDA_VISIBLE_DEVICES)")
+    parser.add_argument(
+        "-d", "--devices", help="comma-separated device ids (sets CUDA_VISIBLE_DEVICES)"
+    )
     parser.add_argument("--nproc", type=int, help="processes per node (torchrun)")
     parser.add_argument("--dry-run", action="store_true", help="print the command, do not run it")
     parser.add_argument(
-        "torchrun_args", nargs="*", metavar="-- TORCHRUN_OPTIONS", help="passed to torchrun (after --)"
+        "torchrun_args",
+        nargs="*",
+        metavar="-- TORCHRUN_OPTIONS",
+        help="passed to torchrun (after --)",
     )
 
 
@@ -99,7 +104,9 @@ def _train_in_process(ctx: CommandContext) -> int:
     sources = project.environment.preprocessed_sources(template)
     script = config.build("main", config_sources=sources, generated_code=config.to_python("main"))
     if not hasattr(script, "run"):
-        raise CLIError(f"main of {ctx.config_name} builds a {type(script).__name__}, not a training script")
+        raise CLIError(
+            f"main of {ctx.config_name} builds a {type(script).__name__}, not a training script"
+        )
     from forgather.ml.trainer.callbacks import TrainingAborted
 
     try:
@@ -139,12 +146,18 @@ def _tb(ctx: CommandContext, args: argparse.Namespace) -> int:
 
 
 def _plot_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (holds trainer_logs.json)")
-    parser.add_argument("--out", metavar="FILE", help="image path, .png or .svg (default: RUN_DIR/training_curves.png)")
+    parser.add_argument(
+        "run_dir", metavar="RUN_DIR", help="a run directory (holds trainer_logs.json)"
+    )
+    parser.add_argument(
+        "--out",
+        metavar="FILE",
+        help="image path, .png or .svg (default: RUN_DIR/training_curves.png)",
+    )
 
 
 def _plot(ctx: CommandContext, args: argparse.Namespace) -> int:
-    from forgather.ml.trainer.plot import plot_run
+    from forgather.ml.trainer import plot_run
 
     try:
         path = plot_run(args.run_dir, args.out)
@@ -158,10 +171,14 @@ def _checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "action", choices=("list", "link"), help="list checkpoints, or link the newest that fits"
     )
-    parser.add_argument("model_dir", nargs="?", help="model directory (default: the config's output_dir)")
+    parser.add_argument(
+        "model_dir", nargs="?", help="model directory (default: the config's output_dir)"
+    )
     parser.add_argument("--force", action="store_true", help="link: replace a real weights file")
     parser.add_argument(
-        "--check", action="store_true", help="list: say whether each one fits the model (loads torch)"
+        "--check",
+        action="store_true",
+        help="list: say whether each one fits the model (loads torch)",
     )
 
 
@@ -185,7 +202,9 @@ def _checkpoint(ctx: CommandContext, args: argparse.Namespace) -> int:
         if args.action == "list":
             ctx.emit(f"no checkpoints under {model_dir}")
             return 0
-        raise CLIError(f"no checkpoints under {model_dir}: train first (checkpoints are saved every save_steps)")
+        raise CLIError(
+            f"no checkpoints under {model_dir}: train first (checkpoints are saved every save_steps)"
+        )
     if args.action == "list":
         model = _model_tensors(model_dir) if args.check else None
         lines = []
@@ -208,14 +227,21 @@ def _link(ctx: CommandContext, model_dir: Path, checkpoints, force: bool) -> int
     from forgather.ml import checkpoint_layout as layout
 
     def skipped(checkpoint, why: str) -> None:
-        print(f"forgather: skipping {os.path.relpath(checkpoint.path, model_dir)}: {why}", file=sys.stderr)
+        print(
+            f"forgather: skipping {os.path.relpath(checkpoint.path, model_dir)}: {why}",
+            file=sys.stderr,
+        )
 
     chosen = layout.newest_fitting(checkpoints, _model_tensors(model_dir), skipped)
     if chosen is None:
-        raise CLIError(f"no checkpoint under {model_dir} fits the model in {model_dir / 'config.json'} (see above)")
+        raise CLIError(
+            f"no checkpoint under {model_dir} fits the model in {model_dir / 'config.json'} (see above)"
+        )
     link = model_dir / layout.MODEL_FILE
     if link.exists() and not link.is_symlink() and not force:
-        raise CLIError(f"{link} is a real file (final weights?); pass --force to replace it with a link")
+        raise CLIError(
+            f"{link} is a real file (final weights?); pass --force to replace it with a link"
+        )
     previous = os.path.dirname(os.path.realpath(link)) if link.is_symlink() else None
     target = os.path.relpath(os.path.join(chosen.path, layout.MODEL_FILE), model_dir)
     # Marked first: while the link points at it, save_total_limit does not prune it.
@@ -224,12 +250,16 @@ def _link(ctx: CommandContext, model_dir: Path, checkpoints, force: bool) -> int
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(target)
     os.replace(tmp, link)  # atomic: a reader sees the old weights or the new ones
-    if previous and os.path.basename(previous).startswith("checkpoint-") and (
-        os.path.realpath(previous) != os.path.realpath(chosen.path)
+    if (
+        previous
+        and os.path.basename(previous).startswith("checkpoint-")
+        and (os.path.realpath(previous) != os.path.realpath(chosen.path))
     ):
         layout.unmark_linked(previous)
     if not link.exists():
-        raise CLIError(f"{chosen.path} was pruned while it was being linked; run checkpoint link again")
+        raise CLIError(
+            f"{chosen.path} was pruned while it was being linked; run checkpoint link again"
+        )
     ctx.emit(f"{link} -> {target}")
     return 0
 

@@ -79,7 +79,9 @@ def _searchpath(value: Any) -> list[str] | None:
     return [value] if isinstance(value, str) else [str(p) for p in value]
 
 
-def signature_problem(fn: Any, n_args: int, keywords: list[str], partial: bool = False) -> str | None:
+def signature_problem(
+    fn: Any, n_args: int, keywords: list[str], partial: bool = False
+) -> str | None:
     """Why ``fn(<n_args positional>, <keywords>)`` would not bind, or None if it would."""
     try:
         sig = inspect.signature(fn)
@@ -130,7 +132,9 @@ class Builder:
         policy: what may be imported (default: :func:`~forgather.config.policy.default_policy`).
     """
 
-    def __init__(self, context_vars: dict[str, Any], locate: LocateNode, policy: ImportPolicy | None = None):
+    def __init__(
+        self, context_vars: dict[str, Any], locate: LocateNode, policy: ImportPolicy | None = None
+    ):
         self.context = context_vars
         self.locate = locate
         self.policy = policy if policy is not None else default_policy()
@@ -169,12 +173,16 @@ class Builder:
                 self.locate(node),
             )
         if isinstance(node, Container):
-            return node.assemble([self.build(v, f"{path}.{k}", searchpath) for k, v in node.children()])
+            return node.assemble(
+                [self.build(v, f"{path}.{k}", searchpath) for k, v in node.children()]
+            )
         return self._call(node, path, searchpath)
 
     def _call(self, node: CallNode, path: str, searchpath) -> Any:
         if node.searchpath is not None:
-            searchpath = _searchpath(self.build(node.searchpath, f"{path}.submodule_searchpath", searchpath))
+            searchpath = _searchpath(
+                self.build(node.searchpath, f"{path}.submodule_searchpath", searchpath)
+            )
         fn = self.resolve(node, searchpath)
         if node.kind == META:
             return self.invoke(node, fn, list(node.args), dict(node.call_kwargs), path)
@@ -240,7 +248,8 @@ class Builder:
             latent = self.build(node.latent, f"{path}.latent_args", searchpath)
             if not isinstance(latent, dict):
                 raise ConfigError(
-                    f"latent_args must build to a dict, got {type(latent).__name__}", self.locate(node)
+                    f"latent_args must build to a dict, got {type(latent).__name__}",
+                    self.locate(node),
                 )
             kwargs.update(latent)
         if kwargs.get(REMOTE_CODE_KEYWORD):

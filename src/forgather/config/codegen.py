@@ -86,7 +86,9 @@ def _indent(text: str, prefix: str = _INDENT) -> str:
 
 
 def _wrap(open_: str, parts: list[str], close: str, trailing_comma: bool = False) -> str:
-    one_line = open_ + ", ".join(parts) + ("," if trailing_comma and len(parts) == 1 else "") + close
+    one_line = (
+        open_ + ", ".join(parts) + ("," if trailing_comma and len(parts) == 1 else "") + close
+    )
     if len(one_line) <= _WIDTH and "\n" not in one_line:
         return one_line
     return open_ + "\n" + "".join(_indent(p) + ",\n" for p in parts) + close
@@ -108,7 +110,9 @@ def _literal(value: Any, imports: _Imports) -> str:
         parts = [_literal(v, imports) for v in value]
         return _wrap("[", parts, "]") if isinstance(value, list) else _wrap("(", parts, ")", True)
     if isinstance(value, dict):
-        return _wrap("{", [f"{_literal(k, imports)}: {_literal(v, imports)}" for k, v in value.items()], "}")
+        return _wrap(
+            "{", [f"{_literal(k, imports)}: {_literal(v, imports)}" for k, v in value.items()], "}"
+        )
     if isinstance(value, (str, int, bool, type(None), float, bytes)):
         return repr(value)
     module = type(value).__module__
@@ -256,7 +260,9 @@ class _Generator:
         return name
 
     def param_name(self, var: str) -> str:
-        return var if var.isidentifier() and not keyword.iskeyword(var) else f"context_vars[{var!r}]"
+        return (
+            var if var.isidentifier() and not keyword.iskeyword(var) else f"context_vars[{var!r}]"
+        )
 
     def call(self, node: CallNode, once: bool, searchpath) -> str:
         if node.searchpath is not None:
@@ -294,7 +300,9 @@ class _Generator:
         self.assigned[id(node)] = name
         return f"{name}()" if node.kind == FACTORY else name
 
-    def arguments(self, node: CallNode, once: bool, searchpath) -> tuple[list[str], list[tuple[str, str]]]:
+    def arguments(
+        self, node: CallNode, once: bool, searchpath
+    ) -> tuple[list[str], list[tuple[str, str]]]:
         positional = [self.expr(v, once, searchpath) for v in node.args]
         keywords = [(k, self.expr(v, once, searchpath)) for k, v in node.call_kwargs.items()]
         return positional, keywords
@@ -302,7 +310,9 @@ class _Generator:
     @staticmethod
     def keyword_args(keywords: list[tuple[str, str]]) -> list[str]:
         return [
-            f"{k}={text}" if k.isidentifier() and not keyword.iskeyword(k) else f"**{{{k!r}: {text}}}"
+            f"{k}={text}"
+            if k.isidentifier() and not keyword.iskeyword(k)
+            else f"**{{{k!r}: {text}}}"
             for k, text in keywords
         ]
 
@@ -330,7 +340,9 @@ class _Generator:
         if not needs_def:
             keywords = self.keyword_args(pairs)
             self.imports.plain.add("functools")
-            self.statements.append(f"{name} = " + _wrap("functools.partial(", [callee, *positional, *keywords], ")"))
+            self.statements.append(
+                f"{name} = " + _wrap("functools.partial(", [callee, *positional, *keywords], ")")
+            )
             return name
         configured = [f"{k!r}: {text}" for k, text in pairs]
         if node.latent is not None:
@@ -364,7 +376,9 @@ class _Generator:
         if self.imports.source_imports:
             lines.append(_SOURCE_IMPORT_HELPER.rstrip())
             lines.append("")
-            for (module, attr, paths), name in sorted(self.imports.source_imports.items(), key=lambda i: i[1]):
+            for (module, attr, paths), name in sorted(
+                self.imports.source_imports.items(), key=lambda i: i[1]
+            ):
                 lines.append(f"{name} = _import_from_source({module!r}, {attr!r}, {list(paths)!r})")
         if any(self.needs_sentinel(v) for v in self.params):
             lines += ["", f"{_MISSING_NAME} = object()"]
@@ -381,8 +395,20 @@ class _Generator:
         for var, uses in sorted(self.params.items()):
             if not var.isidentifier() or keyword.iskeyword(var):
                 continue  # read from **context_vars
-            if var == "pp_config" and self.pp_config is not None and not any(n.has_default for n in uses):
-                self.module_constants += ["", "PP_CONFIG = " + _wrap("(", [repr(line) for line in self.pp_config.splitlines(keepends=True)] or ['""'], ")")]
+            if (
+                var == "pp_config"
+                and self.pp_config is not None
+                and not any(n.has_default for n in uses)
+            ):
+                self.module_constants += [
+                    "",
+                    "PP_CONFIG = "
+                    + _wrap(
+                        "(",
+                        [repr(line) for line in self.pp_config.splitlines(keepends=True)] or ['""'],
+                        ")",
+                    ),
+                ]
                 params.append("pp_config=PP_CONFIG")
                 continue
             if self.needs_sentinel(var):
@@ -393,7 +419,9 @@ class _Generator:
                 params.append(f"{var}={_literal(uses[0].default, self.imports)}")
             else:
                 params.append(var)
-        return _wrap("construct(", ["*", *params, "**context_vars"] if params else ["**context_vars"], ")")
+        return _wrap(
+            "construct(", ["*", *params, "**context_vars"] if params else ["**context_vars"], ")"
+        )
 
 
 def to_python(

@@ -38,7 +38,8 @@ def _printable(ch: str) -> bool:
     return (
         "\x20" <= ch <= "\x7e"
         or "\xa0" <= ch <= "\ud7ff"
-        or "\ue000" <= ch <= "\ufffd" and ch != "\ufeff"
+        or "\ue000" <= ch <= "\ufffd"
+        and ch != "\ufeff"
         or "\U00010000" <= ch <= "\U0010ffff"
     )
 
@@ -48,7 +49,13 @@ def _escape(ch: str) -> str:
         return "\\" + _ESCAPED[ch]
     if ch in "{}#%\x85\u2028\u2029\ufeff" or not _printable(ch):  # YAML line breaks and BOM too
         code = ord(ch)
-        return f"\\x{code:02X}" if code < 0x100 else f"\\u{code:04X}" if code < 0x10000 else f"\\U{code:08X}"
+        return (
+            f"\\x{code:02X}"
+            if code < 0x100
+            else f"\\u{code:04X}"
+            if code < 0x10000
+            else f"\\U{code:08X}"
+        )
     return ch
 
 

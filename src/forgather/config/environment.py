@@ -67,7 +67,9 @@ class Config:
             return None
         if self._line_map is None:
             try:
-                self._line_map = self._templates.line_map(self._name, self._text, self.template_vars)
+                self._line_map = self._templates.line_map(
+                    self._name, self._text, self.template_vars
+                )
             except ConfigError:
                 return None
         origin = self._line_map.origin(line, column)
@@ -219,7 +221,9 @@ class ConfigEnvironment:
         def visit(ref: TemplateRef) -> None:
             if ref.path is None or ref.name in sources:
                 return
-            sources[ref.name] = self._templates.env.loader.get_source(self._templates.env, ref.name)[0]
+            sources[ref.name] = self._templates.env.loader.get_source(
+                self._templates.env, ref.name
+            )[0]
             for child in ref.children:
                 visit(child)
 

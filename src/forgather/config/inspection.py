@@ -89,7 +89,9 @@ def _cycles(graph: dict[str, Any]) -> list[tuple[Node, str]]:
     return found
 
 
-def _check_call(cfg: Config, builder: Builder, node: CallNode, path: str, searchpath, problems) -> Any:
+def _check_call(
+    cfg: Config, builder: Builder, node: CallNode, path: str, searchpath, problems
+) -> Any:
     """Check one call; returns the submodule search path in effect for its arguments."""
     if node.searchpath is not None:
         try:
@@ -109,7 +111,9 @@ def _check_call(cfg: Config, builder: Builder, node: CallNode, path: str, search
             problems.append(e.one_line)
     if node.kind == META or node.latent is not None:
         return searchpath  # a meta callee takes nodes; latent keywords are known only when built
-    problem = signature_problem(fn, len(node.args), list(node.call_kwargs), partial=node.kind == PARTIAL)
+    problem = signature_problem(
+        fn, len(node.args), list(node.call_kwargs), partial=node.kind == PARTIAL
+    )
     if problem:
         location = cfg.locate_node(node)
         reason = f"wrong arguments for {describe(node)}: {problem}"

@@ -89,12 +89,19 @@ class _Sandbox(SandboxedEnvironment):
 
     def call_binop(self, context, operator, left, right):
         ints = isinstance(left, int) and isinstance(right, int)
-        if operator == "**" and ints and right > 0 and right * abs(left).bit_length() > MAX_POWER_BITS:
+        if (
+            operator == "**"
+            and ints
+            and right > 0
+            and right * abs(left).bit_length() > MAX_POWER_BITS
+        ):
             raise SecurityError(f"{left} ** {right} is too large for a template")
         for seq, n in ((left, right), (right, left)) if operator == "*" else ():
             sequence = isinstance(seq, (str, bytes, list, tuple)) and isinstance(n, int)
             if sequence and len(seq) * n > MAX_REPEAT:
-                raise SecurityError(f"repeating a {type(seq).__name__} {n} times is too large for a template")
+                raise SecurityError(
+                    f"repeating a {type(seq).__name__} {n} times is too large for a template"
+                )
         return super().call_binop(context, operator, left, right)
 
 
@@ -282,7 +289,12 @@ class TemplateSet:
             tree = self.env.parse(source)
         except jinja2.TemplateSyntaxError:
             return ref
-        wanted = (jinja_nodes.Extends, jinja_nodes.Include, jinja_nodes.Import, jinja_nodes.FromImport)
+        wanted = (
+            jinja_nodes.Extends,
+            jinja_nodes.Include,
+            jinja_nodes.Import,
+            jinja_nodes.FromImport,
+        )
         kinds = {
             jinja_nodes.Extends: "extends",
             jinja_nodes.Include: "include",
@@ -325,8 +337,11 @@ def render_error(exc: Exception, name: str, templates: TemplateSet) -> TemplateE
         (filename, line), chain = frames[-1], tuple(frames[:-1])
         location = SourceLocation(filename, line, chain)
     if isinstance(exc, jinja2.TemplateNotFound):
-        return TemplateNotFoundError(f"template not found: {exc.name!r}", location,
-                                     detail=f"  searched: {', '.join(templates.searchpath)}")
+        return TemplateNotFoundError(
+            f"template not found: {exc.name!r}",
+            location,
+            detail=f"  searched: {', '.join(templates.searchpath)}",
+        )
     if isinstance(exc, jinja2.UndefinedError):
         return UndefinedVariableError(exc.message or str(exc), location)
     if isinstance(exc, SecurityError):

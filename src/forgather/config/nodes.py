@@ -50,7 +50,9 @@ TAGS: dict[str, str] = {
 #: Other tags the loader accepts for a kind (``!lambda`` is deprecated).
 _ALIASES = {SINGLETON: ("singleton",), PARTIAL: ("lambda",)}
 #: Tag -> node kind, for the loader: :data:`TAGS` reversed, each alias after its tag.
-KINDS: dict[str, str] = {t: kind for kind, tag in TAGS.items() for t in (tag, *_ALIASES.get(kind, ()))}
+KINDS: dict[str, str] = {
+    t: kind for kind, tag in TAGS.items() for t in (tag, *_ALIASES.get(kind, ()))
+}
 CALL_KINDS = frozenset({SINGLETON, FACTORY, PARTIAL, META})
 
 #: Reserved keywords of a call, never passed to the callee.

@@ -120,7 +120,9 @@ DATA_HELPERS = frozenset({"getitem", "items", "keys", "values"})
 
 #: A keyword that makes transformers and datasets run code from a model or dataset repository.
 REMOTE_CODE_KEYWORD = "trust_remote_code"
-REMOTE_CODE_REFUSAL = f"{REMOTE_CODE_KEYWORD}=true would run code downloaded with a model or dataset"
+REMOTE_CODE_REFUSAL = (
+    f"{REMOTE_CODE_KEYWORD}=true would run code downloaded with a model or dataset"
+)
 
 
 def trust_from_environment() -> bool:
@@ -335,17 +337,28 @@ class ImportPolicy:
             if self.allowed_name(dotted):
                 return None
             if self.data:
-                return f"{dotted!r} is not data: only containers, !var and pure builtins are", dotted
-            if self._verdict(dotted)[0] is False:  # denied below an allowed prefix, or denied outright
+                return (
+                    f"{dotted!r} is not data: only containers, !var and pure builtins are",
+                    dotted,
+                )
+            if (
+                self._verdict(dotted)[0] is False
+            ):  # denied below an allowed prefix, or denied outright
                 return f"{dotted!r} is refused by default: it can run code or write files", dotted
             suggestion = spec.module if spec.form == "module" else dotted.rsplit(".", 1)[0]
             return f"{dotted!r} is not an allowed import", suggestion
         if self.data:
-            return f"{spec.text!r} is not data: only containers, !var and pure builtins are", spec.text
+            return (
+                f"{spec.text!r} is not data: only containers, !var and pure builtins are",
+                spec.text,
+            )
         if spec.form == "file":
             path = os.path.realpath(spec.module)
             if not self.own_path(path):
-                return f"{spec.module!r} is not in the project, the workspace or an allowed directory", os.path.dirname(path)
+                return (
+                    f"{spec.module!r} is not in the project, the workspace or an allowed directory",
+                    os.path.dirname(path),
+                )
             return None
         for directory in searchpath or []:  # "relative": .module:Name
             if not self.own_path(os.path.realpath(str(directory))):
@@ -361,7 +374,10 @@ class ImportPolicy:
         if first in self.builtins_allowed and _public(attr):
             return None
         if self.data:
-            return f"the builtin {attr!r} is not data: only containers, !var and pure builtins are", f"builtins.{first}"
+            return (
+                f"the builtin {attr!r} is not data: only containers, !var and pure builtins are",
+                f"builtins.{first}",
+            )
         return f"the builtin {attr!r} is not allowed", f"builtins.{first}"
 
     def own_path(self, path: str) -> bool:

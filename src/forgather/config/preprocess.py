@@ -20,7 +20,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_STATEMENT = re.compile(r"^(?P<indent>[ \t]*)(?P<prefix>--|<<|>>|==|=>)[ \t]+(?P<body>\S.*?)[ \t]*$")
+_STATEMENT = re.compile(
+    r"^(?P<indent>[ \t]*)(?P<prefix>--|<<|>>|==|=>)[ \t]+(?P<body>\S.*?)[ \t]*$"
+)
 _BLOCK = re.compile(r"^(?P<indent>[ \t]*)\[(?P<name>[A-Za-z_]\w*)(?P<trim>!?)\][ \t]*$")
 _LINE_COMMENT = re.compile(r"^(?P<indent>[ \t]*)##+(?P<text>.*)$")
 _TRAILING_COMMENT = re.compile(r"[ \t]+##+.*$")
@@ -108,7 +110,9 @@ def preprocess(text: str) -> str:
 
 _JINJA_OPEN = re.compile(r"\{[{%#]")
 #: Characters written as themselves inside an escaped line's Jinja string.
-_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _-.:,/()=+*@!?$^&|;~`\"<>[]")
+_PLAIN = frozenset(
+    'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _-.:,/()=+*@!?$^&|;~`"<>[]'
+)
 
 
 def reads_differently(line: str) -> bool:

@@ -93,7 +93,9 @@ def parse_spec(text: str) -> Spec:
         raise ValueError("empty SPEC")
     if ":" not in text:
         if not _DOTTED.match(text):
-            raise ValueError(f"malformed SPEC {text!r}: expected a name, module:Name or file.py:Name")
+            raise ValueError(
+                f"malformed SPEC {text!r}: expected a name, module:Name or file.py:Name"
+            )
         return Spec(text, "name", "", text)
     module, attr = text.rsplit(":", 1)
     if not _DOTTED.match(attr):

@@ -200,7 +200,11 @@ class _Converter:
                 raise self.error("'args' must be a sequence and 'kwargs' a mapping", ynode)
             items = {**{f"arg{i}": v for i, v in enumerate(args)}, **kwargs}
         positional = sorted(
-            ((int(m[1]), k) for k in items if isinstance(k, str) and (m := _POSITIONAL_KEY.match(k))),
+            (
+                (int(m[1]), k)
+                for k in items
+                if isinstance(k, str) and (m := _POSITIONAL_KEY.match(k))
+            ),
         )
         args = [items.pop(k) for _, k in positional]
         for key in items:
@@ -213,7 +217,11 @@ class _Converter:
             return VarNode(var=self.text(ynode), line=line, column=column, name=name)
         if isinstance(ynode, MappingNode):
             items = self.mapping(ynode)
-            if "name" in items and isinstance(items["name"], str) and set(items) <= {"name", "default"}:
+            if (
+                "name" in items
+                and isinstance(items["name"], str)
+                and set(items) <= {"name", "default"}
+            ):
                 return VarNode(
                     var=items["name"],
                     default=items.get("default"),
@@ -266,7 +274,10 @@ def _check_characters(text: str, locate: Locate) -> None:
     ch = bad.group()
     what = "a lone surrogate" if "\ud800" <= ch <= "\udfff" else "a control character"
     location = locate(*_position(text, bad.start()))
-    raise YamlError(f"character {ch!r} ({what}) cannot appear in YAML; write it as an escape in a double-quoted string", location)
+    raise YamlError(
+        f"character {ch!r} ({what}) cannot appear in YAML; write it as an escape in a double-quoted string",
+        location,
+    )
 
 
 def _children(node: Node) -> list[Any]:

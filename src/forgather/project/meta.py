@@ -161,7 +161,9 @@ def _allow_imports(project: Path, value: Any) -> list[str]:
         if "/" in entry or os.sep in entry or entry.startswith(("~", ".")):
             entry = os.path.normpath(project / os.path.expanduser(entry))  # relative to the project
         elif not all(part.isidentifier() for part in entry.split(".")):
-            raise ProjectError(f"{project / META_FILE}: {ALLOW_KEY}: {entry!r} is not a module name or a directory")
+            raise ProjectError(
+                f"{project / META_FILE}: {ALLOW_KEY}: {entry!r} is not a module name or a directory"
+            )
         entries.append(entry)
     return entries
 

@@ -95,7 +95,9 @@ def gpt2(tmp_path_factory):
 def deepnet(tmp_path_factory):
     """A tiny DeepNet (post-LN, sinusoidal positions)."""
     sizes = {**TINY, "num_key_value_heads": 4}
-    return build_template("deepnet.yaml", tmp_path_factory.mktemp("models") / "tiny_deepnet", **sizes)
+    return build_template(
+        "deepnet.yaml", tmp_path_factory.mktemp("models") / "tiny_deepnet", **sizes
+    )
 
 
 ALIBI_CONFIG = """\

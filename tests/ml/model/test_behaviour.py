@@ -29,7 +29,9 @@ def test_greedy_generate_is_the_same_with_and_without_cache(any_model):
 
 def test_eager_and_sdpa_give_the_same_logits(any_model):
     ids = tokens(2, 12)
-    torch.testing.assert_close(logits(any_model, "eager", input_ids=ids), logits(any_model, "sdpa", input_ids=ids))
+    torch.testing.assert_close(
+        logits(any_model, "eager", input_ids=ids), logits(any_model, "sdpa", input_ids=ids)
+    )
 
 
 @pytest.mark.parametrize("impl", ["eager", "sdpa"])
@@ -71,7 +73,9 @@ def test_padded_packed_batch_as_the_data_collator_makes_it(llama):
         alone = [logits(llama, impl, input_ids=d[None])[0] for d in docs]
         torch.testing.assert_close(batch[0, :7], torch.cat(alone[:2]), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(batch[1, :5], alone[2], atol=1e-5, rtol=1e-5)
-        flat = logits(llama, impl, input_ids=ids[:1], position_ids=position_ids[0])  # (T,) positions
+        flat = logits(
+            llama, impl, input_ids=ids[:1], position_ids=position_ids[0]
+        )  # (T,) positions
         torch.testing.assert_close(flat[0, :7], batch[0, :7], atol=1e-5, rtol=1e-5)
 
 
@@ -101,8 +105,14 @@ def test_activation_checkpointing_gives_the_same_gradients(llama):
         return [p.grad.clone() for p in llama.parameters()]
 
     # transformers 5.2x renamed gradient_checkpointing_* to activation_checkpointing_*.
-    enable = getattr(llama, "activation_checkpointing_enable", None) or llama.gradient_checkpointing_enable
-    disable = getattr(llama, "activation_checkpointing_disable", None) or llama.gradient_checkpointing_disable
+    enable = (
+        getattr(llama, "activation_checkpointing_enable", None)
+        or llama.gradient_checkpointing_enable
+    )
+    disable = (
+        getattr(llama, "activation_checkpointing_disable", None)
+        or llama.gradient_checkpointing_disable
+    )
     llama.train()
     try:
         plain = grads()

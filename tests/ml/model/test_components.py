@@ -40,14 +40,38 @@ def test_padding_is_masked_and_no_row_is_empty():
 def test_sdpa_mask_is_skipped_only_when_plain_causal():
     masks = component("attention_masks")
     args = dict(batch_size=1, dtype=torch.float32, device=torch.device("cpu"))
-    plain = masks.causal_attention_mask("sdpa", query_length=4, past_length=0, attention_mask=None,
-                                        position_ids=torch.arange(4)[None], **args)
-    packed = masks.causal_attention_mask("sdpa", query_length=4, past_length=0, attention_mask=None,
-                                         position_ids=torch.tensor([[0, 1, 0, 1]]), **args)
-    chunk = masks.causal_attention_mask("sdpa", query_length=2, past_length=3, attention_mask=None,
-                                        position_ids=torch.tensor([[3, 4]]), **args)
-    vllm = masks.causal_attention_mask("vllm", query_length=4, past_length=0, attention_mask=None,
-                                       position_ids=torch.tensor([[0, 1, 0, 1]]), **args)
+    plain = masks.causal_attention_mask(
+        "sdpa",
+        query_length=4,
+        past_length=0,
+        attention_mask=None,
+        position_ids=torch.arange(4)[None],
+        **args,
+    )
+    packed = masks.causal_attention_mask(
+        "sdpa",
+        query_length=4,
+        past_length=0,
+        attention_mask=None,
+        position_ids=torch.tensor([[0, 1, 0, 1]]),
+        **args,
+    )
+    chunk = masks.causal_attention_mask(
+        "sdpa",
+        query_length=2,
+        past_length=3,
+        attention_mask=None,
+        position_ids=torch.tensor([[3, 4]]),
+        **args,
+    )
+    vllm = masks.causal_attention_mask(
+        "vllm",
+        query_length=4,
+        past_length=0,
+        attention_mask=None,
+        position_ids=torch.tensor([[0, 1, 0, 1]]),
+        **args,
+    )
     assert plain is None and vllm is None
     assert packed is not None and chunk is not None
     assert chunk.shape == (1, 1, 2, 5) and chunk[0, 0, 0].tolist() == [True] * 4 + [False]
@@ -64,10 +88,18 @@ def test_default_position_ids_skip_left_padding_and_continue_the_cache():
 
 def test_llama3_rope_scaling_matches_transformers():
     rotary = component("rotary_embeddings")
-    scaling = {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-               "original_max_position_embeddings": 64}
-    config = LlamaConfig(hidden_size=256, num_attention_heads=4, max_position_embeddings=512,
-                         rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, **scaling})
+    scaling = {
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 64,
+    }
+    config = LlamaConfig(
+        hidden_size=256,
+        num_attention_heads=4,
+        max_position_embeddings=512,
+        rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, **scaling},
+    )
     expected, _ = ROPE_INIT_FUNCTIONS["llama3"](config, "cpu")
     ours = rotary.RotaryEmbedding(64, rope_theta=500000.0, llama3_scaling=scaling).inv_freq("cpu")
     torch.testing.assert_close(ours, expected)
@@ -111,7 +143,9 @@ def test_eager_attention_matches_torch_sdpa_with_gqa():
     module = torch.nn.Module()
     q, k, v = torch.randn(2, 4, 5, 8), torch.randn(2, 2, 5, 8), torch.randn(2, 2, 5, 8)
     ours, _ = attention.eager_attention(module, q, k, v, None, scaling=8**-0.5)
-    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+    expected = torch.nn.functional.scaled_dot_product_attention(
+        q, k, v, is_causal=True, enable_gqa=True
+    )
     torch.testing.assert_close(ours, expected.transpose(1, 2))
 
 

@@ -57,16 +57,22 @@ def test_attention_configs_differ_from_rope_only_in_positions(config):
         for line in difflib.unified_diff(lines("rope.yaml"), lines(config), n=0, lineterm="")
         if line[:1] in "+-" and not line.startswith(("+++", "---")) and line[1:].strip()
     ]
-    about_metadata = re.compile(r"config_name|config_description|model_name|output_dir|name:|source_name")
+    about_metadata = re.compile(
+        r"config_name|config_description|model_name|output_dir|name:|source_name"
+    )
     about_positions = re.compile(
         r"rotary|alibi|num_heads|positional_encoder|max_position_embeddings|head_dim|"
         r"rope_theta|llama3_scaling|hidden_size"
     )
     assert changed
-    assert all(about_metadata.search(line) or about_positions.search(line) for line in changed), changed
+    assert all(about_metadata.search(line) or about_positions.search(line) for line in changed), (
+        changed
+    )
 
 
-@pytest.mark.parametrize("config", ["tiny_llama.yaml", "tiny_gpt2.yaml", "tiny_deepnet.yaml", "llama_7b.yaml"])
+@pytest.mark.parametrize(
+    "config", ["tiny_llama.yaml", "tiny_gpt2.yaml", "tiny_deepnet.yaml", "llama_7b.yaml"]
+)
 def test_model_project_configs_check_clean(config):
     project = Project(config, project_dir=MODELS)
     assert check(project.config) == []
@@ -74,6 +80,8 @@ def test_model_project_configs_check_clean(config):
 
 
 def test_llama_7b_is_inspected_without_allocating(tmp_path):
-    model = Project("llama_7b.yaml", project_dir=MODELS, output_dir=str(tmp_path / "l"))("model", device="meta")
+    model = Project("llama_7b.yaml", project_dir=MODELS, output_dir=str(tmp_path / "l"))(
+        "model", device="meta"
+    )
     assert model.device.type == "meta"
     assert sum(p.numel() for p in model.parameters()) == 6_738_415_616

@@ -58,7 +58,9 @@ def test_directory_holds_the_components_it_uses_and_an_auto_map(tmp_path):
     files = sorted(p.name for p in (tmp_path / "tiny").iterdir())
     assert files == sorted(result.written)
     assert "alibi.py" not in files and "absolute_positions.py" not in files
-    assert {"modeling_tiny.py", "configuration_tiny.py", "config.json", "causal_lm.py"} <= set(files)
+    assert {"modeling_tiny.py", "configuration_tiny.py", "config.json", "causal_lm.py"} <= set(
+        files
+    )
     config = json.loads((tmp_path / "tiny" / "config.json").read_text())
     assert config["auto_map"] == {
         "AutoConfig": "configuration_tiny.ForgatherTinyConfig",
@@ -97,26 +99,36 @@ def test_parallel_plans_default_to_matching_entries_and_can_be_set(tmp_path):
 
 
 def test_a_component_that_does_not_exist_is_named(tmp_path):
-    builder = BUILDER.replace("from .norms import RMSNorm", "from .norms import RMSNorm\nfrom .moe import Experts")
+    builder = BUILDER.replace(
+        "from .norms import RMSNorm", "from .norms import RMSNorm\nfrom .moe import Experts"
+    )
     with pytest.raises(FileNotFoundError, match=r"imports \.moe, which is in none of: .*modelsrc"):
         write_model(tmp_path / "x", builder, hyperparameters=SIZES)
     with pytest.raises(ValueError, match="only flat relative imports"):
-        write_model(tmp_path / "x", BUILDER.replace("from .norms", "from ..norms"), hyperparameters=SIZES)
+        write_model(
+            tmp_path / "x", BUILDER.replace("from .norms", "from ..norms"), hyperparameters=SIZES
+        )
 
 
 def test_a_missing_hyperparameter_is_named(tmp_path):
     with pytest.raises(ValueError, match="no value for model hyperparameter.*num_hidden_layers"):
-        write_model(tmp_path / "x", BUILDER, hyperparameters={"vocab_size": 8, "hidden_size": 8,
-                                                              "num_attention_heads": 2})
+        write_model(
+            tmp_path / "x",
+            BUILDER,
+            hyperparameters={"vocab_size": 8, "hidden_size": 8, "num_attention_heads": 2},
+        )
 
 
 def test_tokenizer_files_and_special_ids_are_shipped(tmp_path):
     raw = Tokenizer(models.BPE(unk_token="<unk>"))
     raw.pre_tokenizer = pre_tokenizers.Whitespace()
-    raw.train_from_iterator(["the quick brown fox jumps over the lazy dog"] * 20,
-                            trainers.BpeTrainer(vocab_size=60, special_tokens=["<unk>", "<pad>", "<eos>"]))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="<unk>", pad_token="<pad>",
-                                        eos_token="<eos>")
+    raw.train_from_iterator(
+        ["the quick brown fox jumps over the lazy dog"] * 20,
+        trainers.BpeTrainer(vocab_size=60, special_tokens=["<unk>", "<pad>", "<eos>"]),
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw, unk_token="<unk>", pad_token="<pad>", eos_token="<eos>"
+    )
     out = tmp_path / "tok"
     write_model(out, BUILDER, hyperparameters=SIZES, tokenizer=tokenizer)
     assert (out / "tokenizer.json").is_file()
@@ -139,8 +151,9 @@ def test_save_and_load_with_tied_weights_and_shards(tmp_path):
         torch.testing.assert_close(loaded(input_ids=ids).logits, model(input_ids=ids).logits)
     # save_pretrained keeps what vLLM needs: AutoModel in auto_map.
     assert "AutoModel" in json.loads((out / "config.json").read_text())["auto_map"]
-    base = AutoModel.from_config(AutoConfig.from_pretrained(out, trust_remote_code=True),
-                                 trust_remote_code=True)
+    base = AutoModel.from_config(
+        AutoConfig.from_pretrained(out, trust_remote_code=True), trust_remote_code=True
+    )
     assert type(base).__name__ == "ForgatherTiedModel" and base.is_backend_compatible()
 
 
@@ -164,7 +177,8 @@ def test_loads_and_generates_where_forgather_cannot_be_imported(tmp_path):
         print("generated", tuple(tokens.shape), type(model).__module__)
     """)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
-                          timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "generated (1, 7) transformers_modules." in done.stdout

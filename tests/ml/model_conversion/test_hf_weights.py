@@ -10,10 +10,21 @@ from forgather.ml.model_conversion import convert_gpt2_state_dict, convert_llama
 
 from .conftest import build_template
 
-SIZES = dict(vocab_size=96, hidden_size=64, intermediate_size=128, num_attention_heads=4,
-             head_dim=16, num_hidden_layers=2, max_position_embeddings=64)
-LLAMA3 = {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-          "original_max_position_embeddings": 16}
+SIZES = dict(
+    vocab_size=96,
+    hidden_size=64,
+    intermediate_size=128,
+    num_attention_heads=4,
+    head_dim=16,
+    num_hidden_layers=2,
+    max_position_embeddings=64,
+)
+LLAMA3 = {
+    "factor": 8.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 16,
+}
 
 
 def compare(reference, ours, impl):
@@ -33,13 +44,22 @@ def test_llama_parity(tmp_path, impl, variant):
     if variant != "mha":
         rope = {"rope_type": "llama3", "rope_theta": 500000.0, **LLAMA3}
     torch.manual_seed(0)
-    reference = LlamaForCausalLM(LlamaConfig(
-        **SIZES, num_key_value_heads=kv_heads, rms_norm_eps=1e-5, rope_parameters=rope,
-        tie_word_embeddings=False,
-    )).eval()
+    reference = LlamaForCausalLM(
+        LlamaConfig(
+            **SIZES,
+            num_key_value_heads=kv_heads,
+            rms_norm_eps=1e-5,
+            rope_parameters=rope,
+            tie_word_embeddings=False,
+        )
+    ).eval()
     ours = build_template(
-        "llama_4m.yaml", tmp_path / "llama", **SIZES, num_key_value_heads=kv_heads,
-        rope_theta=rope["rope_theta"], rope_llama3_scaling=None if variant == "mha" else LLAMA3,
+        "llama_4m.yaml",
+        tmp_path / "llama",
+        **SIZES,
+        num_key_value_heads=kv_heads,
+        rope_theta=rope["rope_theta"],
+        rope_llama3_scaling=None if variant == "mha" else LLAMA3,
     )
     ours.load_state_dict(convert_llama_state_dict(reference.state_dict()), strict=True)
     compare(reference, ours, impl)
@@ -48,12 +68,20 @@ def test_llama_parity(tmp_path, impl, variant):
 @pytest.mark.parametrize("impl", ["eager", "sdpa"])
 def test_gpt2_parity(tmp_path, impl):
     torch.manual_seed(0)
-    reference = GPT2LMHeadModel(GPT2Config(
-        vocab_size=SIZES["vocab_size"], n_positions=SIZES["max_position_embeddings"],
-        n_embd=SIZES["hidden_size"], n_layer=SIZES["num_hidden_layers"],
-        n_head=SIZES["num_attention_heads"], n_inner=SIZES["intermediate_size"],
-        activation_function="gelu_new", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-    )).eval()
+    reference = GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=SIZES["vocab_size"],
+            n_positions=SIZES["max_position_embeddings"],
+            n_embd=SIZES["hidden_size"],
+            n_layer=SIZES["num_hidden_layers"],
+            n_head=SIZES["num_attention_heads"],
+            n_inner=SIZES["intermediate_size"],
+            activation_function="gelu_new",
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+        )
+    ).eval()
     ours = build_template("gpt2_4m.yaml", tmp_path / "gpt2", **SIZES, num_key_value_heads=4)
     ours.load_state_dict(convert_gpt2_state_dict(reference.state_dict()), strict=True)
     assert ours.lm_head.weight is ours.get_input_embeddings().weight

@@ -80,7 +80,10 @@ def test_text_generation_samples_without_disturbing_training(tmp_path):
     with_samples = train_hf(tmp_path, [sampler], "a")
     without = train_hf(tmp_path, [], "b")
     assert step_losses(with_samples.state.log_history) == step_losses(without.state.log_history)
-    assert [(s["step"], s["prompt"]) for s in sampler.samples] == [(2, "def wrap("), (4, "def wrap(")]
+    assert [(s["step"], s["prompt"]) for s in sampler.samples] == [
+        (2, "def wrap("),
+        (4, "def wrap("),
+    ]
     assert all(s["text"] for s in sampler.samples)
     written = (tmp_path / "a").glob("runs/*/generated_samples.txt")
     assert "[step 4] 'def wrap('" in next(written).read_text()

@@ -25,9 +25,10 @@ def test_atomic_directory_appears_complete(tmp_path):
 
 def test_exception_leaves_previous_and_no_partial(tmp_path):
     write_checkpoint(tmp_path, 5)
-    with pytest.raises(OSError, match="disk full"), atomic_directory(
-        str(tmp_path / "checkpoint-10")
-    ) as temp:
+    with (
+        pytest.raises(OSError, match="disk full"),
+        atomic_directory(str(tmp_path / "checkpoint-10")) as temp,
+    ):
         (tmp_path / os.path.basename(temp) / "weights.bin").write_bytes(b"half")
         raise OSError("disk full")
     assert sorted(os.listdir(tmp_path)) == ["checkpoint-5"]

@@ -82,9 +82,7 @@ def test_stop_then_resume_in_new_process_is_exact(tmp_path, straight, capsys):
     assert_same_run(history, straight)
     # The resumed run's JSON log holds the whole history, the first run's part included.
     logged = json.loads((tmp_path / "runs" / "second" / "trainer_logs.json").read_text())
-    assert [e for e in logged if "loss" in e] == [
-        e for e in history["log_history"] if "loss" in e
-    ]
+    assert [e for e in logged if "loss" in e] == [e for e in history["log_history"] if "loss" in e]
 
 
 def test_sigterm_checkpoints_at_step_boundary_and_resume_is_exact(tmp_path, straight, capsys):

@@ -36,4 +36,6 @@ def test_otherwise_a_new_run_named_for_the_launch_time(tmp_path, monkeypatch, re
     monkeypatch.setenv("FORGATHER_RUN_TIME", "2030-01-01T00-00-00")
     if resume is not True:
         checkpoint(tmp_path, "earlier", 4)  # ignored unless resuming
-    assert script(tmp_path, resume).choose_run_dir() == tmp_path / "runs" / "run_2030-01-01T00-00-00"
+    assert (
+        script(tmp_path, resume).choose_run_dir() == tmp_path / "runs" / "run_2030-01-01T00-00-00"
+    )

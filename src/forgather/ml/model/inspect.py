@@ -50,7 +50,9 @@ def describe_model(model: nn.Module, tokenizer=None, max_depth: int = 4) -> str:
     sections = []
     config = getattr(model, "config", None)
     if config is not None:
-        sections.append("Config:\n" + json.dumps(config.to_diff_dict(), indent=2, sort_keys=True, default=str))
+        sections.append(
+            "Config:\n" + json.dumps(config.to_diff_dict(), indent=2, sort_keys=True, default=str)
+        )
     if tokenizer is not None:
         special = {k: v for k, v in tokenizer.special_tokens_map.items()}
         sections.append(
@@ -99,11 +101,15 @@ def run_model_test(
     first = next(model.parameters())
     vocab_size = model.config.vocab_size
     generator = torch.Generator().manual_seed(seed)
-    input_ids = torch.randint(0, vocab_size, (batch_size, seq_len), generator=generator).to(first.device)
+    input_ids = torch.randint(0, vocab_size, (batch_size, seq_len), generator=generator).to(
+        first.device
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     model.train()
     print_fn(f"device {first.device}, dtype {first.dtype}, {count_parameters(model):,} parameters")
-    print_fn(f"input_ids {tuple(input_ids.shape)}; ln(vocab_size) = {torch.log(torch.tensor(vocab_size)):.3f}")
+    print_fn(
+        f"input_ids {tuple(input_ids.shape)}; ln(vocab_size) = {torch.log(torch.tensor(vocab_size)):.3f}"
+    )
     losses = []
     for step in range(1, steps + 1):
         start = time.perf_counter()

@@ -1,10 +1,10 @@
 """Hugging Face <-> Forgather conversion and checks for serving with vLLM.
 
-    from forgather.ml.model_conversion import validate_vllm_plans, print_model_structure
+from forgather.ml.model_conversion import validate_vllm_plans, print_model_structure
 
-    validate_vllm_plans(model)          # raises ValueError listing every problem
-    print_model_structure(model, max_depth=3)
-    sd = convert_llama_state_dict(llama.state_dict())
+validate_vllm_plans(model)          # raises ValueError listing every problem
+print_model_structure(model, max_depth=3)
+sd = convert_llama_state_dict(llama.state_dict())
 """
 
 from .hf_weights import convert_gpt2_state_dict, convert_llama_state_dict

@@ -78,7 +78,9 @@ def convert_gpt2_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str,
         if fused:
             layer, kind = fused.groups()
             # Rows (out features) are [queries; keys; values].
-            for proj, part in zip(("q_proj", "k_proj", "v_proj"), tensor.chunk(3, dim=0), strict=True):
+            for proj, part in zip(
+                ("q_proj", "k_proj", "v_proj"), tensor.chunk(3, dim=0), strict=True
+            ):
                 converted[f"model.layers.{layer}.self_attn.{proj}.{kind}"] = part.contiguous()
             continue
         converted[_rename(name, _GPT2_RENAMES)] = tensor

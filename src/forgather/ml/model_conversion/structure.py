@@ -29,7 +29,11 @@ def count_parameters(module: nn.Module) -> int:
 
 def _label(module: nn.Module) -> str:
     extra = module.extra_repr()
-    return f"{type(module).__name__}({extra})" if extra and "\n" not in extra else type(module).__name__
+    return (
+        f"{type(module).__name__}({extra})"
+        if extra and "\n" not in extra
+        else type(module).__name__
+    )
 
 
 def _groups(module: nn.Module) -> list[tuple[str, nn.Module, int]]:

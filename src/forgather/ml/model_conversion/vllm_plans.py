@@ -52,11 +52,15 @@ def _check_tp(base: nn.Module, tp_plan: dict) -> list[str]:
     style_of: dict[str, str] = {}
     for key, style in tp_plan.items():
         if style not in VLLM_TP_STYLES:
-            problems.append(f"tp_plan[{key!r}]: unknown style {style!r} (valid: {', '.join(VLLM_TP_STYLES)})")
+            problems.append(
+                f"tp_plan[{key!r}]: unknown style {style!r} (valid: {', '.join(VLLM_TP_STYLES)})"
+            )
         matches = [name for name in modules if name and _key_regex(key).match(name)]
         if not matches:
             sample = ", ".join(n for n in list(modules)[1:6])
-            problems.append(f"tp_plan[{key!r}] matches no module (module names look like: {sample}, ...)")
+            problems.append(
+                f"tp_plan[{key!r}] matches no module (module names look like: {sample}, ...)"
+            )
         not_linear = [n for n in matches if not isinstance(modules[n], nn.Linear)]
         if not_linear:
             more = f" (and {len(not_linear) - 1} more)" if len(not_linear) > 1 else ""
@@ -80,7 +84,9 @@ def _check_tp(base: nn.Module, tp_plan: dict) -> list[str]:
             )
         if "rowwise" in styles and "colwise" not in styles:
             rows = ", ".join(c for c, s in children.items() if s == "rowwise")
-            problems.append(f"{parent}: {rows} split row-wise, but no sibling is column-wise to feed it")
+            problems.append(
+                f"{parent}: {rows} split row-wise, but no sibling is column-wise to feed it"
+            )
     return problems
 
 
@@ -99,7 +105,10 @@ def _check_pp(base: nn.Module, pp_plan: dict, num_hidden_layers: int | None) -> 
         well_formed = (
             isinstance(value, (tuple, list))
             and len(value) == 2
-            and all(isinstance(names, (tuple, list)) and all(isinstance(n, str) for n in names) for names in value)
+            and all(
+                isinstance(names, (tuple, list)) and all(isinstance(n, str) for n in names)
+                for names in value
+            )
         )
         if not well_formed:
             problems.append(f"pp_plan[{key!r}] must be (input names, output names), got {value!r}")
@@ -115,7 +124,9 @@ def _check_pp(base: nn.Module, pp_plan: dict, num_hidden_layers: int | None) -> 
         )
     for name, child in children.items():
         if name not in pp_plan and any(True for _ in child.parameters()):
-            problems.append(f"{name} has parameters but is not in pp_plan, so no pipeline stage owns it")
+            problems.append(
+                f"{name} has parameters but is not in pp_plan, so no pipeline stage owns it"
+            )
     return problems
 
 
@@ -131,7 +142,9 @@ def _check_layers(base: nn.Module, config) -> list[str]:
         for i, layer in enumerate(layers):
             indices = [m.layer_idx for m in layer.modules() if hasattr(m, "layer_idx")]
             if indices != [i]:
-                problems.append(f"layers.{i} should hold one attention module with layer_idx={i}, found {indices}")
+                problems.append(
+                    f"layers.{i} should hold one attention module with layer_idx={i}, found {indices}"
+                )
     return problems
 
 
@@ -157,8 +170,12 @@ def validate_vllm_plans(
     """
     config = getattr(model, "config", None)
     base = _base_model(model)
-    tp_plan = tp_plan if tp_plan is not None else dict(getattr(config, "base_model_tp_plan", None) or {})
-    pp_plan = pp_plan if pp_plan is not None else dict(getattr(config, "base_model_pp_plan", None) or {})
+    tp_plan = (
+        tp_plan if tp_plan is not None else dict(getattr(config, "base_model_tp_plan", None) or {})
+    )
+    pp_plan = (
+        pp_plan if pp_plan is not None else dict(getattr(config, "base_model_pp_plan", None) or {})
+    )
     problems = []
     if not tp_plan:
         problems.append("no tensor-parallel plan (config.base_model_tp_plan is empty)")

@@ -161,7 +161,9 @@ def find_checkpoint(resume: bool | str | None, checkpoints_dir: str) -> str | No
     return found
 
 
-def save_process_state(directory: str, rank_file: Callable[[str], str], batches: BatchStream) -> None:
+def save_process_state(
+    directory: str, rank_file: Callable[[str], str], batches: BatchStream
+) -> None:
     """This process's data position and random generator states (files named by `rank_file`)."""
     torch.save(batches.state_dict(), os.path.join(directory, rank_file(layout.DATALOADER_FILE)))
     torch.save(get_rng_state(), os.path.join(directory, rank_file(layout.RNG_FILE)))

@@ -55,9 +55,7 @@ def default_optimizer(params: list[nn.Parameter], args: TrainingArguments) -> Op
     )  # fmt: skip
 
 
-def default_scheduler(
-    optimizer: Optimizer, args: TrainingArguments, max_steps: int
-) -> LRScheduler:
+def default_scheduler(optimizer: Optimizer, args: TrainingArguments, max_steps: int) -> LRScheduler:
     """The `args.lr_scheduler_type` schedule (with `args.warmup_steps`) over `max_steps`."""
     return get_scheduler(
         args.lr_scheduler_type, optimizer, args.warmup_steps, max_steps,

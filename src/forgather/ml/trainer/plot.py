@@ -43,7 +43,9 @@ def plot_run(run: str, output: str | None = None) -> str:
     series = {name: _points(history, name) for name in COLORS}
     if not series["loss"]:
         raise ValueError(f"{log_path} has no training loss entries to plot")
-    output = output or os.path.join(os.path.dirname(os.path.abspath(log_path)), "training_curves.png")
+    output = output or os.path.join(
+        os.path.dirname(os.path.abspath(log_path)), "training_curves.png"
+    )
     if not output.endswith(".svg"):
         _plot_png(series, output)
         return output
@@ -168,7 +170,9 @@ def _panel(
             continue
         color = COLORS[name]
         coords = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in points)
-        out.append(f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="1.5"/>\n')
+        out.append(
+            f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="1.5"/>\n'
+        )
         if name == "eval_loss":
             out.extend(
                 f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{color}"/>\n'

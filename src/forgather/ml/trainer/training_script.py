@@ -80,7 +80,9 @@ def environment_info(project_dir: str = ".") -> dict[str, Any]:
         "cwd": os.getcwd(),
         "git_commit": _git_commit(project_dir),
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
-        "env": {k: v for k, v in os.environ.items() if k.startswith(("CUDA_", "FORGATHER_", "OMP_"))},
+        "env": {
+            k: v for k, v in os.environ.items() if k.startswith(("CUDA_", "FORGATHER_", "OMP_"))
+        },
     }
 
 
@@ -128,7 +130,9 @@ class TrainingScript:
     def run(self) -> Any:
         """Train; returns the trainer's ``TrainOutput``."""
         self.run_dir = self.choose_run_dir()
-        args = dataclasses.replace(self.args, output_dir=str(self.run_dir), logging_dir=str(self.run_dir))
+        args = dataclasses.replace(
+            self.args, output_dir=str(self.run_dir), logging_dir=str(self.run_dir)
+        )
         if _is_main_process():
             self.record_run(self.run_dir)
         set_seed(args.seed)  # building the trainer builds the model: initialise it under the seed

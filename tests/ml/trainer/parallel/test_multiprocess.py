@@ -22,7 +22,9 @@ def test_every_trainer_takes_the_base_arguments_then_its_options_by_keyword():
         positional = [n for n, p in parameters.items() if p.kind is p.POSITIONAL_OR_KEYWORD]
         options = [n for n, p in parameters.items() if n not in base]
         assert positional == base, trainer
-        assert options and all(parameters[n].kind is inspect.Parameter.KEYWORD_ONLY for n in options)
+        assert options and all(
+            parameters[n].kind is inspect.Parameter.KEYWORD_ONLY for n in options
+        )
         assert "timeout_seconds" in options
 
 

@@ -61,7 +61,9 @@ def merge_pipeline_checkpoint(checkpoint_dir: str, output_dir: str | None = None
         raise FileNotFoundError(
             f"stages {[s for s, _ in stages]} in {checkpoint_dir} are not 0..n-1"
         )
-    weights = merge_stage_weights([load_file(os.path.join(p, layout.MODEL_FILE)) for _, p in stages])
+    weights = merge_stage_weights(
+        [load_file(os.path.join(p, layout.MODEL_FILE)) for _, p in stages]
+    )
     output_dir = output_dir or checkpoint_dir
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, layout.MODEL_FILE)
