@@ -32,8 +32,14 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from forgather.control.registry import JobRecord, mark_ended, new_job_id, new_token, register
-from forgather.control.server import ControlServer
+from forgather.control import (
+    ControlServer,
+    JobRecord,
+    mark_ended,
+    new_job_id,
+    new_token,
+    register,
+)
 
 from .base import TrainerCallback
 
