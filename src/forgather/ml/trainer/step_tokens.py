@@ -25,9 +25,9 @@ from typing import Any
 
 import torch
 
-__all__ = ["IGNORE_INDEX", "StepTokens", "count_input_tokens", "count_target_tokens"]
+from forgather.ml.data.collator import IGNORE_INDEX
 
-IGNORE_INDEX = -100  # labels the loss skips (Hugging Face and torch's cross_entropy default)
+__all__ = ["IGNORE_INDEX", "StepTokens", "count_input_tokens", "count_target_tokens"]
 
 
 def count_target_tokens(batch: Any) -> int | None:
