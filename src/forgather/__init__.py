@@ -1,7 +1,9 @@
 """Forgather: build, train and serve language models from configuration.
 
-The top-level package exposes only :class:`Project` and :class:`ConfigError`,
-and resolves both lazily (PEP 562 module ``__getattr__``).
+The top-level package exposes :class:`Project` and :class:`ConfigError`, and
+the original Forgather's top-level names :class:`MetaConfig` and
+``from_project`` (``!call:forgather:from_project`` in configs), all resolved
+lazily (PEP 562 module ``__getattr__``).
 
 Decision a reader may question: the names are not imported eagerly because
 ``import forgather`` runs before every ``forgather`` command, and the
@@ -17,10 +19,16 @@ from forgather._lazy import lazy_exports
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a few ms)
 if TYPE_CHECKING:  # for type checkers and IDEs; never executed at run time
     from forgather.config import ConfigError
-    from forgather.project import Project
+    from forgather.project import MetaConfig, Project, from_project
 
-__all__ = ["ConfigError", "Project"]
+__all__ = ["ConfigError", "MetaConfig", "Project", "from_project"]
 
 __getattr__, __dir__ = lazy_exports(
-    __name__, {"Project": "forgather.project", "ConfigError": "forgather.config"}
+    __name__,
+    {
+        "Project": "forgather.project",
+        "MetaConfig": "forgather.project",
+        "from_project": "forgather.project",
+        "ConfigError": "forgather.config",
+    },
 )

@@ -455,3 +455,87 @@ def to_python(
         raise ConfigError(f"no target {target!r}; targets: {', '.join(graph)}")
     generator = _Generator(graph, targets, pp_config, relative_imports, locate, policy)
     return generator.module(source_name, single=target is not None)
+
+
+class _PartsGenerator(_Generator):
+    """A generator for code templates: a ``!var`` with a node default defaults to ``None``.
+
+    Code templates (``generate_code``) declare the variables as ordinary
+    parameters with literal defaults, so there is no sentinel to compare with.
+    """
+
+    def var(self, node: VarNode, searchpath) -> str:
+        if node.has_default and isinstance(node.default, Node):
+            self.params.setdefault(node.var, []).append(node)
+            name = self.param_name(node.var)
+            default = self.expr(node.default, False, searchpath)
+            return f"({name} if {name} is not None else {default})"
+        return super().var(node, searchpath)
+
+    def param_name(self, var: str) -> str:
+        return var if var.isidentifier() and not keyword.iskeyword(var) else f"kwargs[{var!r}]"
+
+
+def code_parts(
+    value: Any,
+    *,
+    relative_imports: bool = True,
+    locate=lambda node: None,
+    policy: ImportPolicy | None = None,
+) -> dict[str, Any]:
+    """The pieces of generated code a code template assembles (``generate_code``).
+
+    Args:
+        value: a node, or a mapping of names to nodes (a graph), written as
+            the expression the template returns.
+        relative_imports: write ``.module:Name`` SPECs as ``from .module import Name``
+            (the generated file sits beside the model sources it imports).
+        locate: maps a node to its source location, for errors.
+        policy: what SPECs may be named; default:
+            :func:`~forgather.config.policy.default_policy`.
+
+    Returns:
+        ``imports``: sorted ``(module, name)`` pairs for ``from module import
+        name`` (``name`` may read ``Name as alias``); ``definitions``: the
+        statements before the result (plain ``import`` lines and source-file
+        imports first), one string; ``main_body``: the result expression;
+        ``variables``: sorted ``(name, has_default, default)`` of the ``!var``
+        parameters; ``dynamic_imports``: always empty (source files are
+        imported inside ``definitions``).
+    """
+    graph = dict(value) if isinstance(value, dict) and not isinstance(value, Node) else {"": value}
+    generator = _PartsGenerator(graph, list(graph), None, relative_imports, locate, policy)
+    if list(graph) == [""]:
+        main_body = generator.expr(value, True, None)
+    else:
+        parts = [f"{k!r}: {generator.expr(v, True, None)}" for k, v in graph.items()]
+        main_body = _wrap("{", parts, "}")
+    imports = generator.imports
+    head = [f"import {m}" for m in sorted(imports.plain)]
+    if imports.source_imports:
+        head.append(_SOURCE_IMPORT_HELPER.strip())
+        for (module, attr, paths), name in sorted(
+            imports.source_imports.items(), key=lambda i: i[1]
+        ):
+            head.append(f"{name} = _import_from_source({module!r}, {attr!r}, {list(paths)!r})")
+    variables = []
+    for var, uses in sorted(generator.params.items()):
+        if not var.isidentifier() or keyword.iskeyword(var):
+            continue  # read from **kwargs
+        defaults = {repr(n.default) for n in uses if n.has_default}
+        if any(n.has_default and isinstance(n.default, Node) for n in uses):
+            variables.append((var, True, None))
+        elif len(defaults) == 1 and all(n.has_default for n in uses):
+            variables.append((var, True, uses[0].default))
+        else:
+            variables.append((var, False, None))
+    return {
+        "imports": [
+            (module, name if bound == name else f"{name} as {bound}")
+            for (module, name), bound in sorted(imports.from_.items())
+        ],
+        "dynamic_imports": [],
+        "definitions": "\n".join([*head, *generator.statements]),
+        "main_body": main_body,
+        "variables": variables,
+    }

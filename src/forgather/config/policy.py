@@ -77,6 +77,14 @@ DEFAULT_ALLOW = (
     "heapq", "bisect", "string", "textwrap", "re", "copy", "enum", "json",
 )  # fmt: skip
 
+#: The original Forgather's names outside ``forgather.ml`` that its configs call,
+#: each under the name configs write and the module defining it (checked after
+#: importing): loading another project's targets and the model code generator.
+COMPAT_ALLOW = (
+    "forgather.from_project", "forgather.project.from_project",
+    "forgather.project.compat.from_project", "forgather.codegen.generate_code",
+)  # fmt: skip
+
 #: Refused even below an allowed prefix (longest prefix wins), and never the
 #: origin of an object reached through an allowed name: process, file-system,
 #: network and code-loading functions, and generic attribute access by string.
@@ -214,7 +222,7 @@ class ImportPolicy:
         own_code: whether modules found in ``source_dirs`` are allowed.
     """
 
-    allow: tuple[str, ...] = DEFAULT_ALLOW
+    allow: tuple[str, ...] = DEFAULT_ALLOW + COMPAT_ALLOW
     deny: tuple[str, ...] = DEFAULT_DENY
     extra: tuple[str, ...] = ()
     source_dirs: tuple[str, ...] = ()
@@ -249,7 +257,7 @@ class ImportPolicy:
             elif entry:
                 modules.append(entry)
         return cls(
-            allow=DEFAULT_ALLOW + tuple(modules),
+            allow=DEFAULT_ALLOW + COMPAT_ALLOW + tuple(modules),
             extra=tuple(modules),
             source_dirs=tuple(dict.fromkeys(os.path.realpath(os.fspath(d)) for d in source_dirs)),
             trusted_dirs=tuple(dict.fromkeys(os.path.realpath(d) for d in dirs)),

@@ -5,6 +5,7 @@ Public names::
     from forgather.project import Project, MetaConfig, load_meta
     from forgather.project import find_workspace_root, find_projects, list_configs
     from forgather.project import init_workspace, create_project
+    from forgather.project import from_project   # the original Forgather's name
 
 Decisions a reader may question:
 
@@ -22,6 +23,7 @@ from forgather._lazy import lazy_exports
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from forgather.project.compat import from_project
     from forgather.project.meta import MetaConfig, ProjectError, load_meta
     from forgather.project.project import Project, list_configs
     from forgather.project.scaffold import create_project, init_workspace
@@ -37,6 +39,7 @@ _WHERE = {
     "MetaConfig": "meta",
     "ProjectError": "meta",
     "load_meta": "meta",
+    "from_project": "compat",
     "Project": "project",
     "list_configs": "project",
     "create_project": "scaffold",
@@ -56,6 +59,7 @@ __all__ = [
     "find_projects",
     "find_workspace_root",
     "forgather_dir",
+    "from_project",
     "init_workspace",
     "list_configs",
     "load_meta",

@@ -43,7 +43,7 @@ class ProjectError(ConfigError):
     kind = "project"
 
 
-@dataclass
+@dataclass(init=False)
 class MetaConfig:
     """The resolved ``meta.yaml`` of one project.
 
@@ -69,6 +69,34 @@ class MetaConfig:
     default_config: str | None = None
     allow_imports: list[str] = field(default_factory=list)
     values: dict[str, Any] = field(default_factory=dict)
+
+    def __init__(
+        self,
+        project_dir: str | os.PathLike = ".",
+        workspace_root: str | os.PathLike | None = None,
+        name: str | None = None,
+        description: str = "",
+        searchdir: list[str] | None = None,
+        config_prefix: str = "configs",
+        default_config: str | None = None,
+        allow_imports: list[str] | None = None,
+        values: dict[str, Any] | None = None,
+    ):
+        # MetaConfig(project_dir) alone reads the project's meta.yaml, as the
+        # original Forgather's MetaConfig(project_dir) did.
+        if workspace_root is None and name is None:
+            loaded = load_meta(project_dir)
+            self.__dict__.update(vars(loaded))
+            return
+        self.project_dir = Path(project_dir)
+        self.workspace_root = Path(workspace_root) if workspace_root is not None else Path(".")
+        self.name = name if name is not None else Path(project_dir).name
+        self.description = description
+        self.searchdir = list(searchdir or [])
+        self.config_prefix = config_prefix
+        self.default_config = default_config
+        self.allow_imports = list(allow_imports or [])
+        self.values = dict(values or {})
 
     @property
     def searchpath(self) -> list[str]:
@@ -106,6 +134,95 @@ class MetaConfig:
     def source_dirs(self) -> list[str]:
         """Directories holding the project's own Python code: the project and the workspace."""
         return [str(self.project_dir), str(self.workspace_root)]
+
+    # -- the original Forgather's MetaConfig names (docs: migrating) ---------
+    @property
+    def project_name(self) -> str:
+        """The project's name (the original's spelling of :attr:`name`)."""
+        return self.name
+
+    @property
+    def default_cfg(self) -> str | None:
+        """The default config (the original's spelling of :attr:`default_config`)."""
+        return self.default_config
+
+    @property
+    def meta_path(self) -> str:
+        """The path of the project's ``meta.yaml``."""
+        return str(self.project_dir / META_FILE)
+
+    @property
+    def config_dict(self) -> dict[str, Any]:
+        """Every value ``meta.yaml`` defined (the original's spelling of :attr:`values`)."""
+        return self.values
+
+    @property
+    def system_path(self) -> str | None:
+        """``system_path`` from ``meta.yaml``, relative to the project; None if unset."""
+        value = self.values.get("system_path")
+        return None if value is None else os.path.normpath(self.project_dir / str(value))
+
+    def config_path(self, config_template: str | None = None) -> str:
+        """The template name of a config (``None`` or ``""``: the default config)."""
+        name = config_template or self.default_config
+        if not name:
+            raise ProjectError(f"project {self.name!r} has no default_config in meta.yaml")
+        return f"{self.config_prefix}/{name}" if self.config_prefix else name
+
+    def find_templates(self, prefix: str = "", suffix: str = ".yaml"):
+        """Yield ``(name relative to prefix, path)`` of every template under ``prefix``.
+
+        Args:
+            prefix: a directory inside the search directories (``"models"``).
+            suffix: how the file names end.
+        """
+        for directory in self.searchpath:
+            root = os.path.join(directory, prefix)
+            for dirpath, dirnames, filenames in os.walk(root):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for filename in sorted(filenames):
+                    if filename.endswith(suffix):
+                        path = os.path.join(dirpath, filename)
+                        yield Path(os.path.relpath(path, root)).as_posix(), path
+
+    @staticmethod
+    def find_workspace_dir(project_dir: str | os.PathLike) -> str:
+        """The workspace root at or above ``project_dir``.
+
+        Raises:
+            ProjectError: there is none.
+        """
+        root = find_workspace_root(Path(project_dir).resolve())
+        if root is None:
+            raise ProjectError(f"no {WORKSPACE_DIR}/ directory in {project_dir} or any parent")
+        return str(root)
+
+    @staticmethod
+    def find_project_dir(path: str | os.PathLike) -> str:
+        """The nearest directory at or above ``path`` holding a ``meta.yaml``.
+
+        Raises:
+            ProjectError: there is none.
+        """
+        current = Path(path).resolve()
+        for candidate in (current, *current.parents):
+            if (candidate / META_FILE).is_file():
+                return str(candidate)
+        raise ProjectError(f"no {META_FILE} in {path} or any parent")
+
+    def __str__(self) -> str:
+        return "".join(
+            f"{label}: {value}\n"
+            for label, value in (
+                ("Project Name", self.name),
+                ("Description", self.description),
+                ("Default Config", self.default_config),
+                ("Project Directory", self.project_dir),
+                ("Workspace Root", self.workspace_root),
+                ("Config Prefix", self.config_prefix),
+                ("Search Path", self.searchpath),
+            )
+        )
 
 
 def load_meta(project_dir: str | os.PathLike = ".") -> MetaConfig:

@@ -19,13 +19,15 @@ too, so shell tab-completion of file names works.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
-from forgather.config import Config, ConfigEnvironment, ImportPolicy
+from forgather.config import Config, ConfigEnvironment, ConfigError, ImportPolicy
 from forgather.project.meta import MetaConfig, ProjectError, load_meta
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
+_TEMPLATE_NAME = re.compile(r"^[\w.]+(/[\w.]+)*$")
 
 
 class Project:
@@ -54,6 +56,8 @@ class Project:
         trust: bool | None = None,
         **template_vars: Any,
     ):
+        if config is None and "config_name" in template_vars:
+            config = template_vars.pop("config_name")  # the original Forgather's keyword
         self._open(project_dir, trust)
         self.select(config, **template_vars)
 
@@ -65,6 +69,7 @@ class Project:
         self.template_vars: dict[str, Any] = {}
         self.config_name: str | None = None
         self._config: Config | None = None
+        self._added: set[str] = set()  # template names given by add_template
 
     def _environment(self, searchpath: list[str]) -> ConfigEnvironment:
         return ConfigEnvironment(
@@ -129,7 +134,7 @@ class Project:
         Returns:
             The loaded config; ``self.config`` is unchanged.
         """
-        template = self.template_name(config)
+        template = self._added_name(config) or self.template_name(config)
         if os.path.isabs(template):  # a file outside every search directory
             directory, name = os.path.split(template)
             return self._environment([directory, *self.meta.searchpath]).load(name, **template_vars)
@@ -164,15 +169,59 @@ class Project:
         # Let the environment report it: it may be a sub-template name.
         return f"{prefix}/{candidates[0]}" if prefix else candidates[0]
 
+    def add_template(self, name: str, text: str) -> None:
+        """Add an in-memory template ``name`` (``configs/example`` is config ``example``).
+
+        It is found when no file on the search path has that name.
+        """
+        if not _TEMPLATE_NAME.match(name):
+            raise ProjectError(
+                f"add_template: {name!r} is not a template name (letters, digits, _ . /)"
+            )
+        self.environment._templates.add_string(f"#---- {name} ----\n{text}")
+        self._added.add(name)
+
+    def _added_name(self, config: str) -> str | None:
+        prefix = self.meta.config_prefix
+        for name in (config, f"{prefix}/{config}", f"{prefix}/{config}.yaml", f"{config}.yaml"):
+            if name in self._added:
+                return name
+        return None
+
     def config_names(self) -> list[str]:
         """Every config of the project: names relative to the config prefix, sorted."""
         return list_configs(self.meta)
 
     # -- the selected config -------------------------------------------------
 
-    def __call__(self, target: str = "main", **context_vars: Any) -> Any:
-        """Build ``target`` of the selected config (``!var`` values from ``context_vars``)."""
-        return self.config.build(target, **context_vars)
+    def __call__(self, *targets: str | list[str], asdict: bool = False, **context_vars: Any) -> Any:
+        """Build targets of the selected config (``!var`` values from ``context_vars``).
+
+        ``proj()`` and ``proj("")`` build ``main``; ``proj("model")`` one target;
+        ``proj("model", "tokenizer")`` several in one build (shared singletons
+        are shared), returned as a tuple; ``asdict=True``, or one list of names,
+        returns a dict (a list silently leaves out names that are not targets,
+        as the original Forgather did).
+        """
+        if targets and isinstance(targets[0], (list, tuple)):
+            config = self.config
+            names = [t for t in targets[0] if t in config.graph]
+            return build_targets(config, names, context_vars)
+        names = [t or "main" for t in targets] or ["main"]
+        if len(names) == 1 and not asdict:
+            return self.config.build(names[0], **context_vars)
+        built = build_targets(self.config, names, context_vars)
+        return built if asdict else tuple(built[name] for name in names)
+
+    # -- the original Forgather's names ----------------------------------------
+    @property
+    def pp_config(self) -> str:
+        """The selected config's rendered YAML (the original's name for :meth:`pp`)."""
+        return self.config.pp
+
+    def load_config(self, config_name: str | None = None, **template_vars: Any) -> None:
+        """Select another config (the original's name for :meth:`select`)."""
+        self.select(config_name, **template_vars)
 
     def pp(self) -> str:
         """The selected config's rendered YAML."""
@@ -194,6 +243,22 @@ class Project:
 
     def __repr__(self) -> str:
         return f"Project({self.config_name!r}, project_dir={str(self.project_dir)!r})"
+
+
+def build_targets(config: Config, names: list[str], context_vars: dict[str, Any]) -> dict[str, Any]:
+    """Build ``names`` of ``config`` in one build: a singleton two targets share is one object.
+
+    Raises:
+        ConfigError: a name that is not a target.
+    """
+    from forgather.config.build import Builder
+
+    for name in names:
+        if name not in config.graph:
+            known = ", ".join(config.graph) or "(none)"
+            raise ConfigError(f"{config.name}: no target {name!r}; targets: {known}")
+    builder = Builder({"pp_config": config.pp, **context_vars}, config.locate_node, config.policy)
+    return {name: builder.build(config.graph[name], name) for name in names}
 
 
 def list_configs(meta: MetaConfig) -> list[str]:

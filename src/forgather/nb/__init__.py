@@ -1,0 +1,1 @@
+"""Notebook helpers: the original Forgather's ``forgather.nb.notebooks`` (``import forgather.nb.notebooks as nb``)."""
