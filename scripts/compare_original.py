@@ -39,6 +39,8 @@ def _construct(loader: _AnyTagLoader, node: yaml.Node):
         value = [(_construct(loader, k), _construct(loader, v)) for k, v in node.value]
     elif isinstance(node, yaml.SequenceNode):
         value = [_construct(loader, item) for item in node.value]
+    elif node.tag == "tag:yaml.org,2002:merge":
+        return "<<"
     else:
         value = loader.construct_scalar(node)
         if node.tag.startswith("tag:yaml.org,2002:"):
@@ -97,8 +99,10 @@ def first_difference(a, b, path="") -> str | None:
         if len(a) != len(b):
             keys_a = [x[0] for x in a if isinstance(x, tuple)]
             keys_b = [x[0] for x in b if isinstance(x, tuple)]
-            return f"{path or '/'}: length {len(a)} != {len(b)} ({keys_a!r:.200} vs {keys_b!r:.200})"
-        for i, (x, y) in enumerate(zip(a, b)):
+            return (
+                f"{path or '/'}: length {len(a)} != {len(b)} ({keys_a!r:.200} vs {keys_b!r:.200})"
+            )
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             label = x[0] if isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str) else i
             found = first_difference(x, y, f"{path}/{label}")
             if found:
@@ -112,11 +116,17 @@ def main() -> int:
     parser.add_argument("original", type=Path, help="checkout of the original Forgather")
     parser.add_argument("--only", default="", help="only projects whose path contains this")
     parser.add_argument("--show", type=int, default=0, help="print the first N differences in full")
-    parser.add_argument("--save", type=Path, help="write both renders of each config below this folder")
+    parser.add_argument(
+        "--save", type=Path, help="write both renders of each config below this folder"
+    )
     args = parser.parse_args()
     original = args.original.resolve()
     env_orig = dict(os.environ, PYTHONPATH=str(original / "src"))
-    orig_cmd = [sys.executable, "-c", "import sys; from forgather.cli import main; sys.exit(main())"]
+    orig_cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from forgather.cli import main; sys.exit(main())",
+    ]
     env_ours = dict(os.environ)
     env_ours.pop("PYTHONPATH", None)
     counts = {"same": 0, "different": 0, "ours fails": 0, "original fails": 0}
@@ -139,7 +149,8 @@ def main() -> int:
                     target.write_text(text)
             if rc_u != 0:
                 counts["ours fails"] += 1
-                print(f"OURS FAILS     {name}: {out_u.strip().splitlines()[-1][:200] if out_u.strip() else ''}")
+                errors = [line for line in out_u.splitlines() if "error" in line.lower()]
+                print(f"OURS FAILS     {name}: {(errors or [''])[0][:300]}")
                 continue
             try:
                 diff = first_difference(_load(out_o), _load(out_u))

@@ -156,7 +156,7 @@ def test_pp_loads_back_to_the_same_graph(value, key, lines):
         cfg = ConfigEnvironment([]).load_from_string(PP_TEMPLATE, value=value, key=key, lines=lines)
     except ConfigError:
         reject()  # the generated YAML itself may not parse (a key YAML cannot hold...)
-    again = ConfigEnvironment([]).load_from_string(cfg.pp)
+    again = ConfigEnvironment([]).load_from_string(cfg.pp_template)
     assert same(cfg.graph, again.graph)
     assert again.pp == cfg.pp
 
@@ -168,11 +168,12 @@ def test_pp_loads_back_to_the_same_graph(value, key, lines):
 def test_jinja_syntax_in_values_survives_to_yaml_and_pp(value):
     cfg = ConfigEnvironment([]).load_from_string("main: {{ value | toyaml }}\n", value=value)
     assert cfg.build("main") == value
-    for text in (cfg.to_yaml(), cfg.pp):
+    for text in (cfg.to_yaml(), cfg.pp_template):
         assert ConfigEnvironment([]).load_from_string(text).build("main") == value
 
 
-def test_pp_is_the_rendered_yaml_unless_a_line_would_read_differently(load):
+def test_pp_is_the_rendered_yaml_and_pp_template_escapes_only_lines_read_differently(load):
     cfg = load("a: 1\nb: '{{ \"{{\" }} x }}'\nc: 2\n")
-    assert cfg.pp.splitlines()[0::2] == ["a: 1", "c: 2"]
-    assert cfg.pp.splitlines()[1] == "{{ 'b: \\x27\\x7b\\x7b x \\x7d\\x7d\\x27' }}"
+    assert cfg.pp == "a: 1\nb: '{{ x }}'\nc: 2\n"
+    assert cfg.pp_template.splitlines()[0::2] == ["a: 1", "c: 2"]
+    assert cfg.pp_template.splitlines()[1] == "{{ 'b: \\x27\\x7b\\x7b x \\x7d\\x7d\\x27' }}"

@@ -152,7 +152,7 @@ def exercise(cfg) -> None:
     cfg.pp.encode("utf-8")  # printable: no lone surrogate
     dumped = cfg.to_yaml()
     assert env.load_from_string(dumped).to_yaml() == dumped  # to_yaml loads back
-    assert env.load_from_string(cfg.pp).to_yaml() == dumped  # and so does pp
+    assert env.load_from_string(cfg.pp_template).to_yaml() == dumped  # and so does pp
     _attempt(check, cfg)
     _attempt(to_dot, cfg)
     _attempt(to_mermaid, cfg)

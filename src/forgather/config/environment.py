@@ -46,10 +46,17 @@ class Config:
         self._line_map: LineMap | None = None
         rendered = templates.render(name, text, self.template_vars)
         self.graph: dict[str, Any] = load_graph(rendered, self.locate)
-        #: The rendered YAML, as a template that renders to itself: a line that
-        #: Jinja or the line syntax would read differently is written as a Jinja
-        #: string (almost never; see :func:`~forgather.config.preprocess.escape_template`).
-        self.pp: str = escape_template(rendered)
+        #: The rendered YAML, exactly as the templates printed it.
+        self.pp: str = rendered
+
+    @property
+    def pp_template(self) -> str:
+        """:attr:`pp` as a template that renders to itself, to load it back as a config.
+
+        A line that Jinja or the line syntax would read differently is written
+        as a Jinja string (see :func:`~forgather.config.preprocess.escape_template`).
+        """
+        return escape_template(self.pp)
 
     @property
     def name(self) -> str:

@@ -44,9 +44,12 @@ def _comment(text: str) -> str:
 def _statement(match: re.Match) -> str:
     prefix, body = match["prefix"], match["body"]
     if prefix == "=>":
-        return f"{match['indent']}{{{{ ({body})|trim('\\n') }}}}"
+        return f"{{{{ ({body})|trim('\\n') }}}}"
     open_, close = _OPEN_CLOSE[prefix]
-    return f"{match['indent']}{open_}{body}{close}"
+    # An expression line prints at column 0: the value carries its own indentation
+    # (``    == super()`` in an indented block prints the parent block unchanged).
+    indent = "" if prefix == "==" else match["indent"]
+    return f"{indent}{open_}{body}{close}"
 
 
 @dataclass
@@ -103,7 +106,10 @@ def preprocess(text: str) -> str:
         out.append(_statement(statement) if statement else line)
     closes = "".join(_close(b) for b in reversed(stack))
     if closes:
-        # After the final newline (if any): adds no line, keeps the last line's newline.
+        # After the final newline, or after a printed one when the file has none: a
+        # block always ends its last line, so what follows it never joins that line.
+        if out[-1].strip():
+            closes = "{{ '\\n' }}" + closes
         out[-1] += closes
     return "\n".join(out)
 

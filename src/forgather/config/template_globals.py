@@ -1,8 +1,18 @@
 """Functions and filters every template can use (LANGUAGE.md, section 2).
 
-Decision a reader may question: ``versions`` reads installed package metadata
-instead of importing torch/transformers, so rendering a config never pays for
-importing them.
+Decisions a reader may question:
+
+* ``versions`` reads installed package metadata instead of importing
+  torch/transformers, so rendering a config never pays for importing them. It
+  lists python, torch, transformers and accelerate, and prints as a dict, as
+  the original Forgather's does (``versions: {{ versions }}`` in a logger's
+  arguments is YAML); ``versions.forgather`` is there when asked for by name.
+* ``utcisotime()`` and ``utcfiletime()`` print no ``+00:00``: the names say
+  UTC, and the original Forgather's configs print them bare.
+* ``toyaml`` spells booleans ``True``/``False`` and writes printable
+  non-ASCII characters as themselves, as the original does (every YAML loader
+  reads both spellings the same); mappings keep their insertion order, where
+  the original sorted their keys (a mapping's order is not part of its value).
 """
 
 from __future__ import annotations
@@ -23,13 +33,14 @@ from jinja2 import Undefined
 class _Versions(Mapping):
     """``versions.torch`` etc., read from package metadata on first use (never imported)."""
 
-    _PACKAGES = ("python", "torch", "transformers", "forgather")
+    _PACKAGES = ("python", "torch", "transformers", "accelerate")
+    _BY_NAME_ONLY = ("forgather",)
 
     def __init__(self):
         self._cache: dict[str, str | None] = {}
 
     def __getitem__(self, name: str) -> str | None:
-        if name not in self._PACKAGES:
+        if name not in self._PACKAGES and name not in self._BY_NAME_ONLY:
             raise KeyError(name)
         if name not in self._cache:
             self._cache[name] = platform.python_version() if name == "python" else _version(name)
@@ -46,6 +57,11 @@ class _Versions(Mapping):
 
     def __len__(self) -> int:
         return len(self._PACKAGES)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+    __str__ = __repr__
 
 
 def _version(package: str) -> str | None:
@@ -83,7 +99,9 @@ def _platformdirs(name: str):
 
 
 def _flow_yaml(value: Any) -> str:
-    text = yaml.safe_dump(value, default_flow_style=True, width=math.inf, sort_keys=False)
+    text = yaml.safe_dump(
+        value, default_flow_style=True, width=math.inf, sort_keys=False, allow_unicode=True
+    )
     text = text.strip()
     if text.endswith("\n..."):
         text = text[: -len("\n...")]
@@ -104,6 +122,8 @@ def toyaml(value: Any, default: Any = _REQUIRED) -> str:
         if default is _REQUIRED:
             value._fail_with_undefined_error()
         value = default
+    if isinstance(value, bool):
+        return str(value)
     return _flow_yaml(value)
 
 
@@ -113,7 +133,7 @@ def template_globals() -> dict[str, Any]:
     utcnow = lambda: datetime.datetime.now(datetime.timezone.utc)  # noqa: E731
     return {
         "isotime": lambda: now().isoformat(timespec="seconds"),
-        "utcisotime": lambda: utcnow().isoformat(timespec="seconds"),
+        "utcisotime": lambda: utcnow().replace(tzinfo=None).isoformat(timespec="seconds"),
         "filetime": lambda: now().strftime("%Y-%m-%dT%H-%M-%S"),
         "utcfiletime": lambda: utcnow().strftime("%Y-%m-%dT%H-%M-%S"),
         "now": now,
@@ -130,6 +150,7 @@ def template_globals() -> dict[str, Any]:
         "user_home_dir": lambda: os.path.expanduser("~"),
         "getcwd": os.getcwd,
         "hostname": socket.gethostname(),
+        "uname": platform.uname(),
         "versions": _VERSIONS,
         "python_executable": sys.executable,
         "forgather_config_dir": forgather_config_dir,
