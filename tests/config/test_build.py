@@ -74,7 +74,7 @@ def test_var_defaults_and_missing(load):
 
 def test_pp_config_is_a_context_variable(load):
     cfg = load("text: !var pp_config\n")
-    assert cfg.build("text") == cfg.pp
+    assert cfg.build("text") == cfg.pp_template
 
 
 def test_latent_args(load):

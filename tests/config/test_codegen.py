@@ -104,7 +104,7 @@ def test_source_file_specs(tmp_path):
 
 def test_pp_config_default(load):
     cfg = load("text: !var pp_config\n")
-    assert construct(cfg, "text") == cfg.pp
+    assert construct(cfg, "text") == cfg.pp_template
 
 
 @pytest.mark.parametrize("name", CONFIGS)

@@ -111,7 +111,7 @@ class Config:
     def _build(self, policy: ImportPolicy, target: str | None, context_vars: dict) -> Any:
         from .build import Builder  # imported on use: `forgather pp` never builds
 
-        context = {"pp_config": self.pp, **context_vars}
+        context = {"pp_config": self.pp_template, **context_vars}
         builder = Builder(context, self.locate_node, policy)
         if target is None:
             return {t: builder.build(v, t) for t, v in self.graph.items()}
@@ -126,7 +126,7 @@ class Config:
         return to_python(
             self.graph,
             target,
-            pp_config=self.pp,
+            pp_config=self.pp_template,
             source_name=self.name,
             relative_imports=relative_imports,
             locate=self.locate_node,

@@ -33,7 +33,7 @@ def check(cfg: Config) -> list[str]:
             ``submodule_searchpath`` keywords.
     """
     problems: list[str] = []
-    builder = Builder({"pp_config": cfg.pp}, cfg.locate_node, cfg.policy)
+    builder = Builder({"pp_config": cfg.pp_template}, cfg.locate_node, cfg.policy)
     searchpaths: dict[int, list[str] | None] = {}  # node id -> search path in effect below it
     for visit in walk(cfg.graph):
         node = visit.value
