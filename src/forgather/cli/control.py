@@ -1,6 +1,7 @@
 """``forgather control``: steer running training jobs from another terminal.
 
     forgather control list                 # job id, config, step, status, age
+    forgather control list --remote localhost:8947   # and the job answering there
     forgather control status 2026          # a unique prefix of the job id is enough
     forgather control save 2026            # checkpoint at the next step boundary
     forgather control stop 2026            # save, then exit cleanly
@@ -30,7 +31,17 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=_ACTIONS, help="what to do")
     parser.add_argument("job", nargs="?", help="job id or a unique prefix of it")
     parser.add_argument(
-        "--force", action="store_true", help="cleanup: also jobs that do not answer"
+        "--force",
+        action="store_true",
+        help="cleanup: also jobs that do not answer (abort: accepted, it never asks anyway)",
+    )
+    parser.add_argument(
+        "--remote",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="list: also the job whose control port answers at HOST:PORT "
+        "(its own port, or one forwarded to it); repeatable",
     )
 
 
@@ -72,11 +83,23 @@ def _list_row(job) -> tuple[str, str]:
 def _run(ctx: CommandContext, args: argparse.Namespace) -> int:
     from forgather import control
 
+    if args.remote and args.action != "list":
+        raise CLIError("--remote goes with list only")
     if args.action == "list":
         rows = [("JOB", "CONFIG", "STEP", "STATUS", "AGE")]
         for job in control.list_jobs():
             step, state = _list_row(job)
             rows.append((job.job_id, job.config, step, state, _age(time.time() - job.start_time)))
+        for address in args.remote:
+            try:
+                remote = control.list_remote(address)
+            except control.ControlError as e:
+                raise CLIError(str(e)) from None
+            for job in remote:
+                age = _age(time.time() - job["start_time"]) if job.get("start_time") else "?"
+                rows.append((str(job.get("job_id", "?")), str(job.get("config") or ""),
+                             str(job.get("step", "?")), f"{job.get('state', '?')} at {address}",
+                             age))  # fmt: skip
         widths = [max(len(r[i]) for r in rows) for i in range(5)]
         lines = [
             "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows

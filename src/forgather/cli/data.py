@@ -14,6 +14,7 @@ by naming its dataset target with ``--target``.
 from __future__ import annotations
 
 import argparse
+import os
 
 from forgather.cli.command import Command
 from forgather.cli.context import CommandContext
@@ -22,40 +23,101 @@ from forgather.cli.errors import CLIError
 
 def _dataset_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--target", default="main", help="target building {split: dataset} (default: main)"
+        "--target",
+        default="main",
+        help="target building {split: dataset}, or one dataset (default: main)",
     )
+    parser.add_argument(
+        "-T",
+        "--tokenizer-path",
+        metavar="PATH",
+        help="decode with this tokenizer (a directory) instead of the config's tokenizer "
+        "target; also passed to the templates as tokenizer_path",
+    )
+    parser.add_argument("--pp", action="store_true", help="print the config's rendered YAML first")
     parser.add_argument("-n", "--examples", type=int, default=2, help="decoded examples to show")
     parser.add_argument("--raw", action="store_true", help="show documents, not packed blocks")
     parser.add_argument(
-        "--histogram-dir", default=".", metavar="DIR", help="where <split>_token_lengths.svg go"
+        "--features",
+        nargs="*",
+        metavar="NAME",
+        help="print these fields of each example as they are, instead of decoding input_ids",
     )
-    parser.add_argument("--no-histogram", action="store_true", help="write no SVG")
+    parser.add_argument(
+        "-s",
+        "--tokenized",
+        action="store_true",
+        help="the examples hold input_ids: decode them (the default when they do; "
+        "with -s, an example without input_ids is an error)",
+    )
+    parser.add_argument(
+        "-H",
+        "--histogram",
+        action="store_true",
+        help="write <split>_token_lengths.svg per split (to --histogram-dir)",
+    )
+    parser.add_argument(
+        "--histogram-samples",
+        type=int,
+        metavar="N",
+        help="length statistics and histograms from at most N documents per split "
+        "(default: every document of our corpus splits, 1000 of other datasets)",
+    )
+    parser.add_argument(
+        "--histogram-dir",
+        metavar="DIR",
+        help="where the SVGs go (default: the current directory); implies -H",
+    )
+    parser.add_argument("--no-histogram", action="store_true", help="write no SVG (the default)")
 
 
 def _dataset(ctx: CommandContext, args: argparse.Namespace) -> int:
     from forgather.ml.data.inspect import dataset_report
 
+    if args.tokenizer_path:  # a template variable too, as the original passes it
+        dynamic = getattr(ctx, "dynamic_args", None) or {}
+        ctx.reload_config(**dynamic, tokenizer_path=args.tokenizer_path)
     config = ctx.config
-    for target in (args.target, "tokenizer"):
+    needed = [args.target] + ([] if args.tokenizer_path else ["tokenizer"])
+    for target in needed:
         if target not in config.targets:
             raise CLIError(
                 f"this config has no {target!r} target (targets: {', '.join(config.targets)})"
+                + ("" if target != "tokenizer" else "; or give one with -T PATH")
             )
-    built = config.build()
-    datasets = built[args.target]
-    if not isinstance(datasets, dict):
-        raise CLIError(
-            f"target {args.target!r} built a {type(datasets).__name__}, not {{split: dataset}}"
+    sections = []
+    if args.pp:
+        sections.append("# Preprocessed configuration\n" + config.pp)
+    if args.tokenizer_path:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(os.path.expanduser(args.tokenizer_path))
+        built = config.build(args.target, tokenizer=tokenizer, preprocess_args={})
+    else:
+        built_all = config.build()
+        built, tokenizer = built_all[args.target], built_all["tokenizer"]
+    datasets = built if isinstance(built, dict) else {args.target: built}
+    histogram_dir = None
+    if (args.histogram or args.histogram_dir) and not args.no_histogram:
+        histogram_dir = args.histogram_dir or "."
+    from forgather.ml.data.inspect import InspectError
+
+    try:
+        sections.append(
+            dataset_report(
+                datasets,
+                tokenizer,
+                num_examples=args.examples,
+                packed=not args.raw,
+                histogram_dir=histogram_dir,
+                features=args.features,
+                tokenized=args.tokenized,
+                max_samples=args.histogram_samples,
+            )
         )
-    ctx.emit(
-        dataset_report(
-            datasets,
-            built["tokenizer"],
-            num_examples=args.examples,
-            packed=not args.raw,
-            histogram_dir=None if args.no_histogram else args.histogram_dir,
-        )
-    )
+    except InspectError as e:
+        raise CLIError(str(e)) from None
+    ctx.emit("\n".join(sections))
     return 0
 
 

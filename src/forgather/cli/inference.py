@@ -1,10 +1,18 @@
 """``forgather inf``: serve a model over an OpenAI-compatible API, and talk to it.
 
     forgather inf server -m output_models/tiny_llama              # port 8000
-    forgather inf server -m output_models/tiny_llama -c --port 8001 --max-batch-size 32
-    forgather inf server -m output_models/tiny_llama --device cuda --dtype bfloat16
+    forgather inf server -m output_models/tiny_llama -c -p 8001 --max-batch-size 32
+    forgather inf server -m output_models/tiny_llama -c output_models/tiny_llama/runs/r/checkpoints/checkpoint-800
+    forgather inf server -m output_models/tiny_llama -d cuda -T bf16 -s '<|im_end|>'
+    forgather inf server samantha.yaml -p 8002                    # options from a YAML file
     forgather inf client                                          # interactive chat
     forgather inf client --completion "def fib(n):" --temperature 0 --max-tokens 40
+    forgather inf client --health; forgather inf client --list-models
+
+The options are the original Forgather's (``tools/inference_server``), and
+both commands take its YAML file of options as an optional first argument:
+keys are option names (``chat-template`` or ``chat_template``), and an option
+given on the command line wins over the file.
 
 Decision a reader may question: this module only parses arguments into
 ``ServerSettings`` / ``ClientSettings`` and calls ``forgather.serve``, which
@@ -17,16 +25,21 @@ included.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 from forgather.cli.command import Command
 from forgather.cli.errors import CLIError
 
 DESCRIPTION = """\
 server: load a model directory (or, with -c, its newest checkpoint whose weights
-fit the directory's config.json; it says which) and serve
-/v1/models, /v1/completions, /v1/chat/completions and /health; concurrent
+fit the directory's config.json, or the checkpoint -c names; it says which) and
+serve /v1/models, /v1/completions, /v1/chat/completions and /health; concurrent
 requests are decoded together.
-client: chat with a server interactively, or send one --message / --completion."""
+client: chat with a server interactively, or send one --message / --completion.
+Both take an optional YAML file of their options first (command-line options win)."""
+
+_ATTENTION = ("eager", "sdpa", "flash_attention_2", "flex_attention")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,22 +56,68 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
+def _yaml_mapping(text: str):
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise argparse.ArgumentTypeError(f"invalid YAML: {e}") from None
+
+
 def _server_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-m", "--model", required=True, metavar="PATH", help="model directory")
+    parser.add_argument("config", nargs="?", metavar="CONFIG.yaml", help="YAML file of options")
+    parser.add_argument("-m", "--model", metavar="PATH", help="model directory")
     parser.add_argument(
         "-c",
         "--from-checkpoint",
-        action="store_true",
-        help="load the newest checkpoint-<step> below PATH",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="CHECKPOINT",
+        help="load the newest checkpoint-<step> below PATH that fits, or this checkpoint dir",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000, help="default: 8000")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
+    parser.add_argument("-a", "--attn-implementation", choices=_ATTENTION)
+    parser.add_argument("-H", "--host", default="127.0.0.1", help="default: 127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, default=8000, help="default: 8000")
     parser.add_argument(
+        "-d", "--device", default="cpu", help="cpu, cuda, cuda:1, auto, ... (default: cpu)"
+    )
+    parser.add_argument(
+        "-T",
         "--dtype",
         default="auto",
-        choices=["auto", "float32", "bfloat16", "float16"],
-        help="weights dtype (default: as saved)",
+        help="weights dtype: auto (as saved; default), float32/fp32, bfloat16/bf16, "
+        "float16/fp16/half, float64/fp64/double",
+    )
+    parser.add_argument("-t", "--chat-template", metavar="FILE", help="Jinja chat template file")
+    parser.add_argument(
+        "-s",
+        "--stop-sequences",
+        nargs="*",
+        default=[],
+        metavar="TEXT",
+        help="stop every request at these too (a special token such as '<|im_end|>' "
+        "becomes a stop token)",
+    )
+    parser.add_argument(
+        "-l", "--log-level", default="info", help="log level, any case (default: info)"
+    )
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument(
+        "--compile-args",
+        type=_yaml_mapping,
+        metavar="YAML",
+        help="torch.compile keyword arguments, e.g. '{mode: reduce-overhead}'",
+    )
+    parser.add_argument(
+        "--cache-implementation",
+        help="KV cache: only 'dynamic' (this server's own batched cache)",
+    )
+    parser.add_argument(
+        "--disable-kv-cache",
+        action="store_true",
+        help="no KV cache: recompute each sequence at every step (slow; for broken caches)",
     )
     parser.add_argument(
         "--max-batch-size", type=int, default=16, help="sequences decoded together (default: 16)"
@@ -82,18 +141,22 @@ def _server_arguments(parser: argparse.ArgumentParser) -> None:
         default=8 * 2**20,
         help="larger request bodies get 413 (default: 8 MiB)",
     )
-    parser.add_argument("--chat-template", metavar="FILE", help="Jinja chat template file")
     parser.add_argument(
         "--served-model-name", metavar="NAME", help="model name for clients (default: dir name)"
     )
-    parser.add_argument("--log-level", default="info", help="uvicorn log level (default: info)")
 
 
 def _client_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", nargs="?", metavar="CONFIG.yaml", help="YAML file of options")
     parser.add_argument(
-        "--url", default="http://127.0.0.1:8000", help="server URL (default: %(default)s)"
+        "--url",
+        default="http://127.0.0.1:8000",
+        help="server URL, /v1 optional (default: %(default)s)",
     )
     parser.add_argument("--model", help="model name (default: the server's first)")
+    parser.add_argument(
+        "--interactive", action="store_true", help="chat (after --message, if given)"
+    )
     once = parser.add_mutually_exclusive_group()
     once.add_argument("--completion", metavar="TEXT", help="complete TEXT and exit")
     once.add_argument("--message", metavar="TEXT", help="send one chat message and exit")
@@ -104,40 +167,121 @@ def _client_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int)
     parser.add_argument("--seed", type=int)
     parser.add_argument(
-        "--stop", action="append", default=[], metavar="TEXT", help="stop string; repeatable"
+        "--stop",
+        nargs="*",
+        action="extend",
+        default=[],
+        metavar="TEXT",
+        help="stop strings (--stop a b, or --stop a --stop b)",
     )
+    parser.add_argument(
+        "--echo", action="store_true", help="completion: print the prompt first (the default)"
+    )
+    parser.add_argument(
+        "--no-echo", action="store_true", help="completion: print only the generated text"
+    )
+    parser.add_argument(
+        "--show-usage", action="store_true", help="print token counts after each answer"
+    )
+    parser.add_argument(
+        "--repetition-penalty", type=float, help="e.g. 1.1 discourages repeating tokens"
+    )
+    parser.add_argument(
+        "--no-repeat-ngram-size", type=int, metavar="N", help="never repeat an N-gram"
+    )
+    parser.add_argument(
+        "--num-beams", type=int, help="beam search (this server: 1 only; others get an error)"
+    )
+    parser.add_argument(
+        "--min-length", type=int, help="no end of text before prompt + answer has this many tokens"
+    )
+    parser.add_argument("--stream", action="store_true", help="stream (the default)")
     parser.add_argument("--no-stream", action="store_true", help="wait for whole answers")
+    parser.add_argument("--health", action="store_true", help="check that the server answers")
+    parser.add_argument("--list-models", action="store_true", help="list the server's models")
+
+
+def _apply_config_file(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Fill options not given on the command line from ``args.config`` (a YAML mapping)."""
+    import yaml
+
+    path = os.path.expanduser(args.config)
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = yaml.safe_load(f) or {}
+    except OSError as e:
+        raise CLIError(f"cannot read {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise CLIError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(values, dict):
+        raise CLIError(f"{path} must hold a mapping of option names to values")
+    defaults = {a.dest: a.default for a in parser._actions if a.dest not in ("help", "config")}
+    for key, value in values.items():
+        dest = str(key).replace("-", "_")
+        if dest not in defaults:
+            known = ", ".join(sorted(d.replace("_", "-") for d in defaults))
+            raise CLIError(f"{path}: unknown option {key!r} (options: {known})")
+        if getattr(args, dest) == defaults[dest]:  # not given on the command line
+            if dest in ("stop_sequences", "stop") and isinstance(value, str):
+                value = [value]
+            setattr(args, dest, value)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``inf server`` or ``inf client``; return the exit code."""
+    if args.config:
+        sub = argparse.ArgumentParser()
+        (_server_arguments if args.inf_command == "server" else _client_arguments)(sub)
+        _apply_config_file(args, sub)
     if args.inf_command == "server":
-        from forgather.serve import ServerSettings, serve
-        from forgather.serve.loading import WeightsNotFound
+        return _server(args)
+    return _client(args)
 
-        try:
-            serve(
-                ServerSettings(
-                    model_path=args.model,
-                    checkpoint=args.from_checkpoint,
-                    host=args.host,
-                    port=args.port,
-                    device=args.device,
-                    dtype=args.dtype,
-                    max_batch_size=args.max_batch_size,
-                    max_batch_tokens=args.max_batch_tokens,
-                    max_waiting=args.max_waiting,
-                    max_body_bytes=args.max_body_bytes,
-                    chat_template=args.chat_template,
-                    served_model_name=args.served_model_name,
-                    log_level=args.log_level,
-                )
-            )
-        except WeightsNotFound as err:  # what is missing, where, what to do: one line
-            raise CLIError(str(err)) from None
-        return 0
+
+def _server(args: argparse.Namespace) -> int:
+    from forgather.serve import ServerSettings, serve
+    from forgather.serve.loading import WeightsNotFound
+
+    if not args.model:
+        raise CLIError(
+            "inf server needs -m/--model PATH (on the command line or in the config file)"
+        )
+    checkpoint = args.from_checkpoint
+    if isinstance(checkpoint, str):
+        checkpoint = os.path.expanduser(checkpoint)
+    settings = ServerSettings(
+        model_path=os.path.expanduser(args.model),
+        checkpoint=checkpoint,
+        host=args.host,
+        port=args.port,
+        device=args.device,
+        dtype=args.dtype,
+        max_batch_size=args.max_batch_size,
+        max_batch_tokens=args.max_batch_tokens,
+        max_waiting=args.max_waiting,
+        max_body_bytes=args.max_body_bytes,
+        chat_template=args.chat_template and os.path.expanduser(args.chat_template),
+        served_model_name=args.served_model_name,
+        log_level=str(args.log_level).lower(),
+        attn_implementation=args.attn_implementation,
+        stop_sequences=tuple(args.stop_sequences or ()),
+        compile=args.compile,
+        compile_args=args.compile_args,
+        cache_implementation=args.cache_implementation,
+        use_cache=not args.disable_kv_cache,
+    )
+    try:
+        serve(settings)
+    except (WeightsNotFound, ValueError) as err:  # what is missing, where, what to do: one line
+        raise CLIError(str(err)) from None
+    return 0
+
+
+def _client(args: argparse.Namespace) -> int:
     from forgather.serve.client import ClientSettings, run_client
 
+    if args.echo and args.no_echo:
+        raise CLIError("--echo and --no-echo contradict each other")
     return run_client(
         ClientSettings(
             url=args.url,
@@ -150,8 +294,17 @@ def run(args: argparse.Namespace) -> int:
             top_p=args.top_p,
             top_k=args.top_k,
             seed=args.seed,
-            stop=args.stop,
+            stop=list(args.stop or ()),
             stream=not args.no_stream,
+            echo=not args.no_echo,
+            show_usage=args.show_usage,
+            interactive=args.interactive,
+            repetition_penalty=args.repetition_penalty,
+            no_repeat_ngram_size=args.no_repeat_ngram_size,
+            num_beams=args.num_beams,
+            min_length=args.min_length,
+            health=args.health,
+            list_models=args.list_models,
         )
     )
 
@@ -164,8 +317,6 @@ COMMANDS = {
 
 
 if __name__ == "__main__":  # python -m forgather.cli.inference ARGS: forgather inf ARGS
-    import sys
-
     from forgather.cli.main import main
 
     sys.exit(main(["inf", *sys.argv[1:]]))

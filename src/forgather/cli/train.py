@@ -128,15 +128,41 @@ def _model_dir(ctx: CommandContext) -> Path:
 
 
 def _tb_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="watch every model directory (meta's models_dir; default: the output_dir's parent)",
+    )
     parser.add_argument("--port", type=int, default=6006)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--dry-run", action="store_true", help="print the command, do not run it")
+    parser.add_argument(
+        "tensorboard_args",
+        nargs="*",
+        metavar="-- TENSORBOARD_OPTIONS",
+        help="passed to tensorboard (after --); its --port/--host/--bind_all replace ours",
+    )
+
+
+def _tb_logdir(ctx: CommandContext, watch_all: bool) -> Path:
+    """The config's runs, or with ``watch_all`` the directory holding every model directory."""
+    if not watch_all:
+        return _model_dir(ctx) / "runs"
+    meta = ctx.config.build_data("meta") if "meta" in ctx.config.targets else {}
+    models_dir = meta.get("models_dir") if isinstance(meta, dict) else None
+    return Path(models_dir) if models_dir else _model_dir(ctx).parent
 
 
 def _tb(ctx: CommandContext, args: argparse.Namespace) -> int:
-    logdir = _model_dir(ctx) / "runs"
-    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", args.host,
-               "--port", str(args.port)]  # fmt: skip
+    logdir = _tb_logdir(ctx, args.all)
+    extra = list(args.tensorboard_args)
+    given = {word.split("=", 1)[0] for word in extra}
+    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir)]
+    if not given & {"--host", "--bind_all"}:
+        command += ["--host", args.host]
+    if "--port" not in given:
+        command += ["--port", str(args.port)]
+    command += extra
     if args.dry_run:
         ctx.emit(shlex.join(command))
         return 0
@@ -174,7 +200,17 @@ def _checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "model_dir", nargs="?", help="model directory (default: the config's output_dir)"
     )
-    parser.add_argument("--force", action="store_true", help="link: replace a real weights file")
+    parser.add_argument(
+        "--output-path",
+        metavar="DIR",
+        help="model directory (the same as MODEL_DIR; the original Forgather's spelling)",
+    )
+    parser.add_argument(
+        "-f", "--force", action="store_true", help="link: replace a real weights file"
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="link: say what would be linked, change nothing"
+    )
     parser.add_argument(
         "--check",
         action="store_true",
@@ -196,7 +232,10 @@ def _model_tensors(model_dir: Path):
 def _checkpoint(ctx: CommandContext, args: argparse.Namespace) -> int:
     from forgather.ml import checkpoint_layout as layout  # no torch
 
-    model_dir = Path(args.model_dir) if args.model_dir else _model_dir(ctx)
+    if args.model_dir and args.output_path and Path(args.model_dir) != Path(args.output_path):
+        raise CLIError("give the model directory once: MODEL_DIR or --output-path, not both")
+    chosen_dir = args.model_dir or args.output_path
+    model_dir = Path(os.path.expanduser(chosen_dir)) if chosen_dir else _model_dir(ctx)
     checkpoints = layout.find_checkpoints(str(model_dir))
     if not checkpoints:
         if args.action == "list":
@@ -219,11 +258,12 @@ def _checkpoint(ctx: CommandContext, args: argparse.Namespace) -> int:
             lines.append(checkpoint.path + (f"  ({'; '.join(notes)})" if notes else ""))
         ctx.emit("\n".join(lines))
         return 0
-    return _link(ctx, model_dir, checkpoints, args.force)
+    return _link(ctx, model_dir, checkpoints, args.force, args.dry_run)
 
 
-def _link(ctx: CommandContext, model_dir: Path, checkpoints, force: bool) -> int:
-    """Point ``model_dir/model.safetensors`` at the newest checkpoint that fits the model."""
+def _link(ctx: CommandContext, model_dir: Path, checkpoints, force: bool, dry_run: bool) -> int:
+    """Point ``model_dir/model.safetensors`` at the newest checkpoint that fits the model
+    (``dry_run``: only say which, and whether ``force`` would be needed)."""
     from forgather.ml import checkpoint_layout as layout
 
     def skipped(checkpoint, why: str) -> None:
@@ -242,8 +282,11 @@ def _link(ctx: CommandContext, model_dir: Path, checkpoints, force: bool) -> int
         raise CLIError(
             f"{link} is a real file (final weights?); pass --force to replace it with a link"
         )
-    previous = os.path.dirname(os.path.realpath(link)) if link.is_symlink() else None
     target = os.path.relpath(os.path.join(chosen.path, layout.MODEL_FILE), model_dir)
+    if dry_run:
+        ctx.emit(f"{link} -> {target}  (dry run: nothing changed)")
+        return 0
+    previous = os.path.dirname(os.path.realpath(link)) if link.is_symlink() else None
     # Marked first: while the link points at it, save_total_limit does not prune it.
     layout.mark_linked(chosen.path, str(link))
     tmp = model_dir / f".{layout.MODEL_FILE}.link"

@@ -7,7 +7,7 @@ job side of this package (``ControlServer``, ``register``, ``mark_ended``,
 ``new_job_id``, ``new_token``) through these public names.
 """
 
-from .client import ControlError, cleanup, send, status
+from .client import ControlError, cleanup, list_remote, send, status
 from .protocol import COMMANDS
 from .registry import (
     JobNotFound,
@@ -31,6 +31,7 @@ __all__ = [
     "cleanup",
     "find_job",
     "list_jobs",
+    "list_remote",
     "mark_ended",
     "new_job_id",
     "new_token",

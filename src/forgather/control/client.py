@@ -108,6 +108,30 @@ def send(job: str | JobRecord, command: str) -> dict[str, Any]:
     return _request(record, "POST", "/command", {"command": command})
 
 
+def list_remote(address: str) -> list[dict[str, Any]]:
+    """The jobs a control endpoint at ``HOST:PORT`` describes (``GET /jobs``, no token).
+
+    A job listens on its host's loopback only, so ``address`` is a job's own
+    port on this machine or one forwarded to it (``ssh -L 8947:127.0.0.1:PORT node``).
+
+    Raises:
+        ControlError: ``address`` is not ``HOST:PORT``, or nothing answers there.
+    """
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ControlError(f"--remote {address!r}: expected HOST:PORT, e.g. localhost:8947")
+    host = host.strip("[]")
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/jobs"  # [IPv6]
+    try:
+        with urllib.request.urlopen(url, timeout=_TIMEOUT) as response:
+            jobs = json.loads(response.read()).get("jobs", [])
+    except urllib.error.HTTPError as e:
+        raise ControlError(f"{address} answered {e.code}: not a forgather job endpoint") from None
+    except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError) as e:
+        raise ControlError(f"nothing answers at {address}: {e}") from None
+    return [job for job in jobs if isinstance(job, dict)]
+
+
 def cleanup(force: bool = False) -> list[JobRecord]:
     """Remove the entries of jobs that ended or whose process is gone.
 
@@ -135,4 +159,4 @@ def cleanup(force: bool = False) -> list[JobRecord]:
     return removed
 
 
-__all__ = ["ControlError", "cleanup", "list_jobs", "send", "status"]
+__all__ = ["ControlError", "cleanup", "list_jobs", "list_remote", "send", "status"]

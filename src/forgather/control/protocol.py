@@ -2,6 +2,8 @@
 
 HTTP/1.1 on 127.0.0.1, JSON bodies, the job's secret token as a bearer token:
 
+- ``GET /jobs`` (no token) -> ``{"jobs": [{job_id, config, pid, host, port,
+  start_time, world_size, state, step}]}``, what ``control list --remote`` shows;
 - ``GET /status`` -> the job's status (step, epoch, loss, learning rate, ...);
 - ``POST /command`` with ``{"command": "save"}`` -> ``{"accepted": "save", "step": 120}``
   (the job's step when the command arrived; it is applied at the end of the

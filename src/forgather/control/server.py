@@ -5,6 +5,11 @@ commands are queued, and the trainer's control callback drains the queue at
 a step boundary. Status comes from a snapshot the callback refreshes, so a
 slow or malicious client cannot stall or disturb the training loop.
 
+``GET /jobs`` is the one request answered without the token: it describes
+the job (id, config, pid, host, port, start time, state, step; never the
+token or paths), so ``forgather control list --remote HOST:PORT`` can list a
+job reached through a tunnel, as the original Forgather's ``/jobs`` did.
+
 Every request a client can send gets an answer (400 for anything malformed:
 not JSON, nested too deeply for the parser, over the size limit, not an
 object naming a command) and nothing is ever printed: the job's output is
@@ -15,7 +20,9 @@ from __future__ import annotations
 
 import hmac
 import json
+import os
 import queue
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -116,6 +123,27 @@ def parse_command(raw: bytes) -> str:
     return command
 
 
+PUBLIC_FIELDS = ("job_id", "config", "pid", "host", "port", "start_time", "world_size")
+
+
+def public_description(server: ControlServer) -> dict[str, Any]:
+    """What ``GET /jobs`` tells anyone who can reach the port (``control list --remote``).
+
+    The job's registry entry without its token and run directory (found by this
+    process's pid and the server's port), with its state and step.
+    """
+    from .registry import list_jobs
+
+    mine = [j for j in list_jobs() if j.pid == os.getpid() and j.port == server.port]
+    described: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname(),
+                                 "port": server.port}  # fmt: skip
+    if mine:
+        described.update({name: getattr(mine[0], name) for name in PUBLIC_FIELDS})
+    status = server.status()
+    described.update({key: status.get(key) for key in ("state", "step")})
+    return described
+
+
 def _handler(server: ControlServer):
     class Handler(BaseHTTPRequestHandler):
         timeout = _READ_TIMEOUT
@@ -140,6 +168,9 @@ def _handler(server: ControlServer):
             return False
 
         def do_GET(self):
+            if self.path == "/jobs":  # public: no token, nothing that steers or locates files
+                self.reply(200, {"jobs": [public_description(server)]})
+                return
             if not self.authorized():
                 return
             if self.path != "/status":

@@ -209,8 +209,12 @@ def create_app(
         count = len(body.prompts()) * body.n
         check_request_size(count, "n" if body.n > 1 else "prompt")
         prompts = await off_the_loop(prompt_rules.completion_prompts, served, body)
+        echoes: list[str] = []  # with echo: each choice's text starts with its prompt
         choice_prompts, params = [], []
-        for prompt in prompts:
+        for given, prompt in zip(body.prompts(), prompts, strict=True):
+            if body.echo:
+                text = given if isinstance(given, str) else served.tokenizer.decode(prompt)
+                echoes += [text] * body.n
             for _ in range(body.n):
                 seed = None if body.seed is None else body.seed + len(params)
                 params.append(
@@ -230,11 +234,19 @@ def create_app(
         with_logprobs = body.logprobs is not None
         run = _Run(served, choice_prompts, params, body.stream)
         if body.stream:
-            return _stream(run, form, prompt_tokens, body.include_usage, with_logprobs, chat=False)
+            return _stream(
+                run, form, prompt_tokens, body.include_usage, with_logprobs, chat=False,
+                echoes=echoes,
+            )  # fmt: skip
         choices = await _collect(run, len(params), request)
         return form.response(
             [
-                form.choice(i, c.text, c.finish_reason, c.tokens if with_logprobs else None)
+                form.choice(
+                    i,
+                    (echoes[i] if echoes else "") + c.text,
+                    c.finish_reason,
+                    c.tokens if with_logprobs else None,
+                )
                 for i, c in enumerate(choices)
             ],
             usage(prompt_tokens, sum(c.num_generated for c in choices)),
@@ -281,8 +293,12 @@ def _stream(
     include_usage: bool,
     with_logprobs: bool,
     chat: bool,
+    echoes: list[str] | None = None,
 ) -> StreamingResponse:
-    """An SSE response with one chunk per output, ``[DONE]`` at the end."""
+    """An SSE response with one chunk per output, ``[DONE]`` at the end.
+
+    ``echoes``: completions only, each choice's prompt, sent as its first chunk.
+    """
 
     async def events() -> AsyncIterator[str]:
         generated: dict[int, int] = {}
@@ -292,6 +308,8 @@ def _stream(
                 for index in range(run.count):
                     delta = {"role": "assistant", "content": ""}
                     yield _sse(form.chunk([form.delta_choice(index, delta, None)], include_usage))
+            for index, text in enumerate(echoes or ()):
+                yield _sse(form.chunk([form.choice(index, text, None, None)], include_usage))
             async for index, output in run.outputs():
                 if output.finish_reason == "error":
                     error = APIError(

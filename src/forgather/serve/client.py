@@ -4,14 +4,17 @@
     forgather inf client --message "Hello" --max-tokens 64
     forgather inf client --completion "def fib(n):" --temperature 0
     forgather inf client --url http://gpu-box:8000 --model tiny_llama
+    forgather inf client --health                          # exit 0 when it answers
 
 Interactive chat keeps the conversation (each turn sends the whole history);
 ``/reset`` forgets it, ``/quit`` or end of input leaves.
 
 Decision a reader may question: the client streams by default, also for
 one-shot ``--message`` and ``--completion``, so the first words appear as soon
-as the server produces them; ``--no-stream`` asks for one whole response (and
-prints its token counts).
+as the server produces them; ``--no-stream`` asks for one whole response.
+``--show-usage`` prints token counts in both modes (streamed answers ask the
+server for a final usage chunk). A completion prints its prompt first
+(``echo``, as the original Forgather's client does) unless ``--no-echo``.
 """
 
 from __future__ import annotations
@@ -40,6 +43,15 @@ class ClientSettings:
         stop: Stop strings.
         stream: Print tokens as they arrive.
         api_key: Sent as the bearer token (this server ignores it).
+        echo: Completions: print the prompt before the generated text.
+        show_usage: Print token counts after each answer.
+        interactive: Chat after any ``message``.
+        repetition_penalty: Hugging Face's (sent in ``extra_body``).
+        no_repeat_ngram_size: Hugging Face's (sent in ``extra_body``).
+        num_beams: Hugging Face's (sent in ``extra_body``; this server takes only 1).
+        min_length: Hugging Face's: prompt + answer tokens before the end is allowed.
+        health: Only check that the server answers (exit 0) or not (exit 1).
+        list_models: Only list the server's models.
     """
 
     url: str = "http://127.0.0.1:8000"
@@ -55,6 +67,15 @@ class ClientSettings:
     stop: list[str] = field(default_factory=list)
     stream: bool = True
     api_key: str = "EMPTY"
+    echo: bool = True
+    show_usage: bool = False
+    interactive: bool = False
+    repetition_penalty: float | None = None
+    no_repeat_ngram_size: int | None = None
+    num_beams: int | None = None
+    min_length: int | None = None
+    health: bool = False
+    list_models: bool = False
 
 
 def base_url(url: str) -> str:
@@ -76,11 +97,9 @@ class ChatSession:
     """
 
     def __init__(self, settings: ClientSettings, out: TextIO = sys.stdout) -> None:
-        import openai
-
         self.settings = settings
         self.out = out
-        self.client = openai.OpenAI(base_url=base_url(settings.url), api_key=settings.api_key)
+        self.client = _openai_client(settings)
         self.model = settings.model or self.client.models.list().data[0].id
         self.history: list[dict[str, str]] = []
         self.reset()
@@ -101,8 +120,18 @@ class ChatSession:
             "stop": s.stop or None,
         }
         options = {name: value for name, value in options.items() if value is not None}
-        if s.top_k is not None:
-            options["extra_body"] = {"top_k": s.top_k}
+        extra = {
+            "top_k": s.top_k,
+            "repetition_penalty": s.repetition_penalty,
+            "no_repeat_ngram_size": s.no_repeat_ngram_size,
+            "num_beams": s.num_beams,
+            "min_length": s.min_length,
+        }
+        extra = {name: value for name, value in extra.items() if value is not None}
+        if extra:  # not OpenAI's names: the openai client sends them as they are
+            options["extra_body"] = extra
+        if s.stream and s.show_usage:
+            options["stream_options"] = {"include_usage": True}
         return options
 
     def _print(self, text: str) -> None:
@@ -121,32 +150,46 @@ class ChatSession:
         if not self.settings.stream:
             response = create(model=self.model, messages=self.history, **self._sampling())
             answer = response.choices[0].message.content or ""
-            self._print(answer + "\n" + _usage_line(response.usage))
+            self._print(answer + "\n" + self._usage(response.usage))
             return answer
-        pieces = []
+        pieces, usage = [], None
         stream = create(model=self.model, messages=self.history, stream=True, **self._sampling())
         for chunk in stream:
+            usage = chunk.usage or usage
             if chunk.choices and chunk.choices[0].delta.content:
                 pieces.append(chunk.choices[0].delta.content)
                 self._print(pieces[-1])
-        self._print("\n")
+        self._print("\n" + self._usage(usage))
         return "".join(pieces)
+
+    def _usage(self, usage: Any) -> str:
+        return _usage_line(usage) if self.settings.show_usage else ""
 
     def complete(self, prompt: str) -> str:
         """Send one completion prompt; print and return the completion."""
         create = self.client.completions.create
+        options = self._sampling()
+        if self.settings.echo:
+            options["echo"] = True  # the server sends the prompt first
         if not self.settings.stream:
-            response = create(model=self.model, prompt=prompt, **self._sampling())
+            response = create(model=self.model, prompt=prompt, **options)
             text = response.choices[0].text
-            self._print(text + "\n" + _usage_line(response.usage))
+            self._print(text + "\n" + self._usage(response.usage))
             return text
-        pieces = []
-        for chunk in create(model=self.model, prompt=prompt, stream=True, **self._sampling()):
+        pieces, usage = [], None
+        for chunk in create(model=self.model, prompt=prompt, stream=True, **options):
+            usage = chunk.usage or usage
             if chunk.choices and chunk.choices[0].text:
                 pieces.append(chunk.choices[0].text)
                 self._print(pieces[-1])
-        self._print("\n")
+        self._print("\n" + self._usage(usage))
         return "".join(pieces)
+
+
+def _openai_client(settings: ClientSettings):
+    import openai
+
+    return openai.OpenAI(base_url=base_url(settings.url), api_key=settings.api_key)
 
 
 def _usage_line(usage: Any) -> str:
@@ -178,12 +221,19 @@ def run_client(settings: ClientSettings, out: TextIO = sys.stdout) -> int:
     import openai
 
     try:
+        if settings.health or settings.list_models:
+            models = [model.id for model in _openai_client(settings).models.list().data]
+            if settings.health:
+                out.write(f"{settings.url} is healthy: it serves {', '.join(models)}\n")
+            else:
+                out.write("".join(f"{model}\n" for model in models))
+            return 0
         session = ChatSession(settings, out)
         if settings.completion is not None:
             session.complete(settings.completion)
         elif settings.message is not None:
             session.chat(settings.message)
-        else:
+        if settings.interactive or (settings.completion is None and settings.message is None):
             interactive(session)
     except openai.APIStatusError as error:
         print(

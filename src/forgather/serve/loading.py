@@ -51,6 +51,10 @@ _DTYPES = {
     "bf16": torch.bfloat16,
     "float16": torch.float16,
     "fp16": torch.float16,
+    "half": torch.float16,
+    "float64": torch.float64,
+    "fp64": torch.float64,
+    "double": torch.float64,
 }
 _SAFETENSORS_DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
 # Config attributes that name the longest sequence a model was built for, by preference.
@@ -186,16 +190,24 @@ def _saved_dtype(checkpoint_dir: str) -> torch.dtype:
     return _SAFETENSORS_DTYPES[floating[0]] if floating else torch.float32
 
 
-def _load_checkpoint_weights(model: torch.nn.Module, checkpoint_dir: str) -> None:
+def _load_checkpoint_weights(model: torch.nn.Module, checkpoint_dir: str,
+                             weights_file: str | None = None) -> None:  # fmt: skip
     """Load a weights-only checkpoint into ``model`` (a tied tensor may be stored under one name).
 
+    Args:
+        model: The model (its shapes were checked against the checkpoint, or are checked here).
+        checkpoint_dir: A directory holding ``model.safetensors`` or a sharded index.
+        weights_file: Load this one ``.safetensors`` file instead.
+
     Raises:
-        ValueError: The names do not match (checked before, so only for a file changed since).
+        ValueError: The names or shapes do not match.
     """
     from safetensors.torch import load_file
 
     index_file = os.path.join(checkpoint_dir, INDEX_FILE)
-    if os.path.exists(index_file):
+    if weights_file is not None:
+        shards = [weights_file]
+    elif os.path.exists(index_file):
         with open(index_file, encoding="utf-8") as f:
             shards = sorted(set(json.load(f)["weight_map"].values()))
     else:
@@ -203,6 +215,11 @@ def _load_checkpoint_weights(model: torch.nn.Module, checkpoint_dir: str) -> Non
     state: dict[str, torch.Tensor] = {}
     for shard in shards:
         state.update(load_file(os.path.join(checkpoint_dir, shard)))
+    shapes = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    wrong = [f"{n} {tuple(t.shape)} (model: {shapes[n]})" for n, t in state.items()
+             if n in shapes and tuple(t.shape) != shapes[n]]  # fmt: skip
+    if wrong:
+        raise ValueError(f"the weights in {checkpoint_dir} do not fit the model: {wrong[:3]}")
     missing, unexpected = model.load_state_dict(state, strict=False)
     group_of = {name: group for group in model_tensors(model).tied for name in group}
     really_missing = [n for n in missing if not (group_of.get(n, set()) & state.keys())]
@@ -213,24 +230,68 @@ def _load_checkpoint_weights(model: torch.nn.Module, checkpoint_dir: str) -> Non
         )
 
 
+def load_weights_into(model: torch.nn.Module, path: str) -> None:
+    """Load saved weights into a built model, every tensor (``model --load-from-checkpoint``).
+
+    Args:
+        model: The model, on a real device.
+        path: A checkpoint or model directory (``model.safetensors`` or a
+            sharded index), or one ``.safetensors`` file.
+
+    Raises:
+        FileNotFoundError: ``path`` holds no safetensors weights.
+        ValueError: The weights do not fit the model (names or shapes).
+    """
+    if os.path.isfile(path) and path.endswith(".safetensors"):
+        _load_checkpoint_weights(model, os.path.dirname(path) or ".", os.path.basename(path))
+        return
+    if not any(os.path.exists(os.path.join(path, name)) for name in (MODEL_FILE, INDEX_FILE)):
+        raise FileNotFoundError(
+            f"{path} holds no {MODEL_FILE} or {INDEX_FILE} (give a checkpoint-<step> directory, "
+            "a model directory or a .safetensors file)"
+        )
+    _load_checkpoint_weights(model, path)
+
+
+def _checkpoint_at(path: str, model_dir: str) -> Checkpoint:
+    """The checkpoint directory ``path`` names (``-c PATH``), checked against ``model_dir``."""
+    if not os.path.isdir(path):
+        raise WeightsNotFound(f"-c {path}: no such checkpoint directory")
+    tail = os.path.basename(os.path.normpath(path)).rsplit("-", 1)[-1]
+    checkpoint = Checkpoint(path=path, step=int(tail) if tail.isdigit() else -1)
+    if not checkpoint.has_weights:
+        raise WeightsNotFound(f"-c {path}: it holds no {MODEL_FILE} or {INDEX_FILE}")
+    problems: list[str] = []
+    fits = newest_fitting(
+        [checkpoint], model_dir_tensors(model_dir), lambda c, why: problems.append(why)
+    )
+    if fits is None:
+        raise WeightsNotFound(f"-c {path}: {problems[0] if problems else 'it does not fit'}")
+    return checkpoint
+
+
 def load_model_for_serving(
     path: str,
-    checkpoint: bool = False,
+    checkpoint: bool | str = False,
     device: str = "cpu",
     dtype: str = "auto",
     chat_template_file: str | None = None,
     report: Callable[[str], None] = _to_stderr,
+    attn_implementation: str | None = None,
 ) -> LoadedModel:
     """Load a causal LM and its tokenizer, ready for inference, and say where from.
 
     Args:
         path: The model directory.
-        checkpoint: Load the newest checkpoint below ``path`` that fits the
-            model (see :func:`newest_checkpoint`).
-        device: ``cpu``, ``cuda``, ``cuda:1``, ...
-        dtype: ``auto`` (as saved), ``float32``, ``bfloat16`` or ``float16``.
+        checkpoint: True: load the newest checkpoint below ``path`` that fits
+            the model (see :func:`newest_checkpoint`); a path: that checkpoint
+            directory (checked against the model the same way).
+        device: ``cpu``, ``cuda``, ``cuda:1``, ...; ``auto``: ``cuda`` when available.
+        dtype: ``auto`` (as saved), ``float32``, ``bfloat16`` or ``float16``
+            (or ``fp32``, ``bf16``, ``fp16``, ``half``, ``float64``/``double``).
         chat_template_file: A Jinja chat template replacing the tokenizer's.
         report: Receives a line for each checkpoint passed over.
+        attn_implementation: ``eager``, ``sdpa``, ...; None: transformers' choice.
 
     Raises:
         ValueError: For an unknown dtype.
@@ -240,26 +301,31 @@ def load_model_for_serving(
 
     if dtype not in _DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose from {sorted(_DTYPES)}")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    options: dict[str, Any] = {"trust_remote_code": True}
+    if attn_implementation is not None:
+        options["attn_implementation"] = attn_implementation
     step = None
     if not checkpoint:
         _check_model_weights(path)
         weights_dir = path
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=_DTYPES[dtype], trust_remote_code=True
-        )
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=_DTYPES[dtype], **options)
     else:
-        chosen = _newest_fitting(path, model_dir_tensors(path), report)
-        weights_dir, step = chosen.path, chosen.step
+        if isinstance(checkpoint, str):
+            chosen = _checkpoint_at(checkpoint, path)
+        else:
+            chosen = _newest_fitting(path, model_dir_tensors(path), report)
+        weights_dir = chosen.path
+        step = chosen.step if chosen.step >= 0 else None
         if os.path.exists(os.path.join(weights_dir, "config.json")):  # a self-contained save
             model = AutoModelForCausalLM.from_pretrained(
-                weights_dir, dtype=_DTYPES[dtype], trust_remote_code=True
+                weights_dir, dtype=_DTYPES[dtype], **options
             )
         else:
             config = AutoConfig.from_pretrained(path, trust_remote_code=True)
             torch_dtype = _saved_dtype(weights_dir) if dtype == "auto" else _DTYPES[dtype]
-            model = AutoModelForCausalLM.from_config(
-                config, trust_remote_code=True, dtype=torch_dtype
-            )
+            model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype, **options)
             _load_checkpoint_weights(model, weights_dir)
     has_tokenizer = os.path.exists(os.path.join(weights_dir, "tokenizer_config.json"))
     tokenizer = AutoTokenizer.from_pretrained(

@@ -14,6 +14,7 @@ shortened.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,8 +35,10 @@ class ServedModel:
         tokenizer: Its tokenizer (with a chat template for chat requests).
         scheduler: The batch scheduler running the model.
         context_length: Most tokens of prompt + completion.
-        stop_token_ids: Tokens that end a sequence (the EOS ids).
+        stop_token_ids: Tokens that end a sequence (the EOS ids, and the
+            server's stop sequences that are single special tokens).
         created: Unix time the server started.
+        stop_strings: Stop strings added to every request (``inf server -s``).
     """
 
     name: str
@@ -44,6 +47,7 @@ class ServedModel:
     context_length: int
     stop_token_ids: tuple[int, ...]
     created: int
+    stop_strings: tuple[str, ...] = ()
 
 
 def stop_token_ids(model: Any, tokenizer: Any) -> tuple[int, ...]:
@@ -56,6 +60,29 @@ def stop_token_ids(model: Any, tokenizer: Any) -> tuple[int, ...]:
         elif isinstance(eos, list | tuple):
             ids.update(eos)
     return tuple(sorted(ids))
+
+
+def split_stop_sequences(
+    tokenizer: Any, sequences: Sequence[str]
+) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """Server stop sequences as (token ids, strings).
+
+    A sequence that is one special token of the tokenizer (``<|im_end|>``)
+    becomes a stop token: special tokens are not part of the decoded text, so
+    a stop string could never see it. Anything else is a stop string.
+    """
+    special = set(getattr(tokenizer, "all_special_tokens", ())) | {
+        str(t) for t in getattr(tokenizer, "added_tokens_decoder", {}).values()
+        if getattr(t, "special", False)
+    }  # fmt: skip
+    ids: list[int] = []
+    strings: list[str] = []
+    for sequence in sequences:
+        if sequence in special:
+            ids.append(tokenizer.convert_tokens_to_ids(sequence))
+        elif sequence:
+            strings.append(sequence)
+    return tuple(ids), tuple(strings)
 
 
 def check_model_name(served: ServedModel, requested: str | None) -> None:
@@ -157,13 +184,19 @@ def sampling_params(
             code="context_length_exceeded",
         )
     max_tokens = requested_max_tokens or min(default_max_tokens or room, room)
+    min_tokens = max(request.min_tokens or 0, (request.min_length or 0) - prompt_length, 0)
+    stops = request.stop_strings()
+    stops += tuple(s for s in served.stop_strings if s not in stops)
     return SamplingParams(
         max_tokens=max_tokens,
         temperature=1.0 if request.temperature is None else request.temperature,
         top_p=1.0 if request.top_p is None else request.top_p,
         top_k=max(request.top_k or 0, 0),  # -1 and 0 both mean "off"
         seed=choice_seed,
-        stop=request.stop_strings(),
+        stop=stops,
         stop_token_ids=() if request.ignore_eos else served.stop_token_ids,
         logprobs=logprobs,
+        repetition_penalty=request.repetition_penalty or 1.0,
+        no_repeat_ngram_size=request.no_repeat_ngram_size or 0,
+        min_tokens=min_tokens,
     )

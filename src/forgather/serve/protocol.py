@@ -2,13 +2,18 @@
 
 Field names, types, ranges and defaults follow OpenAI's API; ``top_k`` is an
 extension vLLM also accepts (the ``openai`` client sends it through
-``extra_body``), and so is ``ignore_eos`` (generate exactly ``max_tokens``,
-as benchmarks want).
+``extra_body``), and so are ``ignore_eos`` (generate exactly ``max_tokens``,
+as benchmarks want), ``repetition_penalty`` and ``min_tokens``. The original
+Forgather's client sends Hugging Face ``generate()`` names the same way:
+``repetition_penalty``, ``no_repeat_ngram_size`` and ``min_length`` (prompt +
+completion tokens, as ``generate()`` counts) are honoured; ``num_beams`` > 1,
+``typical_p`` and ``length_penalty`` are refused with a 400 naming them.
 
 Decision a reader may question: unknown fields are ignored rather than
 rejected, because clients routinely send fields a small server has no use
 for (``user``, ``metadata``, ``store``). Known fields whose non-default values
-we cannot honour (penalties, ``logit_bias``, ``echo``, tools) are rejected
+we cannot honour (OpenAI's penalties, ``logit_bias``, ``echo`` with ``logprobs``,
+beam search, tools) are rejected
 with a 400 naming the field, so nobody silently gets a different behaviour.
 """
 
@@ -69,6 +74,13 @@ class _SamplingFields(BaseModel):
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
     logit_bias: dict[str, float] | None = None
+    repetition_penalty: float | None = Field(None, gt=0.0)
+    no_repeat_ngram_size: int | None = Field(None, ge=0)
+    min_tokens: int | None = Field(None, ge=0)
+    min_length: int | None = Field(None, ge=0)
+    num_beams: int | None = Field(None, ge=1)
+    typical_p: float | None = None
+    length_penalty: float | None = None
 
     def stop_strings(self) -> tuple[str, ...]:
         """``stop`` as a tuple of strings."""
@@ -99,6 +111,19 @@ class _SamplingFields(BaseModel):
                 raise APIError(400, f"{name} is not supported", param=name)
         if self.logit_bias:
             raise APIError(400, "logit_bias is not supported", param="logit_bias")
+        if self.num_beams not in (None, 1):
+            raise APIError(
+                400,
+                "num_beams > 1 (beam search) is not supported; use n for several sampled choices",
+                param="num_beams",
+            )
+        if self.typical_p not in (None, 1, 1.0):
+            raise APIError(400, "typical_p is not supported", param="typical_p")
+        if self.length_penalty not in (None, 1, 1.0):
+            raise APIError(
+                400, "length_penalty is not supported (it applies to beam search)",
+                param="length_penalty",
+            )  # fmt: skip
         if self.stream_options is not None and not self.stream:
             raise APIError(400, "stream_options needs stream=true", param="stream_options")
 
@@ -119,8 +144,8 @@ class CompletionRequest(_SamplingFields):
 
     def check_supported(self) -> None:
         super().check_supported()
-        if self.echo:
-            raise APIError(400, "echo is not supported", param="echo")
+        if self.echo and self.logprobs is not None:
+            raise APIError(400, "echo together with logprobs is not supported", param="echo")
         if self.suffix:
             raise APIError(400, "suffix is not supported", param="suffix")
         if self.best_of not in (None, self.n):

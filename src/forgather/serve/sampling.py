@@ -10,7 +10,9 @@ generator (``torch.multinomial`` takes one generator per call), and at the
 batch sizes a CPU or a single GPU serves (tens of rows) the loop costs far
 less than the model's forward pass. Greedy rows are done in one ``argmax``.
 Log-probabilities are those of the model's own distribution (before
-temperature, top-k and top-p), as OpenAI documents them.
+temperature, top-k and top-p, and before the Hugging Face-style adjustments
+``repetition_penalty``, ``no_repeat_ngram_size`` and ``min_tokens``), as OpenAI
+documents them.
 
 Every documented parameter value is numerically safe: logits are shifted so
 the best is 0 before dividing by the temperature, so a temperature of 1e-39
@@ -48,6 +50,12 @@ class SamplingParams:
             their text is not returned.
         logprobs: None for no log-probabilities; k >= 0 returns the chosen
             token's log-probability and the k most likely alternatives.
+        repetition_penalty: Tokens already in the sequence (prompt included)
+            have their logit divided by it (multiplied, when negative), as
+            ``generate()`` does; 1 disables it.
+        no_repeat_ngram_size: n > 0: never emit a token that would repeat an
+            n-gram already in the sequence (prompt included), as ``generate()``.
+        min_tokens: Stop tokens cannot be chosen before this many tokens were generated.
     """
 
     max_tokens: int
@@ -58,6 +66,18 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     stop_token_ids: tuple[int, ...] = ()
     logprobs: int | None = None
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    min_tokens: int = 0
+
+    @property
+    def needs_history(self) -> bool:
+        """True when choosing a token depends on the tokens before it."""
+        return self.repetition_penalty != 1.0 or self.no_repeat_ngram_size > 0
+
+    def adjusts_logits(self, num_generated: int) -> bool:
+        """True when the model's logits must be changed before choosing this row's token."""
+        return self.needs_history or (num_generated < self.min_tokens and bool(self.stop_token_ids))
 
     @property
     def greedy(self) -> bool:
@@ -95,6 +115,41 @@ def make_generator(seed: int | None, device: torch.device) -> torch.Generator:
     return generator
 
 
+def banned_ngram_tokens(history: list[int], n: int) -> list[int]:
+    """Tokens that would complete an ``n``-gram already in ``history`` (``no_repeat_ngram_size``)."""
+    if n <= 0 or len(history) + 1 < n:
+        return []
+    prefix = history[len(history) - (n - 1) :] if n > 1 else []
+    return [
+        history[i + n - 1] for i in range(len(history) - n + 1) if history[i : i + n - 1] == prefix
+    ]
+
+
+def adjust_logits(
+    row: torch.Tensor, params: SamplingParams, history: list[int], num_generated: int
+) -> torch.Tensor:
+    """(V,) float logits with repetition penalty, n-gram bans and ``min_tokens`` applied.
+
+    Args:
+        row: One sequence's next-token logits (not modified).
+        params: Its sampling parameters.
+        history: Its tokens so far, prompt then generated.
+        num_generated: How many of those were generated.
+    """
+    row = row.clone()
+    if params.repetition_penalty != 1.0 and history:
+        seen = torch.tensor(sorted(set(history)), device=row.device)
+        scores = row[seen]
+        penalty = params.repetition_penalty
+        row[seen] = torch.where(scores < 0, scores * penalty, scores / penalty)
+    banned = banned_ngram_tokens(history, params.no_repeat_ngram_size)
+    if banned:
+        row[torch.tensor(banned, device=row.device)] = float("-inf")
+    if num_generated < params.min_tokens and params.stop_token_ids:
+        row[torch.tensor(params.stop_token_ids, device=row.device)] = float("-inf")
+    return row
+
+
 def _filtered_logits(row: torch.Tensor, params: SamplingParams) -> torch.Tensor:
     """(V,) logits -> (V,) logits scaled by temperature, with top-k/top-p cut to -inf.
 
@@ -122,6 +177,8 @@ def choose_tokens(
     logits: torch.Tensor,
     params: list[SamplingParams],
     generators: list[torch.Generator],
+    histories: list[list[int]] | None = None,
+    num_generated: list[int] | None = None,
 ) -> list[TokenChoice | SamplingError]:
     """Pick the next token of every row.
 
@@ -129,6 +186,9 @@ def choose_tokens(
         logits: (B, V) next-token logits, one row per sequence.
         params: The B sequences' sampling parameters.
         generators: The B sequences' generators (see :func:`make_generator`).
+        histories: Each row's tokens so far (prompt, then generated); needed
+            for ``repetition_penalty`` and ``no_repeat_ngram_size``.
+        num_generated: Tokens each row has generated (for ``min_tokens``); default 0.
 
     Returns:
         B choices, in row order; a :class:`SamplingError` in place of the
@@ -137,10 +197,18 @@ def choose_tokens(
     logits = logits.float()
     # NaN or +inf anywhere in a row leaves no distribution to sample (-inf is a masked token).
     broken = (logits.isnan() | (logits == float("inf"))).any(dim=-1).tolist()
-    token_ids = logits.argmax(dim=-1).tolist()  # greedy for every row; sampled rows overwrite
+    generated = num_generated or [0] * len(params)
+    scores = logits  # what tokens are chosen from; logprobs stay the model's own
+    for row, p in enumerate(params):
+        if p.adjusts_logits(generated[row]) and not broken[row]:
+            if scores is logits:
+                scores = logits.clone()
+            history = histories[row] if histories is not None else []
+            scores[row] = adjust_logits(logits[row], p, history, generated[row])
+    token_ids = scores.argmax(dim=-1).tolist()  # greedy for every row; sampled rows overwrite
     for row, p in enumerate(params):
         if not p.greedy and not broken[row]:
-            probs = _filtered_logits(logits[row], p).softmax(dim=-1)
+            probs = _filtered_logits(scores[row], p).softmax(dim=-1)
             token_ids[row] = int(torch.multinomial(probs, 1, generator=generators[row]))
     choices: list[TokenChoice | SamplingError] = [
         SamplingError("the model produced non-finite logits") if bad else TokenChoice(token_id)

@@ -105,6 +105,8 @@ class _Sequence:
     last_token: int = -1
     unsent: list[TokenChoice] = field(default_factory=list)  # tokens of text not yet delivered
     unsent_text: str = ""
+    # Prompt + generated tokens: kept when sampling needs them, or without a KV cache.
+    history: list[int] = field(default_factory=list)
 
     @property
     def reserved_tokens(self) -> int:
@@ -124,6 +126,9 @@ class BatchScheduler:
             budget runs alone).
         max_waiting: Most sequences waiting to start; :meth:`submit` raises
             :class:`Overloaded` beyond it.
+        use_cache: False recomputes every sequence from its first token at each
+            step, one sequence at a time (``inf server --disable-kv-cache``: for
+            models whose cache is broken or unsupported; slow).
     """
 
     def __init__(
@@ -133,8 +138,11 @@ class BatchScheduler:
         max_batch_size: int = 16,
         max_batch_tokens: int = 32768,
         max_waiting: int = 256,
+        use_cache: bool = True,
     ) -> None:
-        check_cache_supported(model.config)
+        if use_cache:
+            check_cache_supported(model.config)
+        self.use_cache = use_cache
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
@@ -231,12 +239,14 @@ class BatchScheduler:
     # -------------------------------------------------------- scheduler thread
 
     def _new_sequence(self, request: GenerationRequest) -> _Sequence:
+        keep_history = request.params.needs_history or not self.use_cache
         return _Sequence(
             id=next(self._ids),
             request=request,
             generator=make_generator(request.params.seed, self._device),
             detokenizer=IncrementalDetokenizer(self.tokenizer),
             stop_filter=StopStringFilter(request.params.stop),
+            history=list(request.prompt_ids) if keep_history else [],
         )
 
     def _loop(self) -> None:
@@ -263,7 +273,8 @@ class BatchScheduler:
         self._waiting = collections.deque(s for s in self._waiting if s.id not in cancelled)
         rows = [row for row, s in enumerate(self._running) if s.id not in cancelled]
         self._running = [self._running[row] for row in rows]
-        self._batch.keep(rows)
+        if self.use_cache:
+            self._batch.keep(rows)
         self.counters["cancelled"] += before - len(self._waiting) - len(self._running)
 
     def _take_admissible(self) -> list[_Sequence]:
@@ -283,15 +294,23 @@ class BatchScheduler:
         """Run the prompt alone, emit the first token, and add the row to the batch."""
         prompt = sequence.request.prompt_ids
         try:
-            cache = DynamicCache(config=self.model.config)
-            output = self.model(
-                input_ids=torch.tensor([prompt], device=self._device),
-                use_cache=True,
-                **{self._cache_keyword: cache},
-                **self._prefill_kwargs,
-            )
+            input_ids = torch.tensor([prompt], device=self._device)
+            if self.use_cache:
+                cache = DynamicCache(config=self.model.config)
+                output = self.model(
+                    input_ids=input_ids,
+                    use_cache=True,
+                    **{self._cache_keyword: cache},
+                    **self._prefill_kwargs,
+                )
+            else:
+                output = self.model(input_ids=input_ids, use_cache=False, **self._prefill_kwargs)
             [choice] = choose_tokens(
-                output.logits[:, -1], [sequence.request.params], [sequence.generator]
+                output.logits[:, -1],
+                [sequence.request.params],
+                [sequence.generator],
+                [sequence.history],
+                [0],
             )
         except Exception as error:  # a bad prompt must not stop the server
             logger.exception("prefill failed")
@@ -301,23 +320,32 @@ class BatchScheduler:
             self._fail([sequence], choice)
             return
         if not self._advance(sequence, choice):
-            self._batch.add(cache, len(prompt))  # the model appended the prompt's keys/values
+            if self.use_cache:
+                self._batch.add(cache, len(prompt))  # the model appended the prompt's keys/values
             self._running.append(sequence)
 
     def _decode_step(self) -> None:
         """Feed every running row its last token and advance each by one token."""
+        running = self._running
         try:
-            inputs = self._batch.step_inputs([s.last_token for s in self._running])
-            output = self.model(**inputs, **{self._cache_keyword: self._batch.cache})
+            if self.use_cache:
+                inputs = self._batch.step_inputs([s.last_token for s in running])
+                output = self.model(**inputs, **{self._cache_keyword: self._batch.cache})
+                logits = output.logits[:, -1]
+            else:  # the whole sequence again, one row at a time (no padding to get right)
+                logits = torch.cat([self._uncached_logits(s.history) for s in running])
             choices = choose_tokens(
-                output.logits[:, -1],
-                [s.request.params for s in self._running],
-                [s.generator for s in self._running],
+                logits,
+                [s.request.params for s in running],
+                [s.generator for s in running],
+                [s.history for s in running],
+                [s.num_generated for s in running],
             )
         except Exception as error:
             logger.exception("decode step failed")
             failed, self._running = self._running, []
-            self._batch.keep([])
+            if self.use_cache:
+                self._batch.keep([])
             self._fail(failed, error)
             return
         keep = []
@@ -327,7 +355,15 @@ class BatchScheduler:
             elif not self._advance(sequence, choice):
                 keep.append(row)
         self._running = [self._running[row] for row in keep]
-        self._batch.keep(keep)
+        if self.use_cache:
+            self._batch.keep(keep)
+
+    def _uncached_logits(self, tokens: list[int]) -> torch.Tensor:
+        """(1, V) next-token logits of ``tokens``, computed without a KV cache."""
+        input_ids = torch.tensor([tokens], device=self._device)
+        return self.model(input_ids=input_ids, use_cache=False, **self._prefill_kwargs).logits[
+            :, -1
+        ]
 
     def _advance(self, sequence: _Sequence, choice: TokenChoice) -> bool:
         """Record one new token, deliver any new text; return True if the sequence ended."""
@@ -335,6 +371,8 @@ class BatchScheduler:
         stop_filter = sequence.stop_filter
         sequence.num_generated += 1
         sequence.last_token = choice.token_id
+        if params.needs_history or not self.use_cache:
+            sequence.history.append(choice.token_id)
         self.counters["generated_tokens"] += 1
         hit_stop_token = choice.token_id in params.stop_token_ids
         text = ""

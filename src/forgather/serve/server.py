@@ -18,11 +18,12 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from forgather.serve.loading import LoadedModel, context_length, load_model_for_serving
-from forgather.serve.prompts import ServedModel, stop_token_ids
+from forgather.serve.prompts import ServedModel, split_stop_sequences, stop_token_ids
 from forgather.serve.scheduler import BatchScheduler
 
 
@@ -32,11 +33,12 @@ class ServerSettings:
 
     Attributes:
         model_path: The model directory.
-        checkpoint: Serve the newest ``checkpoint-<step>`` below it that fits its config.
+        checkpoint: True: serve the newest ``checkpoint-<step>`` below it that
+            fits its config; a path: that checkpoint directory.
         host: Interface to listen on.
         port: TCP port.
-        device: ``cpu``, ``cuda``, ``cuda:1``, ...
-        dtype: ``auto``, ``float32``, ``bfloat16`` or ``float16``.
+        device: ``cpu``, ``cuda``, ``cuda:1``, ...; ``auto``: ``cuda`` when available.
+        dtype: ``auto`` (as saved), ``float32``, ``bfloat16``, ``float16`` (or ``bf16``, ...).
         max_batch_size: Most sequences decoded together.
         max_batch_tokens: Token budget of the running sequences (prompt + max_tokens).
         max_waiting: Most queued sequences before requests get 503.
@@ -44,10 +46,17 @@ class ServerSettings:
         served_model_name: The name clients use; default: the directory's name.
         log_level: uvicorn's log level.
         max_body_bytes: Request bodies larger than this get 413.
+        attn_implementation: ``eager``, ``sdpa``, ...; None: transformers' choice.
+        stop_sequences: Stop every request at these too (a special token such
+            as ``<|im_end|>`` becomes a stop token, anything else a stop string).
+        compile: Run the model's forward through ``torch.compile``.
+        compile_args: Keyword arguments of ``torch.compile`` (e.g. ``{"mode": "reduce-overhead"}``).
+        cache_implementation: Only ``dynamic`` (this server's own batched cache).
+        use_cache: False recomputes each sequence at every step (no KV cache).
     """
 
     model_path: str
-    checkpoint: bool = False
+    checkpoint: bool | str = False
     host: str = "127.0.0.1"
     port: int = 8000
     device: str = "cpu"
@@ -59,6 +68,23 @@ class ServerSettings:
     served_model_name: str | None = None
     log_level: str = "info"
     max_body_bytes: int = 8 * 2**20  # forgather.serve.app.DEFAULT_MAX_BODY_BYTES
+    attn_implementation: str | None = None
+    stop_sequences: tuple[str, ...] = ()
+    compile: bool = False
+    compile_args: dict[str, Any] | None = None
+    cache_implementation: str | None = None
+    use_cache: bool = True
+
+    def check(self) -> None:
+        """Raise ValueError for settings this server cannot honour (before loading anything)."""
+        if self.cache_implementation not in (None, "dynamic"):
+            raise ValueError(
+                f"--cache-implementation {self.cache_implementation}: this server batches "
+                "requests in its own dynamic KV cache, so only 'dynamic' is available "
+                "(or --disable-kv-cache)"
+            )
+        if self.compile_args is not None and not isinstance(self.compile_args, dict):
+            raise ValueError(f"--compile-args must be a mapping, not {self.compile_args!r}")
 
 
 def wrap_model(
@@ -69,6 +95,8 @@ def wrap_model(
     max_batch_tokens: int = 32768,
     max_waiting: int = 256,
     context: int | None = None,
+    stop_sequences: Sequence[str] = (),
+    use_cache: bool = True,
 ) -> ServedModel:
     """Wrap a loaded model for serving (the scheduler is started by the app).
 
@@ -80,15 +108,21 @@ def wrap_model(
         max_batch_tokens: See :class:`BatchScheduler`.
         max_waiting: See :class:`BatchScheduler`.
         context: Context length; default: read from the model's config.
+        stop_sequences: Added to every request's stops (see :class:`ServerSettings`).
+        use_cache: See :class:`BatchScheduler`.
     """
-    scheduler = BatchScheduler(model, tokenizer, max_batch_size, max_batch_tokens, max_waiting)
+    scheduler = BatchScheduler(
+        model, tokenizer, max_batch_size, max_batch_tokens, max_waiting, use_cache=use_cache
+    )
+    stop_ids, stop_strings = split_stop_sequences(tokenizer, stop_sequences)
     return ServedModel(
         name=name,
         tokenizer=tokenizer,
         scheduler=scheduler,
         context_length=context or context_length(model, tokenizer),
-        stop_token_ids=stop_token_ids(model, tokenizer),
+        stop_token_ids=tuple(sorted({*stop_token_ids(model, tokenizer), *stop_ids})),
         created=int(time.time()),
+        stop_strings=stop_strings,
     )
 
 
@@ -98,24 +132,34 @@ def load_served_model(settings: ServerSettings) -> ServedModel:
 
 
 def _load(settings: ServerSettings) -> LoadedModel:
+    settings.check()
     return load_model_for_serving(
         settings.model_path,
         checkpoint=settings.checkpoint,
         device=settings.device,
         dtype=settings.dtype,
         chat_template_file=settings.chat_template,
+        attn_implementation=settings.attn_implementation,
     )
 
 
 def _wrap_loaded(loaded: LoadedModel, settings: ServerSettings) -> ServedModel:
     name = settings.served_model_name or os.path.basename(os.path.normpath(settings.model_path))
+    model = loaded.model
+    if settings.compile:
+        import torch
+
+        # The forward only: the scheduler still reads the model's config and parameters.
+        model.forward = torch.compile(model.forward, **(settings.compile_args or {}))
     return wrap_model(
-        loaded.model,
+        model,
         loaded.tokenizer,
         name,
         settings.max_batch_size,
         settings.max_batch_tokens,
         settings.max_waiting,
+        stop_sequences=settings.stop_sequences,
+        use_cache=settings.use_cache,
     )
 
 
@@ -133,6 +177,9 @@ def serve(settings: ServerSettings) -> None:
     served = _wrap_loaded(loaded, settings)
     step = f" (step {loaded.step})" if loaded.step is not None else ""
     print(f"loaded weights from {loaded.weights}{step}", file=sys.stderr, flush=True)
+    if served.stop_strings or settings.stop_sequences:
+        print(f"stopping every request also at {list(settings.stop_sequences)}", file=sys.stderr,
+              flush=True)  # fmt: skip
     print(
         f"serving {served.name!r} at http://{settings.host}:{settings.port}/v1 "
         f"(context {served.context_length} tokens, batches of up to {settings.max_batch_size})",
@@ -145,7 +192,7 @@ def serve(settings: ServerSettings) -> None:
         ),
         host=settings.host,
         port=settings.port,
-        log_level=settings.log_level,
+        log_level=settings.log_level.lower(),
     )
 
 

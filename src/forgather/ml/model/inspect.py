@@ -3,8 +3,9 @@
 ``describe_model`` reports a built model: its config, tokenizer, module tree
 and parameter counts (it works on a model built on the ``meta`` device, so a
 7B definition can be inspected without the memory). ``run_model_test`` takes
-a few optimizer steps on random tokens and reports losses and shapes, the
-quickest check that a new definition trains at all.
+a few optimizer steps on random tokens (or a dataset's examples, packed or
+not) and reports losses and shapes, the quickest check that a new definition
+trains at all.
 
 Decision a reader may question: both take a built model, not a config; the
 CLI builds the config's ``model`` target (with ``device``/``dtype``) and
@@ -13,9 +14,10 @@ passes the result, so this module stays free of the config language.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -71,6 +73,43 @@ def describe_model(model: nn.Module, tokenizer=None, max_depth: int = 4) -> str:
     return "\n\n".join(sections)
 
 
+def _rows(examples: Iterable, seq_len: int, packed: bool) -> Iterator[dict[str, list[int]]]:
+    """Rows of at most ``seq_len`` tokens from examples with ``input_ids``.
+
+    ``packed``: documents are concatenated into full rows, ``position_ids``
+    restarting at 0 where each begins (a document longer than a row is cut
+    into pieces that continue its positions); otherwise one example per row,
+    truncated.
+    """
+    if not packed:
+        for example in examples:
+            ids = [int(t) for t in example["input_ids"]][:seq_len]
+            if ids:
+                yield {"input_ids": ids}
+        return
+    ids: list[int] = []
+    positions: list[int] = []
+    for example in examples:
+        document = [int(t) for t in example["input_ids"]]
+        offset = 0
+        while offset < len(document):
+            take = document[offset : offset + seq_len - len(ids)]
+            ids += take
+            positions += range(offset, offset + len(take))
+            offset += len(take)
+            if len(ids) == seq_len:
+                yield {"input_ids": ids, "position_ids": positions}
+                ids, positions = [], []
+    if ids:
+        yield {"input_ids": ids, "position_ids": positions}
+
+
+def _random_examples(vocab_size: int, seq_len: int, seed: int) -> Iterator[dict]:
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        yield {"input_ids": torch.randint(0, vocab_size, (seq_len,), generator=generator).tolist()}
+
+
 def run_model_test(
     model: nn.Module,
     steps: int = 3,
@@ -79,48 +118,94 @@ def run_model_test(
     lr: float = 1e-3,
     seed: int = 0,
     print_fn: Callable[[str], None] = print,
+    examples: Iterable | None = None,
+    packed: bool = False,
+    fuse_optimizer: bool = False,
 ) -> list[float]:
-    """Train ``model`` for a few steps on random tokens, printing loss and shapes.
+    """Train ``model`` for a few steps, printing loss and shapes.
 
     The model is used on its own device and dtype; build it with the ones to
-    test. Random tokens have no structure, so the loss should start near
-    ``ln(vocab_size)`` and fall only by memorising the batch.
+    test. Without ``examples`` it trains on random tokens, which have no
+    structure: the loss should start near ``ln(vocab_size)`` and fall only by
+    memorising.
 
     Args:
-        model: A causal LM taking ``input_ids`` and ``labels``.
-        steps: Optimizer steps (AdamW), all on the same batch.
+        model: A causal LM taking ``input_ids``, ``labels`` (and ``position_ids``).
+        steps: Optimizer steps (AdamW), each on a new batch.
         batch_size: Rows per batch.
-        seq_len: Tokens per row.
+        seq_len: Most tokens per row.
         lr: Learning rate.
         seed: Seed of the random tokens.
         print_fn: Where lines go.
+        examples: Examples with ``input_ids`` (a dataset's train split) instead of random tokens.
+        packed: Pack several examples into each row (see :func:`_rows`).
+        fuse_optimizer: Step each parameter's own optimizer from its
+            gradient hook during backward, freeing the gradient at once.
 
     Returns:
         The loss of each step.
+
+    Raises:
+        ValueError: An example holds a token id the model's vocabulary lacks,
+            or the examples run out before the first batch.
     """
+    from forgather.ml.data.collator import CausalLMCollator
+
     first = next(model.parameters())
     vocab_size = model.config.vocab_size
-    generator = torch.Generator().manual_seed(seed)
-    input_ids = torch.randint(0, vocab_size, (batch_size, seq_len), generator=generator).to(
-        first.device
-    )
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    source = examples if examples is not None else _random_examples(vocab_size, seq_len, seed)
+    rows = _rows(source, seq_len, packed)
+    collate = CausalLMCollator(pad_token_id=0, max_length=seq_len)
     model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    if fuse_optimizer:
+        optimizers = {p: torch.optim.AdamW([p], lr=lr) for p in params}
+
+        def step_now(param: torch.Tensor) -> None:
+            optimizers[param].step()
+            optimizers[param].zero_grad(set_to_none=True)
+
+        hooks = [p.register_post_accumulate_grad_hook(step_now) for p in params]
+    else:
+        optimizer = torch.optim.AdamW(params, lr=lr)
     print_fn(f"device {first.device}, dtype {first.dtype}, {count_parameters(model):,} parameters")
     print_fn(
-        f"input_ids {tuple(input_ids.shape)}; ln(vocab_size) = {torch.log(torch.tensor(vocab_size)):.3f}"
+        f"ln(vocab_size) = {torch.log(torch.tensor(vocab_size)):.3f}; lr {lr}"
+        + ("; optimizer fused with backward" if fuse_optimizer else "")
     )
     losses = []
-    for step in range(1, steps + 1):
-        start = time.perf_counter()
-        output = model(input_ids=input_ids, labels=input_ids)
-        output.loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        elapsed = time.perf_counter() - start
-        losses.append(output.loss.item())
-        print_fn(
-            f"step {step}: loss {losses[-1]:.4f}, logits {tuple(output.logits.shape)}, "
-            f"{batch_size * seq_len / elapsed:,.0f} tokens/s"
-        )
+    try:
+        for step in range(1, steps + 1):
+            batch_rows = list(itertools.islice(rows, batch_size))
+            if not batch_rows:
+                if step == 1:
+                    raise ValueError("the dataset gave no examples")
+                print_fn(f"the dataset ran out after {step - 1} steps")
+                break
+            top = max(max(r["input_ids"]) for r in batch_rows)
+            if top >= vocab_size:
+                raise ValueError(
+                    f"the data holds token id {top}, but the model's vocabulary has {vocab_size} "
+                    "tokens (a dataset made with another tokenizer?)"
+                )
+            batch = {k: v.to(first.device) for k, v in collate(batch_rows).items()}
+            documents = int(((batch["position_ids"] == 0) & (batch["attention_mask"] == 1)).sum())
+            start = time.perf_counter()
+            output = model(**batch)
+            output.loss.backward()
+            if not fuse_optimizer:
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            elapsed = time.perf_counter() - start
+            losses.append(output.loss.item())
+            tokens = int(batch["attention_mask"].sum())
+            print_fn(
+                f"step {step}: loss {losses[-1]:.4f}, input_ids {tuple(batch['input_ids'].shape)}, "
+                f"{documents} documents, logits {tuple(output.logits.shape)}, "
+                f"{tokens / elapsed:,.0f} tokens/s"
+            )
+    finally:
+        if fuse_optimizer:
+            for hook in hooks:
+                hook.remove()
     return losses
