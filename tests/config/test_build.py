@@ -125,3 +125,19 @@ def test_graph_is_not_mutated_by_build(load):
     before = cfg.to_yaml()
     cfg.build()
     assert cfg.to_yaml() == before
+
+
+def test_a_compiled_class_whose_text_signature_keeps_self_is_called(load):
+    # tokenizers' Rust classes report "(self, vocab=None, ...)"; the original's
+    # tokenizer projects call them with keywords only.
+    cfg = load("bpe: !call:tokenizers:models.BPE { unk_token: '<unk>' }\n")
+    assert type(cfg.build("bpe")).__name__ == "BPE"
+
+
+def test_a_function_whose_wrapped_signature_misdescribes_it_is_called(load):
+    # transformers 5's AutoModelForCausalLM.from_config is a copy whose __wrapped__
+    # says (**kwargs): its own signature is what binds.
+    cfg = load("v: !call:tests.config.objects:copied_from_config [ 7 ]\n")
+    assert cfg.build("v") == 7
+    with pytest.raises(ArgumentError, match="too many positional"):
+        load("v: !call:tests.config.objects:copied_from_config [ 1, 2 ]\n").build("v")

@@ -82,17 +82,42 @@ def _searchpath(value: Any) -> list[str] | None:
 def signature_problem(
     fn: Any, n_args: int, keywords: list[str], partial: bool = False
 ) -> str | None:
-    """Why ``fn(<n_args positional>, <keywords>)`` would not bind, or None if it would."""
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return None  # no introspectable signature: trust the call
-    bind = sig.bind_partial if partial else sig.bind
-    try:
-        bind(*[_PLACEHOLDER] * n_args, **dict.fromkeys(keywords, _PLACEHOLDER))
-    except TypeError as e:
-        return str(e)
-    return None
+    """Why ``fn(<n_args positional>, <keywords>)`` would not bind, or None if it would.
+
+    A signature can misdescribe its callable: a compiled class's text signature
+    keeps ``self`` (``tokenizers.models.BPE``), and a copied function's
+    ``__wrapped__`` may be a bound method whose signature says ``(**kwargs)``
+    (transformers' ``AutoModelForCausalLM.from_config``). The call is refused
+    only when no description of it binds.
+    """
+    args = [_PLACEHOLDER] * n_args
+    kwargs = dict.fromkeys(keywords, _PLACEHOLDER)
+    problem = None
+    for sig in _signatures(fn):
+        bind = sig.bind_partial if partial else sig.bind
+        try:
+            bind(*args, **kwargs)
+        except TypeError as e:
+            problem = problem or str(e)
+        else:
+            return None
+    return problem
+
+
+def _signatures(fn: Any) -> list[inspect.Signature]:
+    """``fn``'s signature and the corrected forms :func:`signature_problem` also tries."""
+    found = []
+    for follow_wrapped in (True, False):
+        try:
+            sig = inspect.signature(fn, follow_wrapped=follow_wrapped)
+        except (TypeError, ValueError):
+            continue
+        params = list(sig.parameters.values())
+        if isinstance(fn, type) and params and params[0].name == "self":
+            sig = sig.replace(parameters=params[1:])
+        if sig not in found:
+            found.append(sig)
+    return found
 
 
 def callee_name(fn: Any, spec: str) -> str:
