@@ -77,6 +77,30 @@ def test_yaml_syntax_error_points_at_the_template_line(templates):
     assert base  # the error is in the child, not the base
 
 
+def test_an_unclosed_flow_sequence_shows_where_it_opened_and_where_parsing_failed(templates):
+    path = templates.write("open.yaml", "a: 0\nbroken: [1, 2\nmore: 3\n")
+    with pytest.raises(YamlError) as info:
+        templates.env().load("open.yaml")
+    error = info.value
+    assert (error.location.file, error.location.line) == (str(path), 3)
+    assert (error.opened_at.line, error.opened_at.column) == (2, 8)
+    assert str(error).splitlines()[1:] == [
+        "     2 | broken: [1, 2",
+        "       |         ^ opened here",
+        "     3 | more: 3",
+        "       |     ^",
+    ]
+
+
+def test_a_caret_is_shown_only_where_the_source_line_is_the_rendered_line(templates):
+    templates.write("jinja.yaml", "-- set v = '[1, 2'\nbroken: {{ v }}\nmore: 3\n")
+    with pytest.raises(YamlError) as info:
+        templates.env().load("jinja.yaml")
+    message = str(info.value)
+    assert "     2 | broken: {{ v }}" in message
+    assert message.count("^") == 1  # under line 3 only: line 2 renders differently
+
+
 @pytest.mark.parametrize(
     ("line", "cls", "reason"),
     [

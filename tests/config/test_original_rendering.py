@@ -83,3 +83,16 @@ def test_pp_is_the_text_the_templates_printed(load):
     assert cfg.pp.splitlines()[0] == header
     assert yaml.safe_load(cfg.pp) == {"key": 1}
     assert ConfigEnvironment([]).load_from_string(cfg.pp_template).pp == cfg.pp
+
+
+def test_an_indented_block_nests_inside_the_block_above_it(templates):
+    templates.write(
+        "base.yaml",
+        "[body]\nmain:\n    a: 1\n    [nested]\n    b: 2\n[tail]\ntail: 0\n",
+    )
+    templates.write("child.yaml", "-- extends 'base.yaml'\n    [nested]\n    b: 3\n")
+    templates.write("whole.yaml", "-- extends 'base.yaml'\n[body]\nmain: {}\n")
+    env = templates.env()
+    assert env.load("base.yaml").build() == {"main": {"a": 1, "b": 2}, "tail": 0}
+    assert env.load("child.yaml").build() == {"main": {"a": 1, "b": 3}, "tail": 0}
+    assert env.load("whole.yaml").build() == {"main": {}, "tail": 0}  # replaces nested too

@@ -24,6 +24,8 @@ class SourceLocation:
     file: str
     line: int
     chain: tuple[tuple[str, int], ...] = field(default=())
+    #: 0-based column in the source line, when the error knows it (YAML errors).
+    column: int | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}"
@@ -34,12 +36,22 @@ class SourceLocation:
         return text.rstrip("\n")
 
 
+def _excerpt_lines(loc: SourceLocation, text: str, label: str = "") -> list[str]:
+    """``  12 | text`` and, when the column is known, a caret line under it."""
+    lines = [f"  {loc.line:>4} | {text}"]
+    if loc.column is not None and loc.column <= len(text):
+        lines.append(f"  {'':>4} | {' ' * loc.column}^{' ' + label if label else ''}")
+    return lines
+
+
 class ConfigError(Exception):
     """A mistake in a config: the message names file:line and shows the line.
 
     Attributes:
         reason: the one-line description of what is wrong.
         location: where in the user's source, when known.
+        opened_at: for a construct left open (an unclosed ``[`` or quote), the
+            line that opened it, shown above ``location``'s line.
         kind: a short category ("template", "yaml", "spec", "arguments", ...).
     """
 
@@ -52,10 +64,12 @@ class ConfigError(Exception):
         *,
         detail: str | None = None,
         excerpt: str | None = None,
+        opened_at: SourceLocation | None = None,
     ):
         self.reason = reason
         self.location = location
         self.detail = detail
+        self.opened_at = opened_at
         self._excerpt = excerpt
         super().__init__(self._format())
 
@@ -63,9 +77,16 @@ class ConfigError(Exception):
         loc = self.location
         lines = [f"{loc}: {self.reason}" if loc else self.reason]
         if loc is not None:
+            opened = self.opened_at
+            if opened is not None and (opened.file, opened.line) != (loc.file, loc.line):
+                opened_text = opened.excerpt()
+                if opened.file != loc.file:
+                    lines.append(f"  opened at {opened}:")
+                if opened_text:
+                    lines.extend(_excerpt_lines(opened, opened_text, "opened here"))
             text = self._excerpt if self._excerpt is not None else loc.excerpt()
             if text:
-                lines.append(f"  {loc.line:>4} | {text}")
+                lines.extend(_excerpt_lines(loc, text))
             if loc.chain:
                 lines.append("  template chain:")
                 lines.extend(f"    {f}:{n}" for f, n in loc.chain)
@@ -85,7 +106,7 @@ def located(error: ConfigError, location: SourceLocation | None) -> ConfigError:
     """``error`` with ``location`` when it has none yet (raised below the place that knows it)."""
     if error.location is not None or location is None:
         return error
-    copy = type(error)(error.reason, location, detail=error.detail)
+    copy = type(error)(error.reason, location, detail=error.detail, opened_at=error.opened_at)
     copy.__cause__ = error.__cause__
     return copy
 

@@ -11,6 +11,7 @@ for reuse, and a call's keyword mapping is as natural a place as the root.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from typing import Any
@@ -316,6 +317,20 @@ def _check_depth(graph: dict[str, Any], locate: Locate) -> None:
             )
 
 
+def _source_mark(text: str, mark, locate: Locate) -> SourceLocation | None:
+    """Where a YAML mark points in the user's source, with its column when the
+    source line is the rendered line (no Jinja on it), so a caret can point at it."""
+    if mark is None:
+        return None
+    location = locate(mark.line, mark.column)
+    if location is None:
+        return None
+    rendered = text.split("\n")[mark.line] if mark.line < text.count("\n") + 1 else None
+    if rendered is not None and rendered.rstrip("\r") == location.excerpt():
+        return dataclasses.replace(location, column=mark.column)
+    return location
+
+
 def load_graph(text: str, locate: Locate) -> dict[str, Any]:
     """Parse rendered YAML into a node graph.
 
@@ -333,10 +348,10 @@ def load_graph(text: str, locate: Locate) -> dict[str, Any]:
         root = _compose(text)
         graph = _Converter(locate).root(root)
     except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
         reason = " ".join(str(p) for p in (e.context, e.problem) if p)
-        location = locate(mark.line, mark.column) if mark else None
-        raise YamlError(f"YAML syntax error: {reason}", location) from None
+        location = _source_mark(text, e.problem_mark or e.context_mark, locate)
+        opened_at = _source_mark(text, e.context_mark, locate) if e.problem_mark else None
+        raise YamlError(f"YAML syntax error: {reason}", location, opened_at=opened_at) from None
     except yaml.YAMLError as e:
         raise YamlError(f"YAML error: {e}") from None
     except RecursionError:
