@@ -58,6 +58,15 @@ def _nodes(obj: Any) -> Any:
     return graph if isinstance(graph, dict) else obj
 
 
+def _plain(value: Any) -> Any:
+    """A template argument as plain data: ``!meta`` passes containers as unbuilt nodes."""
+    from forgather.config.nodes import Container
+
+    if isinstance(value, Container):
+        return value.assemble([_plain(v) for _, v in value.children()])
+    return value
+
+
 def generate_code(
     obj: Any,
     template_name: str | None = None,
@@ -91,7 +100,7 @@ def generate_code(
     from forgather.config.loader import TemplateSet
 
     NamePolicy.parse(name_policy)
-    variables = {**kwargs, **code_parts(_nodes(obj))}
+    variables = {**{k: _plain(v) for k, v in kwargs.items()}, **code_parts(_nodes(obj))}
     if env is not None:
         if template_name is not None:
             template = env.get_template(template_name)

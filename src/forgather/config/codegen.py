@@ -499,8 +499,8 @@ def code_parts(
         name`` (``name`` may read ``Name as alias``); ``definitions``: the
         statements before the result (plain ``import`` lines and source-file
         imports first), one string; ``main_body``: the result expression;
-        ``variables``: sorted ``(name, has_default, default)`` of the ``!var``
-        parameters; ``dynamic_imports``: always empty (source files are
+        ``variables``: ``(name, has_default, default)`` of the ``!var``
+        parameters, those without a default first, each group sorted by name; ``dynamic_imports``: always empty (source files are
         imported inside ``definitions``).
     """
     graph = dict(value) if isinstance(value, dict) and not isinstance(value, Node) else {"": value}
@@ -529,6 +529,9 @@ def code_parts(
             variables.append((var, True, uses[0].default))
         else:
             variables.append((var, False, None))
+    # Required parameters first: a template writes them in this order, and Python
+    # allows no parameter without a default after one with a default.
+    variables.sort(key=lambda v: v[1])
     return {
         "imports": [
             (module, name if bound == name else f"{name} as {bound}")
