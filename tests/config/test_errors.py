@@ -92,6 +92,17 @@ def test_an_unclosed_flow_sequence_shows_where_it_opened_and_where_parsing_faile
     ]
 
 
+def test_a_construct_left_open_at_end_of_file_is_reported_in_the_file_that_opened_it(templates):
+    templates.write("base.yaml", "[blk]\nq: 1\n")
+    child = templates.write("child.yaml", "-- extends 'base.yaml'\n[blk]\nq: [\n")
+    part = templates.write("part.yaml", "w: [\nv: 1\n")
+    templates.write("main.yaml", "z: 0\n-- include 'part.yaml'\n")
+    for name, path, line in (("child.yaml", child, 3), ("main.yaml", part, 2)):
+        with pytest.raises(YamlError) as info:
+            templates.env().load(name)
+        assert (info.value.location.file, info.value.location.line) == (str(path), line)
+
+
 def test_a_caret_is_shown_only_where_the_source_line_is_the_rendered_line(templates):
     templates.write("jinja.yaml", "-- set v = '[1, 2'\nbroken: {{ v }}\nmore: 3\n")
     with pytest.raises(YamlError) as info:

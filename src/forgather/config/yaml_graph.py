@@ -319,15 +319,27 @@ def _check_depth(graph: dict[str, Any], locate: Locate) -> None:
 
 def _source_mark(text: str, mark, locate: Locate) -> SourceLocation | None:
     """Where a YAML mark points in the user's source, with its column when the
-    source line is the rendered line (no Jinja on it), so a caret can point at it."""
+    source line is the rendered line (no Jinja on it), so a caret can point at it.
+
+    A mark at the end of the text (an unclosed ``[`` the parser ran out of
+    text for) moves to the end of the last non-blank line: the line after it
+    belongs to no template, or to whichever one printed the final newline.
+    """
     if mark is None:
         return None
-    location = locate(mark.line, mark.column)
+    lines = text.split("\n")
+    line, column = mark.line, mark.column
+    if line >= len(lines) or not lines[line].strip():
+        before = [n for n in range(min(line, len(lines) - 1), -1, -1) if lines[n].strip()]
+        if not before:
+            return None
+        line = before[0]
+        column = len(lines[line].rstrip())
+    location = locate(line, column)
     if location is None:
         return None
-    rendered = text.split("\n")[mark.line] if mark.line < text.count("\n") + 1 else None
-    if rendered is not None and rendered.rstrip("\r") == location.excerpt():
-        return dataclasses.replace(location, column=mark.column)
+    if lines[line].rstrip("\r") == location.excerpt():
+        return dataclasses.replace(location, column=column)
     return location
 
 
@@ -351,6 +363,8 @@ def load_graph(text: str, locate: Locate) -> dict[str, Any]:
         reason = " ".join(str(p) for p in (e.context, e.problem) if p)
         location = _source_mark(text, e.problem_mark or e.context_mark, locate)
         opened_at = _source_mark(text, e.context_mark, locate) if e.problem_mark else None
+        if location is None:
+            location, opened_at = opened_at, None
         raise YamlError(f"YAML syntax error: {reason}", location, opened_at=opened_at) from None
     except yaml.YAMLError as e:
         raise YamlError(f"YAML error: {e}") from None
