@@ -51,3 +51,10 @@ def copied_from_config(config):
 
 
 copied_from_config.__wrapped__ = _takes_keywords_only
+
+
+def write_module(path, text):
+    """Write a Python module (as the original Forgather's generate_code + write_file do)."""
+    with open(path, "w") as f:
+        f.write(text)
+    return path

@@ -2,7 +2,13 @@
 
 import pytest
 
-from forgather.config import ArgumentError, CycleError, MissingVariableError, SpecError
+from forgather.config import (
+    ArgumentError,
+    ConfigEnvironment,
+    CycleError,
+    MissingVariableError,
+    SpecError,
+)
 
 OBJ = "tests.config.objects"
 
@@ -141,3 +147,22 @@ def test_a_function_whose_wrapped_signature_misdescribes_it_is_called(load):
     assert cfg.build("v") == 7
     with pytest.raises(ArgumentError, match="too many positional"):
         load("v: !call:tests.config.objects:copied_from_config [ 1, 2 ]\n").build("v")
+
+
+def test_a_call_into_a_file_its_own_arguments_write_builds_them_first(tmp_path):
+    # The original Forgather's model configs: the config class lives in generated code
+    # that one of its arguments writes (into the project's output directory).
+    module = tmp_path / "output_models" / "generated.py"
+    module.parent.mkdir()
+    cfg = ConfigEnvironment([], source_dirs=[tmp_path], allow_imports=[OBJ]).load_from_string(
+        f"main: !call:{module}:make\n"
+        f"    writer: !call:{OBJ}:write_module [ '{module}', 'def make(writer, x): return x * 2' ]\n"
+        "    x: 21\n"
+    )
+    assert cfg.build("main") == 42
+
+
+def test_a_misspelt_module_fails_before_any_argument_is_built(load):
+    cfg = load(f"main: !call:no_such_module_xyz:f\n    arg: !call:{OBJ}:fails [ 1 ]\n")
+    with pytest.raises(SpecError, match="no_such_module_xyz"):
+        cfg.build("main")

@@ -29,6 +29,7 @@ returned.
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +44,7 @@ from .errors import (
     located,
 )
 from .nodes import (
+    FACTORY,
     META,
     PARTIAL,
     SINGLETON,
@@ -208,6 +210,13 @@ class Builder:
             searchpath = _searchpath(
                 self.build(node.searchpath, f"{path}.submodule_searchpath", searchpath)
             )
+        if node.kind in (SINGLETON, FACTORY) and self._file_not_written_yet(node, searchpath):
+            # The original Forgather's model configs call a class from a file that
+            # one of the call's own arguments writes (generated model code): build
+            # the arguments first. Otherwise import first, so a misspelt SPEC fails
+            # before any argument (a dataset, a model) is built.
+            args, kwargs = self.arguments(node, path, searchpath)
+            return self.invoke(node, self.resolve(node, searchpath), args, kwargs, path)
         fn = self.resolve(node, searchpath)
         if node.kind == META:
             return self.invoke(node, fn, list(node.args), dict(node.call_kwargs), path)
@@ -218,6 +227,17 @@ class Builder:
             return Partial(self, node, fn, path, searchpath)
         args, kwargs = self.arguments(node, path, searchpath)
         return self.invoke(node, fn, args, kwargs, path)
+
+    def _file_not_written_yet(self, node: CallNode, searchpath) -> bool:
+        """Whether ``node`` calls into a ``/path/file.py`` that does not exist (yet)."""
+        try:
+            spec = parse_spec(node.spec)
+        except ValueError:
+            return False
+        if spec.form != "file" or not os.path.isabs(spec.module):
+            return False
+        self.check_allowed(node, spec, searchpath)
+        return not os.path.exists(spec.module)
 
     def resolve(self, node: CallNode, searchpath) -> Any:
         """Import what ``node`` calls, after the policy allowed its SPEC (nothing is imported otherwise)."""
