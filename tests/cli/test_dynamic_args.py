@@ -6,7 +6,12 @@ import argparse
 
 import pytest
 
-from forgather.cli.dynamic_args import add_dynamic_args, dynamic_values, normalize_specs
+from forgather.cli.dynamic_args import (
+    DynamicOptions,
+    add_dynamic_args,
+    dynamic_values,
+    normalize_specs,
+)
 from forgather.cli.errors import CLIError
 
 from .conftest import TUTORIAL, run_cli
@@ -58,7 +63,7 @@ def test_help_still_works_when_the_config_is_broken(tmp_path):
 # -- the spec conversion, in process -----------------------------------------------
 
 
-def _parser_with(specs) -> tuple[argparse.ArgumentParser, list[str]]:
+def _parser_with(specs) -> tuple[argparse.ArgumentParser, DynamicOptions]:
     parser = argparse.ArgumentParser(prog="t", exit_on_error=False)
     return parser, add_dynamic_args(parser, normalize_specs(specs))
 
@@ -72,7 +77,7 @@ def test_types_and_mapping_form():
             "mode": {"choices": ["a", "b"]},
         }
     )
-    assert dests == ["lr", "use_cache", "layers", "mode"]
+    assert dests.dests == ["lr", "use_cache", "layers", "mode"]
     args = parser.parse_args(["--lr", "1e-3", "--use-cache", "false", "-l", "[1, 2]"])
     assert dynamic_values(args, dests) == {"lr": 0.001, "use_cache": False, "layers": [1, 2]}
 
@@ -80,7 +85,8 @@ def test_types_and_mapping_form():
 def test_store_true_action():
     parser, dests = _parser_with([{"names": "--fast", "action": "store_true", "help": "go"}])
     assert dynamic_values(parser.parse_args(["--fast"]), dests) == {"fast": True}
-    assert dynamic_values(parser.parse_args([]), dests) == {}
+    # not given: the value its action implies, as the original Forgather passes it
+    assert dynamic_values(parser.parse_args([]), dests) == {"fast": False}
 
 
 @pytest.mark.parametrize(
@@ -89,7 +95,7 @@ def test_store_true_action():
         ([{"type": "int"}], "needs option names"),
         ([{"names": "--x", "type": "complex"}], "unknown type 'complex'"),
         ("not a list", "must build to a list"),
-        ([{"names": "--h"}, {"names": "--h"}], "conflicting option"),
+        ([{"names": "--h"}, {"names": "--h"}], "--h is declared twice"),
     ],
 )
 def test_bad_specs(specs, message):

@@ -20,7 +20,7 @@ def test_session_runs_commands_and_selects_configs():
 
 def test_completion_of_commands_and_config_names():
     shell = ForgatherShell(main, str(TUTORIAL))
-    assert shell.completenames("co") == ["code", "construct", "control", "config"]
+    assert shell.completenames("co") == ["code", "construct", "control", "convert", "config"]
     assert shell.complete_config("3", "config 3", 7, 8) == ["3_sub_templates.yaml"]
     assert shell.completedefault("1", "-t 1", 3, 4) == ["1_inheritance.yaml"]
     assert shell.completedefault("2", "diff 1_inheritance.yaml 2", 24, 25) == ["2_includes.yaml"]

@@ -67,5 +67,10 @@ def test_init_twice_is_an_error(tmp_path: Path):
     assert "already exists" in result.err
 
 
-def test_ws_needs_a_subcommand(tmp_path: Path):
-    assert run_cli("ws", cwd=tmp_path).rc == 2
+def test_ws_alone_prints_the_workspace_directory(tmp_path: Path):
+    missing = run_cli("ws", cwd=tmp_path)
+    assert missing.rc == 1 and "no forgather_workspace/" in missing.err
+    (tmp_path / "forgather_workspace").mkdir()
+    (tmp_path / "proj").mkdir()
+    found = run_cli("ws", cwd=tmp_path / "proj")
+    assert (found.rc, found.out) == (0, f"{tmp_path}\n")

@@ -3,8 +3,10 @@
     forgather code                       # Python that builds `main`
     forgather construct                  # build `main` and print it
     forgather construct --var scale=2    # a !var value for the build
+    forgather construct --target f --call   # build f, call it, print the result
     forgather check                      # SPECs import, arguments match; builds nothing
     forgather graph --format svg -o main.svg
+    forgather graph --format fconfig     # the graph as an indented outline
 
 Decision a reader may question: ``construct`` prints the object with
 ``pprint`` (not ``str``), so nested containers of built objects stay
@@ -23,6 +25,16 @@ from forgather.cli.errors import CLIError
 
 def _target_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", nargs="?", metavar="TARGET", help="target (default: main)")
+    parser.add_argument(
+        "--target", dest="target_option", metavar="TARGET", help="the same as TARGET"
+    )
+
+
+def _chosen_target(args: argparse.Namespace) -> str | None:
+    """TARGET or ``--target``; naming two different targets is a mistake."""
+    if args.target and args.target_option and args.target != args.target_option:
+        raise CLIError(f"two targets named: {args.target!r} and --target {args.target_option!r}")
+    return args.target or args.target_option
 
 
 def _require_target(config, target: str | None) -> str:
@@ -35,7 +47,7 @@ def _require_target(config, target: str | None) -> str:
 
 def _code(ctx: CommandContext, args: argparse.Namespace) -> int:
     config = ctx.config
-    ctx.emit(config.to_python(_require_target(config, args.target)))
+    ctx.emit(config.to_python(_require_target(config, _chosen_target(args))), suffix=".py")
     return 0
 
 
@@ -50,6 +62,9 @@ def _construct_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="value of a !var for this build (parsed as YAML); repeatable",
     )
+    parser.add_argument(
+        "--call", action="store_true", help="call the built object (no arguments), print the result"
+    )
 
 
 def _construct(ctx: CommandContext, args: argparse.Namespace) -> int:
@@ -57,10 +72,17 @@ def _construct(ctx: CommandContext, args: argparse.Namespace) -> int:
 
     config = ctx.config
     context_vars = dict(parse_assignments(args.var, "--var"))
-    if args.target is None and "main" not in config.targets:
+    target = _chosen_target(args)
+    if target is None and "main" not in config.targets:
         built = config.build(**context_vars)
     else:
-        built = config.build(_require_target(config, args.target), **context_vars)
+        built = config.build(_require_target(config, target), **context_vars)
+    if args.call:
+        if not callable(built):
+            raise CLIError(
+                f"--call: {target or 'main'} built a {type(built).__name__}, not callable"
+            )
+        built = built()
     ctx.emit(pprint.pformat(built, width=100, sort_dicts=False))
     return 0
 
@@ -82,24 +104,81 @@ def _check(ctx: CommandContext, args: argparse.Namespace) -> int:
 # -- graph -----------------------------------------------------------------------
 
 
+_GRAPH_FORMATS = ("dot", "svg", "mermaid", "none", "repr", "yaml", "fconfig", "python")
+
+
 def _graph_arguments(parser: argparse.ArgumentParser) -> None:
     _target_argument(parser)
-    parser.add_argument("--format", choices=("dot", "svg", "mermaid"), default="dot")
+    parser.add_argument(
+        "--format",
+        choices=_GRAPH_FORMATS,
+        default="dot",
+        help="dot (default), svg, mermaid: a drawing of the graph (of TARGET); "
+        "none: load only (a check that the config parses); repr: the graph's Python repr; "
+        "yaml: the graph as YAML; fconfig: an indented outline; python: code building "
+        "TARGET (default main)",
+    )
+    parser.add_argument(
+        "-d",
+        "--debug",
+        action="store_true",
+        help="first print the Jinja source (after preprocessing) of every template, numbered",
+    )
+
+
+def outline(graph: dict) -> str:
+    """The node graph as an indented outline: one ``key: value`` line per place.
+
+    A node is shown by its label (``!call:builtins:dict``); one seen before
+    is marked ``(shared, see above)`` and not expanded again.
+    """
+    from forgather.config.nodes import Node, describe
+    from forgather.config.traverse import walk
+
+    lines = []
+    for visit in walk(graph):
+        indent = "    " * (len(visit.path) - 1)
+        value = visit.value
+        if isinstance(value, Node):
+            text = describe(value) + ("" if visit.first else "  (shared, see above)")
+        else:
+            text = repr(value)
+        lines.append(f"{indent}{visit.path[-1]}: {text}")
+    return "\n".join(lines)
 
 
 def _graph(ctx: CommandContext, args: argparse.Namespace) -> int:
-    from forgather.config import to_dot, to_mermaid
-
     config = ctx.config
-    target = _require_target(config, args.target) if args.target else None
-    if args.format == "mermaid":
-        ctx.emit(to_mermaid(config, target))
+    target = _chosen_target(args)
+    target = _require_target(config, target) if target else None
+    if args.debug:
+        from forgather.cli.show import numbered
+
+        sources = ctx.project.environment.preprocessed_sources(ctx.template_name())
+        for name, source in sources.items():
+            print(f"{' ' + name + ' ':-^80}\n{numbered(source)}", flush=True)
+    if args.format == "none":
         return 0
-    dot_source = to_dot(config, target)
-    if args.format == "dot":
-        ctx.emit(dot_source)
-        return 0
-    ctx.emit_bytes(render_svg(dot_source))
+    if args.format == "repr":
+        ctx.emit(repr(config.graph))
+    elif args.format == "yaml":
+        ctx.emit(config.to_yaml(), suffix=".yaml")
+    elif args.format == "fconfig":
+        ctx.emit(outline(config.graph))
+    elif args.format == "python":
+        ctx.emit(config.to_python(_require_target(config, target)), suffix=".py")
+    elif args.format == "mermaid":
+        from forgather.config import to_mermaid
+
+        ctx.emit(to_mermaid(config, target), suffix=".md")
+    else:
+        from forgather.config import to_dot
+
+        dot_source = to_dot(config, target)
+        if args.format == "dot":
+            ctx.emit(dot_source, suffix=".dot")
+        else:
+            ctx.emit_bytes(render_svg(dot_source), suffix=".svg")
     return 0
 
 

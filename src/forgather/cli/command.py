@@ -38,9 +38,14 @@ class Command:
         uses_config: load the config (with its dynamic args and ``--set``
             overrides) before parsing the command's options.
         description: longer text for ``forgather COMMAND --help``.
+        common_options: accept the common options (``-p``, ``-t``, ``-o``...)
+            after the command name too. ``False`` for a command whose own
+            options reuse those letters (a tool's ``-t``/``-p``); the common
+            options before its name still apply.
     """
 
     run: Callable[[CommandContext, argparse.Namespace], int | None]
     add_arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
     uses_config: bool = False
     description: str = ""
+    common_options: bool = True

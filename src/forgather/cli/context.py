@@ -44,6 +44,24 @@ def parse_assignments(items: list[str] | None, option: str) -> list[tuple[str, A
     return pairs
 
 
+def find_project_dir(start: str | os.PathLike) -> str:
+    """``start``, or the nearest directory above it holding a ``meta.yaml``.
+
+    As in the original Forgather, a command run inside a project (in
+    ``templates/configs``, say) works on that project. When no directory up
+    to the root is a project, ``start`` is returned and opening it reports
+    the missing ``meta.yaml``.
+    """
+    path = os.path.abspath(start)
+    while True:
+        if os.path.isfile(os.path.join(path, "meta.yaml")):
+            return path if os.path.abspath(start) != path else os.fspath(start)
+        parent = os.path.dirname(path)
+        if parent == path:
+            return os.fspath(start)
+        path = parent
+
+
 class CommandContext:
     """Global options plus the lazily loaded project and config of one command.
 
@@ -57,6 +75,15 @@ class CommandContext:
             options, the command name, its own arguments): what ``train``
             starts on each rank, whether the command came from the process's
             command line or from a line of the interactive shell.
+        command: the command's name (names the ``-e`` file).
+        edit: ``-e``: write the output to ``./tmp/<config>_<command><suffix>``
+            and open it in the user's editor when the command ends (:meth:`close`).
+        no_dyn: ``--no-dyn``: the config's ``dynamic_args`` are not options.
+
+    Attributes:
+        dynamic_args: the template variables the config's options gave
+            (given or implicit, see :mod:`forgather.cli.dynamic_args`), set
+            by the dispatcher before the command runs.
     """
 
     def __init__(
@@ -67,13 +94,21 @@ class CommandContext:
         overrides: list[tuple[str, Any]] | None = None,
         output: str | None = None,
         argv: list[str] | None = None,
+        command: str = "output",
+        edit: bool = False,
+        no_dyn: bool = False,
     ):
         self.project_dir = project_dir
         self.config_template = config_template
         self.template_vars = dict(template_vars or {})
         self.overrides = list(overrides or [])
-        self.output = output
+        self.output = os.path.expanduser(output) if output else output
         self.argv = list(argv or [])
+        self.command = command
+        self.edit = edit
+        self.no_dyn = no_dyn
+        self.dynamic_args: dict[str, Any] = {}
+        self._edit_path: str | None = None
         self._project: Project | None = None
         self._config: Config | None = None
         self._output_started = False
@@ -86,7 +121,7 @@ class CommandContext:
         if self._project is None:
             from forgather.project import Project
 
-            self._project = Project.open(self.project_dir)
+            self._project = Project.open(find_project_dir(self.project_dir))
         return self._project
 
     @property
@@ -128,27 +163,63 @@ class CommandContext:
 
     # -- output --------------------------------------------------------------
 
-    def emit(self, text: str) -> None:
-        """Write ``text`` (plus a final newline if missing) to stdout or the ``-o`` file."""
+    def _target(self, suffix: str) -> str | None:
+        """The file output goes to: the ``-e`` file, the ``-o`` file or ``None`` (stdout)."""
+        if not self.edit:
+            return self.output
+        if self._edit_path is None:
+            config = os.path.basename(self.config_template or "")
+            config = config[: -len(".yaml")] if config.endswith(".yaml") else config
+            name = f"{config}_{self.command}" if config else self.command
+            os.makedirs("tmp", exist_ok=True)
+            self._edit_path = os.path.join("tmp", name + suffix)
+        return self._edit_path
+
+    def emit(self, text: str, suffix: str = ".txt") -> None:
+        """Write ``text`` (plus a final newline if missing) to stdout, the ``-o`` or ``-e`` file.
+
+        Args:
+            text: the output.
+            suffix: the file type, for the ``-e`` file's name (``.yaml``, ``.py``...).
+        """
         if text and not text.endswith("\n"):
             text += "\n"
-        if self.output is None:
+        target = self._target(suffix)
+        if target is None:
             sys.stdout.write(text)
             return
         mode = "a" if self._output_started else "w"
         self._output_started = True
-        with open(self.output, mode, encoding="utf-8") as f:
+        with open(target, mode, encoding="utf-8") as f:
             f.write(text)
 
-    def emit_bytes(self, data: bytes) -> None:
-        """Write binary output (e.g. SVG from Graphviz) to stdout or the ``-o`` file."""
-        if self.output is None:
+    def emit_bytes(self, data: bytes, suffix: str = ".bin") -> None:
+        """Write binary output (e.g. SVG from Graphviz) to stdout, the ``-o`` or ``-e`` file."""
+        target = self._target(suffix)
+        if target is None:
             sys.stdout.flush()
             sys.stdout.buffer.write(data)
             return
-        with open(self.output, "ab" if self._output_started else "wb") as f:
+        with open(target, "ab" if self._output_started else "wb") as f:
             f.write(data)
         self._output_started = True
+
+    def close(self) -> None:
+        """With ``-e``: open the file the command wrote in ``$VISUAL``/``$EDITOR`` (else ``vi``)."""
+        if self._edit_path is None:
+            return
+        import shlex
+        import subprocess
+
+        editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+        print(f"Opening {self._edit_path} in {editor}", file=sys.stderr)
+        try:
+            subprocess.run([*shlex.split(editor), self._edit_path], check=False)
+        except OSError as err:
+            raise CLIError(
+                f"cannot start the editor {editor!r} ({err.strerror}); set $EDITOR. "
+                f"The output is in {self._edit_path}"
+            ) from None
 
     def relpath(self, path: str) -> str:
         """``path`` relative to the project directory (stable across clones)."""

@@ -7,9 +7,11 @@ Steps, in order: import the command's module (:func:`registry.load_command`);
 build its parser (its own options, then the common ones); read the common
 options given after the command name and merge them with the global ones into
 a :class:`~forgather.cli.context.CommandContext`; for a command with
-``uses_config``, load the config and add its ``dynamic_args`` as options;
-parse the command's arguments; render the config again with the dynamic
-values given; run. Any failure becomes one message and an exit code
+``uses_config`` (unless ``--no-dyn``), load the config and add its
+``dynamic_args`` as options (an option the command has too passes to the
+config's spec, :mod:`forgather.cli.dynamic_args`); parse the command's
+arguments; render the config again with the dynamic values; run; with
+``-e``, open the output in the editor. Any failure becomes one message and an exit code
 (:mod:`forgather.cli.errors`).
 
 Decision a reader may question: the command's arguments are read by two
@@ -31,6 +33,10 @@ import sys
 from forgather.cli.context import CommandContext, parse_assignments
 from forgather.cli.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, report_error
 from forgather.cli.registry import COMMANDS, add_common_options, assignment_words, load_command
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from forgather.cli.dynamic_args import DynamicOptions
 
 TRUST_VARIABLE = "FORGATHER_TRUST"  # read by forgather.config.policy (not imported here: startup)
 
@@ -97,24 +103,32 @@ def _run_command(global_options: argparse.Namespace, name: str, argv: list[str])
         allow_abbrev=False,
     )
     command.add_arguments(parser)
-    add_common_options(parser.add_argument_group("common options"), prefix="cmd_")
-    ctx = _context(global_options, name, argv)
-    dests = _add_config_options(ctx, parser, argv) if command.uses_config else []
+    if command.common_options:
+        add_common_options(parser.add_argument_group("common options"), prefix="cmd_")
+    ctx = _context(global_options, name, argv, read_common=command.common_options)
+    options = None
+    if command.uses_config and not ctx.no_dyn:
+        options = _add_config_options(ctx, parser, argv)
     args = parser.parse_args(argv)
-    if dests:
-        from forgather.cli.dynamic_args import dynamic_values
-
-        values = dynamic_values(args, dests)
+    if options is not None:
+        values = options.values(args)
+        ctx.dynamic_args = values
         if values:
             ctx.reload_config(**values)
-    return command.run(ctx, args) or EXIT_OK
+    code = command.run(ctx, args) or EXIT_OK
+    ctx.close()  # -e: the editor opens once the output is complete
+    return code
 
 
-def _context(global_options: argparse.Namespace, name: str, argv: list[str]) -> CommandContext:
-    """The context of command ``name``: common options after its name win over global ones."""
+def _context(global_options: argparse.Namespace, name: str, argv: list[str],
+             read_common: bool = True) -> CommandContext:  # fmt: skip
+    """The context of command ``name``: common options after its name win over global ones.
+
+    ``read_common=False``: the command's arguments are all its own (``Command.common_options``).
+    """
     early = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     add_common_options(early, prefix="cmd_")
-    cmd, _ = early.parse_known_args(argv)
+    cmd, _ = early.parse_known_args(argv if read_common else [])
     g = global_options
     return CommandContext(
         project_dir=cmd.cmd_project_dir or g.project_dir or ".",
@@ -123,6 +137,9 @@ def _context(global_options: argparse.Namespace, name: str, argv: list[str]) -> 
         overrides=parse_assignments((g.sets or []) + (cmd.cmd_sets or []), "--set"),
         output=cmd.cmd_output or g.output,
         argv=[*_global_words(g), name, *argv],
+        command=name,
+        edit=g.edit or cmd.cmd_edit,
+        no_dyn=g.no_dyn or cmd.cmd_no_dyn,
     )
 
 
@@ -134,12 +151,13 @@ def _global_words(global_options: argparse.Namespace) -> list[str]:
         if value is not None:
             words += [flag, value]
     words += assignment_words(global_options.defines, global_options.sets)
+    words += ["--no-dyn"] if global_options.no_dyn else []
     return words + (["--traceback"] if global_options.traceback else [])
 
 
 def _add_config_options(ctx: CommandContext, parser: argparse.ArgumentParser,
-                        argv: list[str]) -> list[str]:  # fmt: skip
-    """Load the config and add its ``dynamic_args`` to ``parser``; return their dests."""
+                        argv: list[str]) -> DynamicOptions | None:  # fmt: skip
+    """Load the config and add its ``dynamic_args`` to ``parser``."""
     from forgather.cli.dynamic_args import add_dynamic_args, normalize_specs
 
     try:
@@ -149,6 +167,6 @@ def _add_config_options(ctx: CommandContext, parser: argparse.ArgumentParser,
         if "-h" in argv or "--help" in argv:  # still show the command's own options
             first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
             parser.epilog = f"(the config's own options are unavailable: {first_line})"
-            return []
+            return None
         raise
     return add_dynamic_args(parser, normalize_specs(specs))

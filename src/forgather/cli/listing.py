@@ -2,6 +2,8 @@
 
     forgather ls                 # this project's configs, with descriptions
     forgather ls -r              # every project below the directory
+    forgather ls proj_a proj_b   # these projects (with -r: every project below each)
+    forgather ls -d              # and why each broken config failed, in full
     forgather index > INDEX.md   # the same as Markdown
     forgather meta               # resolved meta.yaml and the search path
     forgather tlist --format md  # every template, by search directory
@@ -49,8 +51,16 @@ def one_line(err: BaseException, strip_prefix: str = "") -> str:
     return text.replace(strip_prefix, "") if strip_prefix else text
 
 
-def summarize_configs(project, template_vars: dict | None = None) -> list[ConfigSummary]:
-    """Load every config of ``project`` and read its ``meta`` target."""
+def summarize_configs(project, template_vars: dict | None = None,
+                      report=None) -> list[ConfigSummary]:  # fmt: skip
+    """Load every config of ``project`` and read its ``meta`` target.
+
+    Args:
+        project: the project.
+        template_vars: ``-D`` variables.
+        report: called with (config name, exception) for each config that fails
+            (``ls -d`` prints the whole error).
+    """
     summaries = []
     prefix = str(project.project_dir) + os.sep
     for name in project.config_names():
@@ -63,6 +73,8 @@ def summarize_configs(project, template_vars: dict | None = None) -> list[Config
                 summary.description = str(meta.get("config_description") or "")
         except Exception as err:  # any failure is reported in the listing, not raised
             summary.error = one_line(err, prefix)
+            if report is not None:
+                report(name, err)
         summaries.append(summary)
     return summaries
 
@@ -94,11 +106,11 @@ class ProjectListing:
         return "\n".join(lines)
 
 
-def project_listing(project_dir, template_vars: dict, cache=None) -> ProjectListing:
+def project_listing(project_dir, template_vars: dict, cache=None, report=None) -> ProjectListing:
     """List one project, from ``cache`` when it is still valid.
 
     Listings with template variables (``-D``) are neither read from nor
-    written to the cache.
+    written to the cache; ``report`` is passed to :func:`summarize_configs`.
 
     Raises:
         ConfigError: the project itself (``meta.yaml``) does not load.
@@ -120,13 +132,26 @@ def project_listing(project_dir, template_vars: dict, cache=None) -> ProjectList
         description=meta.description,
         default_config=meta.default_config,
         config_prefix=meta.config_prefix,
-        configs=summarize_configs(project, template_vars),
+        configs=summarize_configs(project, template_vars, report),
     )
     if use_cache:
         cache.put(
             project_dir, fingerprint, str(meta.workspace_root), meta.searchpath, asdict(listing)
         )
     return listing
+
+
+def shown_path(path: str, workspace_root) -> str:
+    """``path`` relative to the current directory if it is in the workspace, else absolute.
+
+    What ``--format files`` prints: short names for the user's own templates,
+    and no ``../../..`` chains to a library installed elsewhere.
+    """
+    absolute = os.path.abspath(path)
+    root = os.path.abspath(workspace_root)
+    if os.path.commonpath([absolute, root]) == root:
+        return os.path.relpath(absolute)
+    return absolute
 
 
 # -- ls --------------------------------------------------------------------------
@@ -137,31 +162,72 @@ def _ls_arguments(parser: argparse.ArgumentParser) -> None:
         "-r", "--recursive", action="store_true", help="list every project below the directory"
     )
     parser.add_argument(
+        "-d",
+        "--debug",
+        action="store_true",
+        help="print the whole error of each config that fails to load (to stderr)",
+    )
+    parser.add_argument(
         "--no-cache", action="store_true", help="render every config, ignoring cached listings"
+    )
+    parser.add_argument(
+        "projects",
+        nargs="*",
+        metavar="PROJECT",
+        help="project directories to list (default: -p, or the project around it)",
     )
 
 
+def _report_to_stderr(show_traceback: bool):
+    """A ``report`` for :func:`summarize_configs` printing each failure in full."""
+    import sys
+
+    from forgather.cli.errors import format_error
+
+    def report(name: str, err: BaseException) -> None:
+        if show_traceback:
+            import traceback
+
+            print(f"{name}:", file=sys.stderr)
+            traceback.print_exception(err)
+        else:
+            print(f"{name}: {format_error(err)}", file=sys.stderr)
+
+    return report
+
+
 def _ls(ctx: CommandContext, args: argparse.Namespace) -> int:
+    from forgather.cli.context import find_project_dir
     from forgather.cli.ls_cache import ListingCache
 
-    cache = None if args.no_cache else ListingCache()
-    if not args.recursive:
-        ctx.emit(project_listing(ctx.project_dir, ctx.template_vars, cache).format())
+    cache = None if args.no_cache or args.debug else ListingCache()
+    report = _report_to_stderr("--traceback" in ctx.argv) if args.debug else None
+    if not args.recursive and not args.projects:
+        project_dir = find_project_dir(ctx.project_dir)
+        listing = project_listing(project_dir, ctx.template_vars, cache, report)
+        if os.path.realpath(project_dir) != os.path.realpath(ctx.project_dir):
+            ctx.emit(f"{project_dir}\n" + listing.format(indent="  "))
+        else:
+            ctx.emit(listing.format())
         return 0
     from forgather.project.workspace import find_projects
 
-    root = ctx.project_dir
     blocks = []
-    for directory in find_projects(root):
-        label = os.path.relpath(directory, root)
-        try:
-            listing = project_listing(directory, ctx.template_vars, cache)
-        except Exception as err:  # a broken project is reported, the walk goes on
-            prefix = str(Path(directory).resolve()) + os.sep
-            blocks.append(f"{label}\n  PARSE ERROR: {one_line(err, prefix)}")
-            continue
-        blocks.append(f"{label}\n" + listing.format(indent="  "))
-    ctx.emit("\n\n".join(blocks) if blocks else f"no projects below {root}")
+    for root in args.projects or [ctx.project_dir]:
+        found = list(find_projects(root)) if args.recursive else [Path(root)]
+        for directory in found:
+            label = os.path.relpath(directory, root) if args.recursive else str(root)
+            if args.recursive and args.projects:
+                label = os.path.normpath(os.path.join(root, label))
+            try:
+                listing = project_listing(directory, ctx.template_vars, cache, report)
+            except Exception as err:  # a broken project is reported, the walk goes on
+                prefix = str(Path(directory).resolve()) + os.sep
+                blocks.append(f"{label}\n  PARSE ERROR: {one_line(err, prefix)}")
+                continue
+            blocks.append(f"{label}\n" + listing.format(indent="  "))
+    where = " ".join(args.projects) or ctx.project_dir
+    ctx.emit("\n\n".join(blocks) if blocks else f"no projects below {where}")
     return 0
 
 
@@ -190,7 +256,7 @@ def _index(ctx: CommandContext, args: argparse.Namespace) -> int:
         lines.append(f"| {name} | {_md_cell(title)} | {_md_cell(desc)} |")
     lines += ["", "Template search path (first match wins):", ""]
     lines += [f"{i}. `{ctx.relpath(d)}`" for i, d in enumerate(meta.searchpath, 1)]
-    ctx.emit("\n".join(lines))
+    ctx.emit("\n".join(lines), suffix=".md")
     return 0
 
 
@@ -213,7 +279,13 @@ def _meta(ctx: CommandContext, args: argparse.Namespace) -> int:
 
 
 def _tlist_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=("text", "md"), default="text")
+    parser.add_argument(
+        "--format",
+        choices=("text", "md", "files"),
+        default="text",
+        help="text (default): names by search directory; md: the same in Markdown; "
+        "files: one file per line, relative to the current directory",
+    )
 
 
 def _tlist(ctx: CommandContext, args: argparse.Namespace) -> int:
@@ -221,6 +293,11 @@ def _tlist(ctx: CommandContext, args: argparse.Namespace) -> int:
     by_dir: dict[str, list[str]] = {d: [] for d in project.meta.searchpath}
     for name, directory in project.environment.list_templates():
         by_dir.setdefault(directory, []).append(name)
+    if args.format == "files":
+        files = [os.path.join(d, n) for d, names in by_dir.items() for n in sorted(names)]
+        root = project.meta.workspace_root
+        ctx.emit("\n".join(shown_path(f, root) for f in files if os.path.isfile(f)))
+        return 0
     lines = []
     for directory, names in by_dir.items():
         if not names:
@@ -230,7 +307,7 @@ def _tlist(ctx: CommandContext, args: argparse.Namespace) -> int:
             lines += [f"## `{label}`", ""] + [f"- `{n}`" for n in sorted(names)] + [""]
         else:
             lines += [f"{label}:"] + [f"    {n}" for n in sorted(names)]
-    ctx.emit("\n".join(lines).rstrip())
+    ctx.emit("\n".join(lines).rstrip(), suffix=".md" if args.format == "md" else ".txt")
     return 0
 
 

@@ -7,15 +7,26 @@ errors) is stored per project as JSON in the user cache directory
 (``$FORGATHER_CACHE_DIR`` overrides it) together with a *fingerprint*: a hash
 of the path, size and modification time of every file in ``meta.yaml``, the
 workspace's ``forgather_workspace/`` and each directory of the project's
-search path. A listing is reused only when the fingerprint still matches, and
-then neither Jinja2 nor PyYAML is imported.
+search path. The fingerprint also covers the code that renders the listing:
+every module of ``forgather.config`` and ``forgather.project``, the listing
+modules themselves, and the installed Jinja2 and PyYAML (each by path, size
+and modification time), so a listing made by one version of Forgather (or a
+checkout edited since) is never shown by another. A listing is reused only
+when the fingerprint still matches, and then neither Jinja2 nor PyYAML is
+imported.
 
-Decision a reader may question: the fingerprint covers whole search
-directories, not the templates a config actually uses. Dependencies found by
-reading templates miss computed names (``-- include name_var``); a stat of
-every file is cheap (about a microsecond each) and cannot miss one. What it
-cannot see is a template whose output changes with the time, the host or the
-environment; ``ls --no-cache`` renders everything afresh.
+Decisions a reader may question:
+
+* The code is fingerprinted by its files, not by the version number: reading
+  the installed version (``importlib.metadata``) costs more than the whole
+  cached ``ls``, an editable install keeps its version number while its code
+  changes, and installing another version rewrites the files.
+* The fingerprint covers whole search directories, not the templates a
+  config actually uses. Dependencies found by reading templates miss computed
+  names (``-- include name_var``); a stat of every file is cheap (about a
+  microsecond each) and cannot miss one. What it cannot see is a template
+  whose output changes with the time, the host or the environment;
+  ``ls --no-cache`` renders everything afresh.
 """
 
 from __future__ import annotations
@@ -26,7 +37,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-CACHE_FORMAT = 1  # bump when the stored listing changes shape
+CACHE_FORMAT = 2  # bump when the stored listing changes shape
+
+_PACKAGE = Path(__file__).resolve().parent.parent  # .../forgather
+# The code a listing depends on: directories (every file below) and single files.
+_CODE = ("config", "project", "cli/listing.py", "cli/ls_cache.py")
 
 
 def cache_dir() -> Path:
@@ -64,7 +79,7 @@ class ListingCache:
             st = os.stat(path)
             h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
         for root, dirs, files in os.walk(path):
-            dirs.sort()
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__")  # written by imports
             for name in sorted(files):
                 full = os.path.join(root, name)
                 try:
@@ -75,9 +90,22 @@ class ListingCache:
         self._prints[path] = digest = h.digest()
         return digest
 
+    def code_print(self) -> bytes:
+        """Digest of the code that renders listings: ours, Jinja2's and PyYAML's."""
+        import importlib.util
+
+        h = hashlib.sha1(f"{CACHE_FORMAT}".encode())
+        for part in _CODE:
+            h.update(self._tree_print(str(_PACKAGE / part)))
+        for module in ("jinja2", "yaml"):
+            spec = importlib.util.find_spec(module)  # finds, does not import
+            origin = spec.origin if spec is not None and spec.origin else module
+            h.update(self._tree_print(os.path.dirname(origin)))
+        return h.digest()
+
     def fingerprint(self, project_dir: Path, workspace_root: str, searchpath: list[str]) -> str:
         """The fingerprint of everything a listing of ``project_dir`` depends on."""
-        h = hashlib.sha1(f"{CACHE_FORMAT}".encode())
+        h = hashlib.sha1(self.code_print())
         for path in [
             str(project_dir / "meta.yaml"),
             os.path.join(workspace_root, "forgather_workspace"),

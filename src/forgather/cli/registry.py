@@ -18,12 +18,13 @@ read the table. Import heavy packages (torch, transformers) inside ``run``,
 never at module level.
 
 Decision a reader may question: the options accepted both before and after a
-command name (``-p``, ``-t``, ``-D``, ``--set``, ``-o``) are defined here, next
-to the table, rather than in ``main.py`` beside the global parser. The global
-parser (``main.py``) and every command's parser (``dispatch.py``) add them,
-and ``forgather --help`` must import this module only: a module of its own
-would cost ``--help`` another import, and keeping them in ``main.py`` would
-make ``dispatch.py`` import the entry point that imports it.
+command name (``-p``, ``-t``, ``-D``, ``--set``, ``-o``, ``-e``, ``--no-dyn``,
+``--trust``) are defined here, next to the table, rather than in ``main.py``
+beside the global parser. The global parser (``main.py``) and every command's
+parser (``dispatch.py``) add them, and ``forgather --help`` must import this
+module only: a module of its own would cost ``--help`` another import, and
+keeping them in ``main.py`` would make ``dispatch.py`` import the entry point
+that imports it.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "forgather.cli.control",
         "list, inspect, save, stop or abort running training jobs",
     ),
+    "convert": ("forgather.cli.convert", "convert a model between HuggingFace and Forgather"),
+    "update-vocab": ("forgather.cli.convert", "add tokens to a model's vocabulary"),
 }
 
 
@@ -119,7 +122,25 @@ def add_common_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup
         help="override a config value after loading, e.g. main.args.0=1; repeatable",
     )
     parser.add_argument(
-        "-o", "--output", dest=prefix + "output", metavar="FILE", help="write output to FILE"
+        "-o",
+        "--output",
+        "--output-file",
+        dest=prefix + "output",
+        metavar="FILE",
+        help="write output to FILE",
+    )
+    parser.add_argument(
+        "-e",
+        "--edit",
+        dest=prefix + "edit",
+        action="store_true",
+        help="write output to ./tmp/ and open it in $VISUAL or $EDITOR",
+    )
+    parser.add_argument(
+        "--no-dyn",
+        dest=prefix + "no_dyn",
+        action="store_true",
+        help="ignore the options the config declares (dynamic_args)",
     )
     parser.add_argument(
         "--trust",

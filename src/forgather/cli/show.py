@@ -2,7 +2,9 @@
 
     forgather -t default.yaml pp                # rendered YAML
     forgather pp --set main.count=3             # the graph as YAML, with the override
+    forgather pp -d                             # each template's Jinja source, then the YAML
     forgather trefs --format dot | dot -Tsvg    # templates behind the config
+    forgather trefs --format files              # their files, one per line
     forgather targets
     forgather diff 1_inheritance.yaml 2_includes.yaml
 
@@ -11,6 +13,12 @@ print ``to_yaml()`` of the overridden graph instead of the rendered text,
 because the rendered text is what the templates produced and cannot show a
 value changed after loading; without overrides they print the rendered text
 exactly, comments and all.
+
+When the config's options (``dynamic_args``) give template variables, ``pp``
+first prints ``# Dynamic arguments received: {...}`` and a blank line, as the
+original Forgather does; like the original's, that line and the ``-d``
+sources go to the terminal (stdout) even with ``-o``, which receives the YAML
+alone.
 """
 
 from __future__ import annotations
@@ -25,8 +33,29 @@ def _yaml_of(ctx: CommandContext, config) -> str:
     return config.to_yaml() if ctx.overrides else config.pp
 
 
+def _pp_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-d",
+        "--debug",
+        action="store_true",
+        help="first print the Jinja source (after preprocessing) of every template, numbered",
+    )
+
+
+def numbered(text: str) -> str:
+    """``text`` with a right-aligned line number before each line."""
+    return "".join(f"{i:>6}: {line}\n" for i, line in enumerate(text.split("\n"), 1))
+
+
 def _pp(ctx: CommandContext, args: argparse.Namespace) -> int:
-    ctx.emit(_yaml_of(ctx, ctx.config))
+    config = ctx.config
+    if ctx.dynamic_args:
+        print(f"# Dynamic arguments received: {ctx.dynamic_args}\n", flush=True)
+    if args.debug:
+        sources = ctx.project.environment.preprocessed_sources(ctx.template_name())
+        for name, source in sources.items():
+            print(f"{' ' + name + ' ':-^80}\n{numbered(source)}", flush=True)
+    ctx.emit(_yaml_of(ctx, config), suffix=".yaml")
     return 0
 
 
@@ -62,7 +91,14 @@ def _diff(ctx: CommandContext, args: argparse.Namespace) -> int:
 
 
 def _trefs_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=("text", "md", "dot"), default="text")
+    parser.add_argument(
+        "--format",
+        choices=("text", "md", "dot", "files", "tree", "svg"),
+        default="text",
+        help="text (default): name [how] file, indented; md: a Markdown list; "
+        "files: each file once (relative to the current directory when in the workspace); tree: drawn with "
+        "branches; dot, svg: a Graphviz graph (svg needs `dot` on PATH)",
+    )
 
 
 def _walk(ref, depth: int = 0):
@@ -74,30 +110,62 @@ def _walk(ref, depth: int = 0):
         stack.extend((d + 1, node, c) for c in reversed(node.children))
 
 
+def _dot(tree) -> str:
+    lines = ["digraph templates {\n    rankdir=LR;\n    node [shape=box];"]
+    for _, parent, ref in _walk(tree):
+        if parent is not None:
+            lines.append(f'    "{parent.name}" -> "{ref.name}" [label="{ref.kind}"];')
+    if not tree.children:
+        lines.append(f'    "{tree.name}";')
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def _tree_lines(ctx: CommandContext, ref, prefix: str = "", last: bool = True,
+                root: bool = True) -> list[str]:  # fmt: skip
+    """``ref`` and its children drawn with ``├──``/``└──`` branches."""
+    where = ctx.relpath(ref.path) if ref.path else "?"
+    label = f"{ref.name} ({where})" if root else f"{ref.name} [{ref.kind}] ({where})"
+    lines = [label if root else f"{prefix}{'└── ' if last else '├── '}{label}"]
+    inner = "" if root else prefix + ("    " if last else "│   ")
+    for i, child in enumerate(ref.children):
+        lines += _tree_lines(ctx, child, inner, i == len(ref.children) - 1, root=False)
+    return lines
+
+
 def _trefs(ctx: CommandContext, args: argparse.Namespace) -> int:
     tree = ctx.project.environment.template_tree(ctx.template_name())
+    if args.format in ("dot", "svg"):
+        if args.format == "dot":
+            ctx.emit(_dot(tree), suffix=".dot")
+        else:
+            from forgather.cli.build import render_svg
+
+            ctx.emit_bytes(render_svg(_dot(tree)), suffix=".svg")
+        return 0
+    if args.format == "tree":
+        ctx.emit("\n".join(_tree_lines(ctx, tree)))
+        return 0
+    if args.format == "files":
+        from forgather.cli.listing import shown_path
+
+        root = ctx.project.meta.workspace_root
+        files = dict.fromkeys(shown_path(r.path, root) for _, _, r in _walk(tree) if r.path)
+        ctx.emit("\n".join(files))
+        return 0
     lines = []
-    if args.format == "dot":
-        lines.append("digraph templates {\n    rankdir=LR;\n    node [shape=box];")
-        for _, parent, ref in _walk(tree):
-            if parent is not None:
-                lines.append(f'    "{parent.name}" -> "{ref.name}" [label="{ref.kind}"];')
-        if not tree.children:
-            lines.append(f'    "{tree.name}";')
-        lines.append("}")
-    else:
-        for depth, _, ref in _walk(tree):
-            path = ctx.relpath(ref.path) if ref.path else "?"
-            if args.format == "md":
-                lines.append(f"{'  ' * depth}- `{ref.name}` ({ref.kind}): `{path}`")
-            else:
-                lines.append(f"{'    ' * depth}{ref.name} [{ref.kind}] {path}")
-    ctx.emit("\n".join(lines))
+    for depth, _, ref in _walk(tree):
+        path = ctx.relpath(ref.path) if ref.path else "?"
+        if args.format == "md":
+            lines.append(f"{'  ' * depth}- `{ref.name}` ({ref.kind}): `{path}`")
+        else:
+            lines.append(f"{'    ' * depth}{ref.name} [{ref.kind}] {path}")
+    ctx.emit("\n".join(lines), suffix=".md" if args.format == "md" else ".txt")
     return 0
 
 
 COMMANDS = {
-    "pp": Command(run=_pp, uses_config=True),
+    "pp": Command(run=_pp, add_arguments=_pp_arguments, uses_config=True),
     "targets": Command(run=_targets, uses_config=True),
     "diff": Command(run=_diff, add_arguments=_diff_arguments),
     "trefs": Command(run=_trefs, add_arguments=_trefs_arguments),

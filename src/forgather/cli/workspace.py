@@ -1,6 +1,8 @@
-"""Scaffolding commands: ``ws init`` and ``ws project``.
+"""Scaffolding commands: ``ws init``, ``ws create`` and ``ws project``; ``ws`` alone
+prints the workspace directory.
 
     forgather ws init --name "My models" --description "..."        # here
+    forgather ws create --name "My models" --forgather-dir ~/src/forgather -l base  # ./my_models/
     forgather -p ~/work ws init --name Work --forgather-dir ~/src/forgather ~/shared/templates
     forgather ws project --name "Tiny LM" --description "..." tiny_lm
     forgather -p tiny_lm ls
@@ -19,10 +21,11 @@ import sys
 
 from forgather.cli.command import Command
 from forgather.cli.context import CommandContext
+from forgather.cli.errors import CLIError
 
 
 def _ws_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="ws_command", metavar="{init,project}", required=True)
+    sub = parser.add_subparsers(dest="ws_command", metavar="{init,create,project}")
     init = sub.add_parser("init", help="create forgather_workspace/ in the directory (-p)")
     init.add_argument("--name", required=True, help="workspace name")
     init.add_argument("--description", default="", help="one-line description")
@@ -41,6 +44,38 @@ def _ws_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-defaults",
         action="store_true",
         help="leave forgather_workspace/ itself off the search path",
+    )
+    create = sub.add_parser(
+        "create",
+        help="create a workspace directory with forgather_workspace/ in it (the original's command)",
+    )
+    create.add_argument("--name", required=True, help="workspace name")
+    create.add_argument("--description", default="", help="one-line description")
+    create.add_argument(
+        "--forgather-dir",
+        metavar="DIR",
+        help="Forgather directory templates see as ns.forgather_dir (default: this install)",
+    )
+    create.add_argument(
+        "-l",
+        "--lib",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="search FORGATHER_DIR/templatelib/NAME too; repeatable",
+    )
+    create.add_argument(
+        "--search-path",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="another template directory every project searches; repeatable",
+    )
+    create.add_argument(
+        "workspace_dir",
+        nargs="?",
+        metavar="DIR",
+        help="the new directory (default: the name in snake_case, under -p)",
     )
     project = sub.add_parser("project", help="create a project from examples/template_project")
     project.add_argument("--name", required=True, help="project name")
@@ -62,6 +97,17 @@ def _snake_case(name: str) -> str:
 def _ws(ctx: CommandContext, args: argparse.Namespace) -> int:
     from forgather.project import create_project, find_workspace_root, init_workspace
 
+    if args.ws_command is None:
+        root = find_workspace_root(ctx.project_dir)
+        if root is None:
+            raise CLIError(
+                f"no forgather_workspace/ in {os.path.abspath(ctx.project_dir)} or any parent; "
+                "create one with `forgather ws init`"
+            )
+        ctx.emit(str(root))
+        return 0
+    if args.ws_command == "create":
+        return _ws_create(ctx, args)
     if args.ws_command == "init":
         created = init_workspace(
             ctx.project_dir,
@@ -87,6 +133,27 @@ def _ws(ctx: CommandContext, args: argparse.Namespace) -> int:
             f"note: no forgather_workspace/ above {created}; create one with `forgather ws init`",
             file=sys.stderr,
         )
+    return 0
+
+
+def _ws_create(ctx: CommandContext, args: argparse.Namespace) -> int:
+    from forgather.project import forgather_dir, init_workspace
+
+    directory = args.workspace_dir or os.path.join(
+        ctx.project_dir, _snake_case(args.name.replace(".", ""))
+    )
+    if os.path.exists(directory):
+        raise CLIError(f"{directory} already exists")
+    libs_root = os.path.expanduser(args.forgather_dir) if args.forgather_dir else forgather_dir()
+    libraries = [os.path.join(libs_root, "templatelib", lib) for lib in args.lib]
+    created = init_workspace(
+        directory,
+        name=args.name,
+        description=args.description,
+        forgather_dir_path=os.path.expanduser(args.forgather_dir) if args.forgather_dir else None,
+        search_paths=[os.path.expanduser(p) for p in args.search_path] + libraries,
+    )
+    ctx.emit(f"created workspace {created}")
     return 0
 
 
