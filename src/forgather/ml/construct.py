@@ -216,6 +216,10 @@ def _package_modules(module: types.ModuleType) -> list[types.ModuleType]:
             referenced = sys.modules.get(name)
             if referenced is not None:
                 todo.append(referenced)
+        # The packages holding a module come with it (their __init__.py).
+        parent = current.__name__.rpartition(".")[0]
+        if parent.startswith(prefix) and parent not in found and parent in sys.modules:
+            todo.append(sys.modules[parent])
     return list(found.values())
 
 

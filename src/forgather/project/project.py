@@ -174,7 +174,7 @@ class Project:
 
         It is found when no file on the search path has that name.
         """
-        if not _TEMPLATE_NAME.match(name):
+        if not _TEMPLATE_NAME.match(name) or ".." in name.split("/"):
             raise ProjectError(
                 f"add_template: {name!r} is not a template name (letters, digits, _ . /)"
             )
