@@ -210,11 +210,11 @@ class Builder:
             searchpath = _searchpath(
                 self.build(node.searchpath, f"{path}.submodule_searchpath", searchpath)
             )
-        if node.kind in (SINGLETON, FACTORY) and self._file_not_written_yet(node, searchpath):
-            # The original Forgather's model configs call a class from a file that
-            # one of the call's own arguments writes (generated model code): build
-            # the arguments first. Otherwise import first, so a misspelt SPEC fails
-            # before any argument (a dataset, a model) is built.
+        if node.kind in (SINGLETON, FACTORY) and self._calls_into_a_file(node, searchpath):
+            # The original Forgather's model configs call a class in a file that one
+            # of the call's own arguments (re)writes (generated model code): build the
+            # arguments first, so the import sees this build's file. A module SPEC is
+            # imported first, so a misspelt one fails before any argument is built.
             args, kwargs = self.arguments(node, path, searchpath)
             return self.invoke(node, self.resolve(node, searchpath), args, kwargs, path)
         fn = self.resolve(node, searchpath)
@@ -228,8 +228,8 @@ class Builder:
         args, kwargs = self.arguments(node, path, searchpath)
         return self.invoke(node, fn, args, kwargs, path)
 
-    def _file_not_written_yet(self, node: CallNode, searchpath) -> bool:
-        """Whether ``node`` calls into a ``/path/file.py`` that does not exist (yet)."""
+    def _calls_into_a_file(self, node: CallNode, searchpath) -> bool:
+        """Whether ``node`` calls into an absolute ``/path/file.py`` (allowed by name first)."""
         try:
             spec = parse_spec(node.spec)
         except ValueError:
@@ -237,7 +237,7 @@ class Builder:
         if spec.form != "file" or not os.path.isabs(spec.module):
             return False
         self.check_allowed(node, spec, searchpath)
-        return not os.path.exists(spec.module)
+        return True
 
     def resolve(self, node: CallNode, searchpath) -> Any:
         """Import what ``node`` calls, after the policy allowed its SPEC (nothing is imported otherwise)."""
