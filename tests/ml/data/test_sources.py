@@ -166,8 +166,8 @@ def test_open_source_guesses_the_format(tmp_path):
     assert isinstance(open_source(tmp_path / "a.jsonl"), JsonlFiles)
     assert isinstance(open_source(tmp_path / "t"), TextFiles)
     assert texts(open_source([tmp_path / "a.jsonl"])) == ["j"]
-    with pytest.raises(ValueError, match="unknown data format 'csv'"):
-        open_source(tmp_path / "a.jsonl", format="csv")
+    with pytest.raises(ValueError, match="unknown data format 'xml'"):
+        open_source(tmp_path / "a.jsonl", format="xml")
 
 
 def test_glob_semantics():

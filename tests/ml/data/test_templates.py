@@ -70,14 +70,13 @@ def test_stdlib_dataset_template_builds_and_second_build_is_cached(env):
 def test_text_dataset_template_reads_local_jsonl_unpacked(env, tmp_path):
     lines = [f'{{"text": "def f{i}(x):\\n    return x * {i}\\n"}}' for i in range(40)]
     (tmp_path / "d.jsonl").write_text("\n".join(lines) + "\n")
-    cfg = narrowed(
-        env.load(
-            "text_dataset.yaml",
-            data_path=str(tmp_path / "d.jsonl"),
-            packed=False,
-            validation_fraction=0.1,
-            num_proc=1,
-        )
+    cfg = env.load(
+        "text_dataset.yaml",
+        data_path=str(tmp_path / "d.jsonl"),
+        packed=False,
+        validation_fraction=0.1,
+        num_proc=1,
+        tokenizer_vocab_size=300,
     )
     built = cfg.build("main")
     assert isinstance(built["train"], DocumentDataset)

@@ -25,11 +25,23 @@ from typing import TYPE_CHECKING
 from forgather._lazy import lazy_exports
 
 if TYPE_CHECKING:  # for type checkers and IDEs; never executed at run time
+    from forgather.ml.data.blocks_view import blocks_view
     from forgather.ml.data.cache import default_cache_dir
+    from forgather.ml.data.chat import (
+        ChatDataset,
+        ChatFiles,
+        ChatSplit,
+        default_chat_template,
+        load_chat_splits,
+        open_chat,
+        render_conversation,
+        with_chat_template,
+    )
     from forgather.ml.data.collator import IGNORE_INDEX, CausalLMCollator
     from forgather.ml.data.packing import DocumentDataset, PackedDataset
     from forgather.ml.data.sampler import ResumableSampler
     from forgather.ml.data.sources import (
+        CsvFiles,
         DataError,
         Document,
         JsonlFiles,
@@ -47,18 +59,32 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never executed at run time
         SpecialTokens,
         load_or_train_tokenizer,
         load_tokenizer,
+        pad_token_id,
         save_tokenizer,
         tokenizer_fingerprint,
         train_tokenizer,
     )
+    from forgather.ml.data.training_text import TrainingText
 
 # module (under forgather.ml.data) -> public names it defines
 _MODULES = {
+    "blocks_view": ["blocks_view"],
     "cache": ["default_cache_dir"],
+    "chat": [
+        "ChatDataset",
+        "ChatFiles",
+        "ChatSplit",
+        "default_chat_template",
+        "load_chat_splits",
+        "open_chat",
+        "render_conversation",
+        "with_chat_template",
+    ],
     "collator": ["CausalLMCollator", "IGNORE_INDEX"],
     "packing": ["DocumentDataset", "PackedDataset"],
     "sampler": ["ResumableSampler"],
     "sources": [
+        "CsvFiles",
         "DataError",
         "Document",
         "JsonlFiles",
@@ -76,15 +102,29 @@ _MODULES = {
         "SpecialTokens",
         "load_or_train_tokenizer",
         "load_tokenizer",
+        "pad_token_id",
         "save_tokenizer",
         "tokenizer_fingerprint",
         "train_tokenizer",
     ],
+    "training_text": ["TrainingText"],
 }
 _LAZY = {name: module for module, names in _MODULES.items() for name in names}
 
 __all__ = [
     "CausalLMCollator",
+    "ChatDataset",
+    "ChatFiles",
+    "ChatSplit",
+    "CsvFiles",
+    "TrainingText",
+    "blocks_view",
+    "default_chat_template",
+    "load_chat_splits",
+    "open_chat",
+    "pad_token_id",
+    "render_conversation",
+    "with_chat_template",
     "CorpusSplit",
     "DataError",
     "Document",

@@ -22,7 +22,10 @@ IGNORE_INDEX = -100  # the ignore_index of torch.nn.functional.cross_entropy
 
 @dataclass
 class CausalLMCollator:
-    """Collate ``{"input_ids", ["position_ids"]}`` examples into a right-padded batch.
+    """Collate ``{"input_ids", ["position_ids"], ["labels"]}`` examples into a right-padded batch.
+
+    Examples that carry ``labels`` (chat data: -100 outside the assistant's turns)
+    keep them; otherwise labels are the input ids.
 
     Args:
         pad_token_id: id written into padded positions (never a target).
@@ -52,9 +55,14 @@ class CausalLMCollator:
             else torch.arange(len(i), dtype=torch.int64)
             for e, i in zip(examples, ids, strict=True)
         ]
+        given = [
+            torch.as_tensor(e["labels"], dtype=torch.int64) if "labels" in e else i
+            for e, i in zip(examples, ids, strict=True)
+        ]
         if self.max_length is not None:
             ids = [i[: self.max_length] for i in ids]
             positions = [p[: self.max_length] for p in positions]
+            given = [g[: self.max_length] for g in given]
         length = max(len(i) for i in ids)
         if self.pad_to_multiple_of:
             length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
@@ -63,12 +71,13 @@ class CausalLMCollator:
         input_ids = torch.full((batch, length), self.pad_token_id, dtype=torch.int64)
         position_ids = torch.zeros((batch, length), dtype=torch.int64)
         attention_mask = torch.zeros((batch, length), dtype=torch.int64)
-        for row, (i, p) in enumerate(zip(ids, positions, strict=True)):
+        labels = torch.full((batch, length), IGNORE_INDEX, dtype=torch.int64)
+        for row, (i, p, g) in enumerate(zip(ids, positions, given, strict=True)):
             input_ids[row, : len(i)] = i
             position_ids[row, : len(p)] = p
             attention_mask[row, : len(i)] = 1
+            labels[row, : len(g)] = g
 
-        labels = input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)
         if self.mask_document_starts:
             labels = labels.masked_fill((position_ids == 0) & (attention_mask == 1), IGNORE_INDEX)
         return {

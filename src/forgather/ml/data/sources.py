@@ -221,7 +221,8 @@ class TextFiles:
         pattern: glob used inside directories (default every ``*.txt``).
         exclude: globs of directory-relative paths to leave out (:func:`glob_match`).
         include: when given, only directory-relative paths matching one of these.
-        separator: when set (e.g. ``"\\n\\n\\n"``), each file is cut into documents here.
+        separator: when set (e.g. ``"\\n\\n\\n"``; ``"\\n"`` for one document per line),
+            each file is cut into documents here.
         on_error: ``"raise"`` a DataError on a missing/empty/non-UTF-8 file, or
             ``"skip"`` it with a logged warning.
         skip_empty_in_dirs: files found by a directory scan that are empty are skipped
@@ -400,6 +401,61 @@ class ParquetFiles(_RecordFiles):
                     row += 1
 
 
+class CsvFiles(_RecordFiles):
+    """CSV files with a header row: the column ``text_field`` of each row is a document.
+
+    Read with the standard ``csv`` module (quoted fields may span lines). A row
+    without the column, or a file whose header lacks it, is a DataError naming the
+    file and the row's first line (or a logged warning with ``on_error="skip"``).
+    """
+
+    kind = "csv"
+
+    default_pattern = "**/*.csv"
+
+    def documents(self) -> Iterator[Document]:
+        import csv
+
+        for index, f in enumerate(self.files()):
+            ordinal = 0
+            try:
+                text_of_file = _decode(f.path, f.path.read_bytes())
+            except DataError as err:
+                _report(self.on_error, err)
+                continue
+            reader = csv.DictReader(text_of_file.splitlines(keepends=True))
+            try:
+                header = reader.fieldnames or []
+            except csv.Error as err:
+                _report(self.on_error, DataError(f.path, 1, f"invalid CSV header ({err})"))
+                continue
+            if self.text_field not in header:
+                _report(
+                    self.on_error,
+                    DataError(f.path, 1, f"no column {self.text_field!r} (columns: {header})"),
+                )
+                continue
+            line = reader.line_num + 1
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as err:
+                    _report(self.on_error, DataError(f.path, line, f"invalid CSV ({err})"))
+                    line = reader.line_num + 1
+                    continue
+                text = row.get(self.text_field)
+                if text is None:
+                    _report(self.on_error, DataError(f.path, line, "row is too short"))
+                elif text.strip():
+                    yield Document(index, ordinal, text)
+                    ordinal += 1
+                line = reader.line_num + 1
+            if ordinal == 0:
+                _report(self.on_error, DataError(f.path, None, "file has no documents"))
+
+
 class SavedDataset:
     """A ``datasets.Dataset`` (or one split of a ``DatasetDict``) saved with ``save_to_disk``.
 
@@ -449,7 +505,7 @@ class SavedDataset:
                     yield Document(0, start + offset, text)
 
 
-FORMATS = ("auto", "text", "jsonl", "parquet", "saved_dataset")
+FORMATS = ("auto", "text", "jsonl", "parquet", "csv", "saved_dataset")
 
 
 def _guess_format(path: Path) -> str:
@@ -457,11 +513,11 @@ def _guess_format(path: Path) -> str:
         if (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file():
             return "saved_dataset"
         suffixes = {p.suffix for p in path.rglob("*") if p.is_file()}
-        for fmt, suffix in (("jsonl", ".jsonl"), ("parquet", ".parquet")):
+        for fmt, suffix in (("jsonl", ".jsonl"), ("parquet", ".parquet"), ("csv", ".csv")):
             if suffix in suffixes:
                 return fmt
         return "text"
-    return {".jsonl": "jsonl", ".parquet": "parquet"}.get(path.suffix, "text")
+    return {".jsonl": "jsonl", ".parquet": "parquet", ".csv": "csv"}.get(path.suffix, "text")
 
 
 def open_source(
@@ -471,18 +527,23 @@ def open_source(
     pattern: str | None = None,
     on_error: OnError = "raise",
     split: str | None = None,
+    separator: str | None = None,
+    lines: bool = False,
 ) -> TextSource:
     """A source for local data given by path, its kind guessed from the first path.
 
     Args:
         paths: files or directories (one directory for ``saved_dataset``).
-        format: ``"text"``, ``"jsonl"``, ``"parquet"``, ``"saved_dataset"`` (a
+        format: ``"text"``, ``"jsonl"``, ``"parquet"``, ``"csv"``, ``"saved_dataset"`` (a
             ``save_to_disk`` directory), or ``"auto"``: by suffix, or for a directory
             by the files in it.
         text_field: the JSON field / column holding the text.
         pattern: glob used inside directories; default ``**/*.<format suffix>``.
         on_error: ``"raise"`` or ``"skip"`` (with a logged warning) malformed inputs.
         split: the split of a saved ``DatasetDict``.
+        separator: text files only: cut each file into documents at this string
+            (``"\\n\\n"``: one document per paragraph); None keeps one per file.
+        lines: text files only: one document per non-blank line (``separator="\\n"``).
 
     Raises:
         DataError: a path does not exist.
@@ -496,12 +557,22 @@ def open_source(
         raise DataError(first, None, "no such file or directory")
     if format == "auto":
         format = _guess_format(first)
+    if lines:
+        if separator not in (None, "\n"):
+            raise ValueError("give either lines=True or a separator, not both")
+        separator = "\n"
+    if separator is not None and format != "text":
+        raise ValueError(f"separator and lines apply to text files, not {format}")
     if format == "text":
-        return TextFiles(items, pattern=pattern or "**/*.txt", on_error=on_error)
+        return TextFiles(
+            items, pattern=pattern or "**/*.txt", separator=separator, on_error=on_error
+        )
     if format == "jsonl":
         return JsonlFiles(items, text_field, pattern=pattern or "**/*.jsonl", on_error=on_error)
     if format == "parquet":
         return ParquetFiles(items, text_field, pattern=pattern or "**/*.parquet", on_error=on_error)
+    if format == "csv":
+        return CsvFiles(items, text_field, pattern=pattern or "**/*.csv", on_error=on_error)
     if format == "saved_dataset":
         if len(items) != 1:
             raise ValueError("a saved dataset is one directory")

@@ -2,7 +2,10 @@
 
 Each unit (a file, or a document identified by file name and position in it) gets a
 64-bit hash of ``(seed, name[, ordinal])``; units are sorted by hash and the first
-``round(fraction * units)`` form the validation split.
+``round(fraction * units)`` form the validation split. ``split_by="tail"`` instead
+holds out the last ``fraction`` of the token stream (one long document, a play or a
+novel, cannot be split by document); ``"auto"`` picks ``"document"`` when there are
+enough documents to hold out at least one, else ``"tail"``.
 
 Decision a reader may question: the split hashes names, not positions in a list, and
 never uses a random generator. So it is the same on every machine, in every
@@ -20,7 +23,8 @@ import numpy as np
 
 from forgather.ml.data.tokenization import TokenizedCorpus
 
-SplitBy = Literal["file", "document"]
+SplitBy = Literal["file", "document", "tail", "auto"]
+SPLIT_BY = ("file", "document", "tail", "auto")
 
 
 @dataclass
@@ -74,6 +78,119 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
+def held_out_documents(
+    file_names: list[str],
+    file_ids: np.ndarray,
+    ordinals: np.ndarray,
+    validation_fraction: float,
+    split_by: str,
+    seed: int = 0,
+) -> np.ndarray:
+    """Which documents a ``"file"`` or ``"document"`` split holds out.
+
+    Shared by :func:`split_corpus` (on tokens) and :class:`TrainingText` (on raw text,
+    before any tokenizer exists), so both agree on every document.
+
+    Args:
+        file_names: the source's file names.
+        file_ids: (n,) file index of each document.
+        ordinals: (n,) position of each document within its file.
+        validation_fraction: share of units held out, 0 <= f < 1.
+        split_by: ``"file"`` or ``"document"``.
+        seed: changes which units are held out.
+
+    Returns:
+        (n,) bool, True for held-out documents.
+
+    Raises:
+        ValueError: bad arguments, or fewer than two units to split.
+    """
+    if not 0 <= validation_fraction < 1:
+        raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
+    file_ids = np.asarray(file_ids, dtype=np.int64)
+    ordinals = np.asarray(ordinals, dtype=np.int64)
+    file_hashes = _name_hashes(file_names, seed)
+    if split_by == "file":
+        unit_of_doc = file_ids
+        present = np.unique(unit_of_doc)
+        unit_hashes = file_hashes[present]
+    elif split_by == "document":
+        present = np.arange(len(file_ids), dtype=np.int64)
+        unit_of_doc = present
+        unit_hashes = _mix(file_hashes[file_ids] + ordinals.astype(np.uint64))
+    else:
+        raise ValueError(f"split_by must be one of {SPLIT_BY}, got {split_by!r}")
+
+    n_units = len(present)
+    n_val = round(validation_fraction * n_units)
+    if validation_fraction > 0:
+        if n_units < 2:
+            raise ValueError(
+                f"cannot hold out a validation split from {n_units} {split_by}(s); "
+                + (
+                    "use split_by='document' or 'tail'"
+                    if split_by == "file"
+                    else "use split_by='tail' (the last fraction of the tokens)"
+                )
+            )
+        n_val = min(max(n_val, 1), n_units - 1)
+    # Ties (equal hashes) are broken by unit index: stable sort keeps input order.
+    held_out_units = present[np.argsort(unit_hashes, kind="stable")[:n_val]]
+    return np.isin(unit_of_doc, held_out_units)
+
+
+def resolve_split_by(split_by: str, num_documents: int, validation_fraction: float) -> str:
+    """``"auto"`` becomes ``"document"`` when ``fraction x documents >= 1`` (a held-out
+    document is then about the asked share), else ``"tail"``; other values pass."""
+    if split_by != "auto":
+        return split_by
+    if num_documents >= 2 and validation_fraction * num_documents >= 1:
+        return "document"
+    return "tail"
+
+
+def tail_cut(lengths: np.ndarray, validation_fraction: float) -> tuple[int, int]:
+    """Where a ``"tail"`` split cuts a stream of documents with these lengths.
+
+    Returns:
+        ``(document, offset)``: the validation side starts at ``offset`` within
+        ``document`` (offset 0 when the cut falls between documents).
+
+    Raises:
+        ValueError: the stream is too short to keep at least one item on each side.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    total = int(lengths.sum())
+    n_val = round(validation_fraction * total)
+    if validation_fraction > 0:
+        if total < 2:
+            raise ValueError(f"cannot hold out a validation split from {total} token(s)")
+        n_val = min(max(n_val, 1), total - 1)
+    cut = total - n_val
+    ends = np.cumsum(lengths)
+    doc = int(np.searchsorted(ends, cut, side="right"))
+    if doc >= len(lengths):  # cut == total: nothing held out
+        return len(lengths), 0
+    return doc, cut - (int(ends[doc]) - int(lengths[doc]))
+
+
+def _cut_document(corpus: TokenizedCorpus, doc: int, offset: int) -> TokenizedCorpus:
+    """The same corpus with document ``doc`` cut in two at token ``offset`` (the tokens
+    are shared, only the offsets and per-document arrays change)."""
+    start = int(corpus.offsets[doc])
+    offsets = np.insert(corpus.offsets, doc + 1, start + offset)
+    return TokenizedCorpus(
+        tokens=corpus.tokens,
+        offsets=offsets,
+        file_ids=np.insert(corpus.file_ids, doc, corpus.file_ids[doc]),
+        ordinals=np.insert(corpus.ordinals, doc, corpus.ordinals[doc]),
+        file_names=corpus.file_names,
+        path=corpus.path,
+        from_cache=corpus.from_cache,
+        info=corpus.info,
+    )
+
+
 def split_corpus(
     corpus: TokenizedCorpus,
     validation_fraction: float = 0.05,
@@ -84,44 +201,37 @@ def split_corpus(
 
     Args:
         corpus: the tokenized corpus.
-        validation_fraction: share of units (files or documents) held out, 0 <= f < 1.
-            When positive, at least one unit is held out and at least one kept.
+        validation_fraction: share of units (files or documents; tokens for
+            ``"tail"``) held out, 0 <= f < 1. When positive, at least one unit is
+            held out and at least one kept.
         split_by: ``"file"`` keeps every file whole on one side (no near-duplicate
-            documents of one file on both sides); ``"document"`` splits inside files.
-        seed: changes which units are held out.
+            documents of one file on both sides); ``"document"`` splits inside files;
+            ``"tail"`` holds out the last tokens of the corpus (in corpus order),
+            cutting the document where the cut falls in two; ``"auto"`` is
+            ``"document"`` when ``fraction x documents >= 1``, else ``"tail"``.
+        seed: changes which units are held out (not used by ``"tail"``).
 
     Returns:
         The two splits; ``validation`` is empty when ``validation_fraction`` is 0.
+        With ``"tail"`` both splits refer to a corpus whose cut document is two
+        documents (the validation piece starts without bos).
 
     Raises:
         ValueError: bad fraction, or fewer than two units to split.
     """
     if not 0 <= validation_fraction < 1:
         raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
-    file_hashes = _name_hashes(corpus.file_names, seed)
-    if split_by == "file":
-        unit_of_doc = corpus.file_ids.astype(np.int64)
-        present = np.unique(unit_of_doc)
-        unit_hashes = file_hashes[present]
-    elif split_by == "document":
-        present = np.arange(len(corpus), dtype=np.int64)
-        unit_of_doc = present
-        unit_hashes = _mix(file_hashes[corpus.file_ids] + corpus.ordinals.astype(np.uint64))
+    split_by = resolve_split_by(split_by, len(corpus), validation_fraction)  # type: ignore[assignment]
+    if split_by == "tail":
+        doc, offset = tail_cut(corpus.lengths, validation_fraction)
+        if offset:
+            corpus = _cut_document(corpus, doc, offset)
+            doc += 1
+        is_val = np.arange(len(corpus)) >= doc
     else:
-        raise ValueError(f"split_by must be 'file' or 'document', got {split_by!r}")
-
-    n_units = len(present)
-    n_val = round(validation_fraction * n_units)
-    if validation_fraction > 0:
-        if n_units < 2:
-            raise ValueError(
-                f"cannot hold out a validation split from {n_units} {split_by}(s); "
-                + ("use split_by='document'" if split_by == "file" else "add documents")
-            )
-        n_val = min(max(n_val, 1), n_units - 1)
-    # Ties (equal hashes) are broken by unit index: stable sort keeps input order.
-    held_out_units = present[np.argsort(unit_hashes, kind="stable")[:n_val]]
-    is_val = np.isin(unit_of_doc, held_out_units)
+        is_val = held_out_documents(
+            corpus.file_names, corpus.file_ids, corpus.ordinals, validation_fraction, split_by, seed
+        )
     all_docs = np.arange(len(corpus), dtype=np.int64)
     return {
         "train": CorpusSplit(corpus, all_docs[~is_val], "train"),
@@ -135,8 +245,8 @@ def load_splits(
     validation_fraction: float = 0.05,
     split_by: SplitBy = "file",
     seed: int = 0,
-    add_bos: bool = True,
-    add_eos: bool = True,
+    add_bos: bool | None = True,
+    add_eos: bool | None = True,
     num_proc: int = 1,
     cache_dir: str | None = None,
 ) -> dict[str, CorpusSplit]:

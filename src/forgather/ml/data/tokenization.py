@@ -140,20 +140,28 @@ def _batches(source: TextSource) -> Iterator[tuple[list[str], list[int], list[in
         yield texts, file_ids, ordinals
 
 
-def _special_id(tokenizer, name: str, wanted: bool) -> int | None:
-    if not wanted:
+def _special_id(tokenizer, name: str, wanted: bool | None) -> int | None:
+    """The id to add for ``add_bos``/``add_eos``. None means "if the tokenizer has
+    one" (a pretrained tokenizer may lack bos); a bos equal to eos (GPT-2's
+    ``<|endoftext|>``) is then left out, since the previous document's eos already
+    separates the two."""
+    if wanted is False:
         return None
     token_id = getattr(tokenizer, f"{name}_token_id", None)
     if token_id is None:
+        if wanted is None:
+            return None
         raise ValueError(f"add_{name}=True but the tokenizer has no {name} token")
+    if wanted is None and name == "bos" and token_id == getattr(tokenizer, "eos_token_id", None):
+        return None
     return int(token_id)
 
 
 def tokenize_source(
     source: TextSource,
     tokenizer,
-    add_bos: bool = True,
-    add_eos: bool = True,
+    add_bos: bool | None = True,
+    add_eos: bool | None = True,
     num_proc: int = 1,
     cache_dir: str | os.PathLike | None = None,
 ) -> TokenizedCorpus:
@@ -166,8 +174,10 @@ def tokenize_source(
     Args:
         source: where the documents come from.
         tokenizer: a transformers fast tokenizer.
-        add_bos: start every document with the bos token.
-        add_eos: end every document with the eos token (how a model learns to stop).
+        add_bos: start every document with the bos token (None: if the tokenizer has
+            one distinct from eos).
+        add_eos: end every document with the eos token (how a model learns to stop;
+            None: if the tokenizer has one).
         num_proc: worker processes; 1 tokenizes in this process.
         cache_dir: cache root; default :func:`~forgather.ml.data.cache.default_cache_dir`.
 

@@ -224,3 +224,12 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerBase, output_dir: str | os.Path
     out.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(str(out))
     return out
+
+
+def pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The id to pad batches with: the pad token, else eos (pretrained tokenizers such
+    as GPT-2's have no pad token), else 0. Padding is never a target, so any id works."""
+    for token_id in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if token_id is not None:
+            return int(token_id)
+    return 0
