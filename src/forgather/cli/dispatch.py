@@ -60,6 +60,10 @@ def run_command(global_options: argparse.Namespace, name: str, argv: list[str]) 
     except KeyboardInterrupt:
         print("forgather: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `forgather pp | head`: the reader left; nothing to report
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the final flush must not fail again
+        return 128 + 13  # as a process killed by SIGPIPE
     except Exception as err:
         report_error(err, show_traceback=global_options.traceback)
         return EXIT_ERROR
