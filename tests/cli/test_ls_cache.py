@@ -71,3 +71,21 @@ def test_no_cache_flag_renders_again(tmp_path: Path):
     assert run_cli("ls", cwd=project).rc == 0
     result = run_cli("ls", "--no-cache", cwd=project)
     assert "* default.yaml  Default: The project's starting config" in result.out
+
+
+def test_a_listing_made_by_other_code_is_not_reused(tmp_path: Path, monkeypatch):
+    # The cache key covers Forgather's own code (config, project, the listing modules),
+    # so a listing stored by another version, or by a checkout edited since, is stale.
+    from forgather.cli import ls_cache
+
+    package = tmp_path / "forgather"
+    for part in ("config/loader.py", "project/meta.py", "cli/listing.py", "cli/ls_cache.py"):
+        (package / part).parent.mkdir(parents=True, exist_ok=True)
+        (package / part).write_text("# version 1\n")
+    monkeypatch.setattr(ls_cache, "_PACKAGE", package)
+    project = _project(tmp_path)
+    project_listing(project, {}, ListingCache(tmp_path / "cache"))
+    assert ListingCache(tmp_path / "cache").get(project.resolve()) is not None
+
+    (package / "config" / "loader.py").write_text("# version 2, another size\n")
+    assert ListingCache(tmp_path / "cache").get(project.resolve()) is None
