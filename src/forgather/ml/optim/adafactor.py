@@ -39,6 +39,12 @@ class Adafactor(Optimizer):
         beta1: Momentum coefficient; None keeps no first moment.
         weight_decay: Decoupled weight decay (AdamW-style), per unit of `lr`.
         scale_parameter: Multiply the step by max(eps2, RMS(parameter)).
+        betas: The original Forgather's spelling: `betas[1]` caps the second-moment
+            decay (`beta2_t = min(1 - t ** decay_rate, betas[1])`); `betas[0]` is
+            unused, as there (no first moment). None: no cap.
+        relative_step, bf16_stochastic_round: The original's options; only False
+            is supported (a clear error otherwise).
+        torch_compile, use_triton: The original's kernel choices; accepted, no effect.
     """
 
     def __init__(
@@ -51,7 +57,19 @@ class Adafactor(Optimizer):
         beta1: float | None = None,
         weight_decay: float = 0.0,
         scale_parameter: bool = False,
+        *,
+        betas: tuple[float, float] | None = None,
+        relative_step: bool = False,
+        bf16_stochastic_round: bool = False,
+        torch_compile: bool = False,
+        use_triton: bool = True,
     ) -> None:
+        for name, value, instead in (
+            ("relative_step", relative_step, "drive the step size with an LR schedule"),
+            ("bf16_stochastic_round", bf16_stochastic_round, "keep fp32 weights (bf16 autocast)"),
+        ):
+            if value:
+                raise ValueError(f"Adafactor: {name}=True is not supported; {instead}")
         if lr <= 0:
             raise ValueError(f"lr must be positive, got {lr}")
         if not -1.0 <= decay_rate < 0:
@@ -64,6 +82,7 @@ class Adafactor(Optimizer):
             "beta1": beta1,
             "weight_decay": weight_decay,
             "scale_parameter": scale_parameter,
+            "beta2_cap": 1.0 if betas is None else float(betas[1]),
         }
         super().__init__(params, defaults)
 
@@ -98,7 +117,7 @@ class Adafactor(Optimizer):
                 state["momentum"] = torch.zeros_like(grad)
 
         state["step"] += 1
-        beta2 = 1.0 - state["step"].item() ** group["decay_rate"]
+        beta2 = min(1.0 - state["step"].item() ** group["decay_rate"], group.get("beta2_cap", 1.0))
         sq_grad = grad.square().add_(eps1)
         if factored:
             row_var, col_var = state["row_var"], state["col_var"]

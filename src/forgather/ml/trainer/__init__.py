@@ -23,6 +23,7 @@ from forgather._lazy import lazy_exports
 if TYPE_CHECKING:  # for type checkers and IDEs; never executed at run time
     from forgather.ml.checkpoint_layout import latest_checkpoint, list_checkpoints
 
+    from .activation_checkpointing import enable_hf_activation_checkpointing
     from .base_trainer import BaseTrainer
     from .callbacks import TrainerCallback
     from .parallel.accel_trainer import AccelTrainer
@@ -33,12 +34,13 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never executed at run time
     from .sampler import ResumableShuffleSampler
     from .state import TrainerControl, TrainerState, TrainOutput
     from .trainer import Trainer
-    from .training_args import TrainingArguments
+    from .training_args import IntervalStrategy, TrainingArguments
     from .training_script import TrainingScript
 
 _LAZY = {
     "AccelTrainer": "parallel.accel_trainer",
     "BaseTrainer": "base_trainer",
+    "IntervalStrategy": "training_args",
     "PipelineTrainer": "parallel.pipeline_trainer",
     "ResumableShuffleSampler": "sampler",
     "Trainer": "trainer",
@@ -48,6 +50,7 @@ _LAZY = {
     "TrainOutput": "state",
     "TrainingArguments": "training_args",
     "TrainingScript": "training_script",
+    "enable_hf_activation_checkpointing": "activation_checkpointing",
     "latest_checkpoint": "forgather.ml.checkpoint_layout",
     "list_checkpoints": "forgather.ml.checkpoint_layout",
     "merge_pipeline_checkpoint": "parallel.pipeline_checkpoint",
@@ -58,6 +61,7 @@ _LAZY = {
 __all__ = [
     "AccelTrainer",
     "BaseTrainer",
+    "IntervalStrategy",
     "PipelineTrainer",
     "ResumableShuffleSampler",
     "TrainOutput",
@@ -67,6 +71,7 @@ __all__ = [
     "TrainerState",
     "TrainingArguments",
     "TrainingScript",
+    "enable_hf_activation_checkpointing",
     "latest_checkpoint",
     "list_checkpoints",
     "merge_pipeline_checkpoint",

@@ -17,6 +17,7 @@ subclass overrides hooks and never an attribute the loop reads.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -34,6 +35,7 @@ from .parts import TrainerParts
 from .rng import set_seed
 from .state import TrainerControl, TrainerState, TrainOutput
 from .step_tokens import StepTokens
+from .torch_settings import model_dtype_context, run_context, torch_dtype
 
 __all__ = ["BaseTrainer"]
 
@@ -51,7 +53,12 @@ class BaseTrainer(TrainerParts):
         if not self._is_setup:
             if self.model is None:
                 set_seed(self.args.seed)  # the seed fixes the initial weights (HF's model_init)
-                self.model = self.model_init()
+                with model_dtype_context(self.args):
+                    self.model = self.model_init()
+            elif self.args.default_dtype:
+                self.model.to(torch_dtype(self.args.default_dtype))
+            if self.args.gradient_checkpointing and self.enable_activation_checkpoint_fn:
+                self.enable_activation_checkpoint_fn(int(os.environ.get("RANK", "0")), self.model)
             self.local_model = self._setup()
             self.callback_handler.objects["model"] = self._callback_model()
             self._is_setup = True
@@ -68,6 +75,10 @@ class BaseTrainer(TrainerParts):
         Returns:
             Steps done, mean training loss of this call, and run metrics.
         """
+        with run_context(self.args):
+            return self._train(resume_from_checkpoint)
+
+    def _train(self, resume_from_checkpoint: bool | str | None) -> TrainOutput:
         args = self.args
         self._ensure_setup()
         # After setup, so dropout and data draw the same numbers however the model was built.
@@ -226,6 +237,10 @@ class BaseTrainer(TrainerParts):
         Returns:
             `{f"{prefix}_loss": ..., f"{prefix}_runtime": seconds}`, also logged.
         """
+        with run_context(self.args):
+            return self._evaluate(eval_dataset, metric_key_prefix)
+
+    def _evaluate(self, eval_dataset: Dataset | None, metric_key_prefix: str) -> dict[str, float]:
         self._ensure_setup()
         dataloader = self.get_eval_dataloader(eval_dataset)
         was_training = self.local_model.training

@@ -66,13 +66,13 @@ def default_scheduler(optimizer: Optimizer, args: TrainingArguments, max_steps: 
 def total_steps(args: TrainingArguments, batches_per_epoch: int | None) -> int:
     """Optimizer steps of the run: `args.max_steps`, or `num_train_epochs` of batches.
 
-    Raises:
-        ValueError: With neither `max_steps` nor a dataset length to count epochs by.
+    A training dataset without a length counts `args.epoch_train_steps` batches
+    per epoch (the original Forgather's book-keeping epoch).
     """
     if args.max_steps > 0:
         return args.max_steps
     if batches_per_epoch is None:
-        raise ValueError("max_steps must be set when the training dataset has no length")
+        batches_per_epoch = args.epoch_train_steps
     accumulation = args.gradient_accumulation_steps
     return max(1, math.ceil(args.num_train_epochs * batches_per_epoch / accumulation))
 

@@ -33,6 +33,7 @@ splits the model returns its part from `_setup` instead of swapping `model`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -47,6 +48,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from forgather.ml import checkpoint_layout as layout
 
+from .activation_checkpointing import enable_hf_activation_checkpointing
 from .batch_stream import BatchStream, resumable_dataloader
 from .callbacks import (
     CallbackHandler,
@@ -58,11 +60,13 @@ from .callbacks import (
     TrainerCallback,
 )
 from .checkpoint import atomic_directory, load_model_weights, save_model_weights
+from .model_loss import ModelLoss
 from .optimization import OptimizerFactory, SchedulerFactory, default_optimizer, default_scheduler
 from .sampler import ResumableShuffleSampler
 from .state import TrainerControl, TrainerState
 from .step_tokens import count_target_tokens
 from .stop_signals import StopSignals
+from .torch_settings import apply_global_settings
 from .training_args import TrainingArguments
 
 __all__ = ["TrainerParts"]
@@ -94,6 +98,22 @@ class TrainerParts:
             after seeding with `args.seed`, to build the model, so that the seed
             fixes its initial weights. A model built before the trainer is
             initialised by whatever seeded the generators then.
+        compute_loss_func: `loss_fn(logits, labels) -> loss` (the original
+            Forgather's, e.g. `forgather.ml.loss.CausalLoss()`): the model is
+            called without `labels` and this computes the loss from its
+            logits. It must be the mean over the targets `count_loss_tokens`
+            counts. None: the model's own `loss`.
+        fused_loss_factory: `factory(output_embeddings) -> loss_fn(hidden, labels)`
+            (e.g. `forgather.ml.loss.LinearCrossEntropyLoss`): the loss is
+            computed from the final hidden states without materialising the
+            logits. Models that cannot give their hidden states fall back to
+            `compute_loss_func` (with a warning).
+        enable_activation_checkpoint_fn: `fn(rank, model)`, called at setup
+            when `args.gradient_checkpointing`; default: the model's own
+            `gradient_checkpointing_enable` (Hugging Face's).
+        distributed_env: The original Forgather's `DistributedEnvironment`;
+            accepted for its configs (the trainers find rank and device themselves).
+        optimizer_cls_and_kwargs: `(cls, kwargs)` instead of `optimizer_factory` (as in HF).
 
     Attributes:
         model: The model as given (or built by `model_init`), unwrapped. A
@@ -124,6 +144,13 @@ class TrainerParts:
         lr_scheduler_factory: SchedulerFactory | None = None,
         train_sampler: Sampler | None = None,
         model_init: Callable[[], nn.Module] | None = None,
+        compute_loss_func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        fused_loss_factory: Callable[[nn.Module], Callable[..., torch.Tensor]] | None = None,
+        enable_activation_checkpoint_fn: Callable[[int, nn.Module], None] | None = (
+            enable_hf_activation_checkpointing
+        ),
+        distributed_env: Any = None,
+        optimizer_cls_and_kwargs: tuple[type[Optimizer], dict[str, Any]] | None = None,
     ) -> None:
         if args is None:
             raise TypeError(f"{type(self).__name__} needs args (a TrainingArguments)")
@@ -141,6 +168,14 @@ class TrainerParts:
         self.optimizer_factory = optimizer_factory
         self.lr_scheduler_factory = lr_scheduler_factory
         self.train_sampler = train_sampler
+        if optimizer_factory is None and optimizer_cls_and_kwargs is not None:
+            cls, kwargs = optimizer_cls_and_kwargs
+            self.optimizer_factory = functools.partial(cls, **kwargs)
+        self.loss = ModelLoss(compute_loss_func, fused_loss_factory)
+        self.enable_activation_checkpoint_fn = enable_activation_checkpoint_fn
+        self.distributed_env = distributed_env
+        apply_global_settings(args)
+        callbacks = list(callbacks or [])
         defaults: list[TrainerCallback] = [DefaultFlowCallback(), PeakMemoryCallback()]
         if "json" in args.report_to:
             defaults.append(JsonLogCallback())
@@ -148,7 +183,10 @@ class TrainerParts:
             defaults.append(TensorBoardCallback())
         if not args.disable_tqdm:
             defaults.append(ProgressCallback())
-        self.callback_handler = CallbackHandler(defaults + list(callbacks or []))
+        # A callback given of a default's class (or a subclass) replaces that default.
+        given = [cb if isinstance(cb, type) else type(cb) for cb in callbacks]
+        defaults = [d for d in defaults if not any(issubclass(g, type(d)) for g in given)]
+        self.callback_handler = CallbackHandler(defaults + callbacks)
         self.state = TrainerState()
         self.control = TrainerControl()
         self.device = torch.device("cpu")
@@ -272,14 +310,22 @@ class TrainerParts:
         }
         if self.args.dataloader_num_workers > 0:
             kwargs["prefetch_factor"] = self.args.dataloader_prefetch_factor
+            kwargs["persistent_workers"] = self.args.dataloader_persistent_workers
         return kwargs
 
     def create_optimizer(self) -> Optimizer:
-        """The optimizer from `optimizer_factory`, or AdamW configured by `args`."""
-        params = [p for p in self.local_model.parameters() if p.requires_grad]
+        """The optimizer from `optimizer_factory`, or AdamW configured by `args`.
+
+        A factory that declares `wants_named_parameters = True` (on itself or
+        the function a `functools.partial` wraps) gets `(name, parameter)` pairs.
+        """
+        named = [(n, p) for n, p in self.local_model.named_parameters() if p.requires_grad]
         if self.optimizer_factory is not None:
-            return self.optimizer_factory(params)
-        return default_optimizer(params, self.args)
+            factory = self.optimizer_factory
+            if getattr(getattr(factory, "func", factory), "wants_named_parameters", False):
+                return factory(named)
+            return factory([p for _, p in named])
+        return default_optimizer([p for _, p in named], self.args)
 
     def create_scheduler(self, optimizer: Optimizer, max_steps: int) -> LRScheduler:
         """The schedule from `lr_scheduler_factory`, or `args.lr_scheduler_type`."""
@@ -297,7 +343,13 @@ class TrainerParts:
         return count_target_tokens(batch)
 
     def compute_loss(self, model: nn.Module, inputs: Any) -> torch.Tensor:
-        """The scalar loss of one batch (HF style: `model(**inputs).loss`)."""
+        """The scalar loss of one batch (HF style: `model(**inputs).loss`).
+
+        With `compute_loss_func` or `fused_loss_factory`, that loss from the
+        model's logits or hidden states instead (`ModelLoss`).
+        """
+        if self.loss.external:
+            return self.loss(model, inputs)
         outputs = model(**inputs) if isinstance(inputs, dict) else model(*inputs)
         if isinstance(outputs, dict):
             return outputs["loss"]

@@ -2,7 +2,8 @@
 
 Everything about the loop lives in `BaseTrainer`, and bf16 autocast is the
 default of its hooks; this class only answers the device questions: which
-device (CUDA, then MPS, then CPU, unless `args.use_cpu`), and `torch.compile`.
+device (`args.device`, else CUDA, then MPS, then CPU, unless `args.use_cpu`),
+and `torch.compile`.
 
 The decision a reader may question: the model is compiled in place with
 `nn.Module.compile()` rather than wrapped by `torch.compile(model)`, so its
@@ -16,8 +17,10 @@ import torch
 from torch import nn
 
 from .base_trainer import BaseTrainer
+from .training_args import TrainingArguments
 
-__all__ = ["Trainer"]
+# TrainingArguments too: the original Forgather's configs name `forgather.ml.trainer.trainer:TrainingArguments`.
+__all__ = ["Trainer", "TrainingArguments"]
 
 
 class Trainer(BaseTrainer):
@@ -33,12 +36,20 @@ class Trainer(BaseTrainer):
         self.device = self._select_device()
         self.model.to(self.device)
         if self.args.torch_compile:
-            self.model.compile(mode=self.args.torch_compile_mode)
+            options = {
+                "mode": self.args.torch_compile_mode,
+                "backend": self.args.torch_compile_backend,
+                "dynamic": self.args.torch_compile_dynamic,
+                "fullgraph": self.args.torch_compile_full_graph,
+            }
+            self.model.compile(**{k: v for k, v in options.items() if v is not None})
         return self.model  # this process steps the whole model
 
     def _select_device(self) -> torch.device:
         if self.args.use_cpu:
             return torch.device("cpu")
+        if self.args.device is not None:
+            return torch.device(self.args.device)
         if torch.cuda.is_available():
             return torch.device("cuda", torch.cuda.current_device())
         if torch.backends.mps.is_available():

@@ -5,6 +5,10 @@ so a user can carry settings across; only fields this trainer implements exist
 (an unknown field is a `TypeError` at construction, not a silently ignored
 setting). Additions are marked "not in HF" in their comments.
 
+Fields of the original Forgather's `TrainingArguments` are accepted too
+(`original_args.py` says which are honoured, which are refused with a message
+naming the field, and what differs); an existing config keeps its spellings.
+
 The decision a reader may question: two directories. `output_dir` holds
 `checkpoints/` (where `resume_from_checkpoint=True` looks) and is where
 `save_model()` writes by default; `logging_dir` gets the logs, TensorBoard
@@ -22,7 +26,9 @@ from typing import Any
 
 from forgather.ml import checkpoint_layout as layout
 
-__all__ = ["TrainingArguments"]
+from .original_args import IntervalStrategy, check_original_fields
+
+__all__ = ["IntervalStrategy", "TrainingArguments"]
 
 _INTERVALS = ("no", "steps", "epoch")
 _REPORTERS = ("json", "tensorboard")
@@ -32,7 +38,7 @@ _REPORTERS = ("json", "tensorboard")
 class TrainingArguments:
     """Settings of one training run (see the module docstring for the two directories)."""
 
-    output_dir: str  # holds checkpoints/; save_model()'s default directory
+    output_dir: str = "tmp_trainer"  # holds checkpoints/; save_model()'s default directory
     # Logs and events; None: `<output_dir>/runs/<YYYYmmdd-HHMMSS>`.
     logging_dir: str | None = None
 
@@ -54,7 +60,7 @@ class TrainingArguments:
     lr_scheduler_type: str = "linear"  # constant | linear | cosine | wsd
     lr_scheduler_kwargs: dict[str, Any] = field(default_factory=dict)
     warmup_steps: int = 0
-    max_grad_norm: float = 1.0  # clip the global gradient L2 norm; <= 0 disables
+    max_grad_norm: float | None = 1.0  # clip the global gradient L2 norm; None or <= 0 disables
 
     # Numerics and speed.
     bf16: bool = False  # bf16 autocast for forward and loss; weights stay fp32
@@ -87,8 +93,47 @@ class TrainingArguments:
     dataloader_pin_memory: bool = True
     dataloader_drop_last: bool = False
     dataloader_prefetch_factor: int | None = None
+    dataloader_persistent_workers: bool = False
+
+    # --- Accepted from the original Forgather (not in HF); see original_args.py. ---
+    # Batches per epoch of a training dataset without a length.
+    epoch_train_steps: int = 100000
+    device: str | None = None  # None: CUDA, then MPS, then CPU
+    eval_delay: int = 0  # no evaluation before this step
+    torch_compile_backend: str | None = None  # None: torch's default (inductor)
+    torch_compile_dynamic: bool | None = None
+    torch_compile_full_graph: bool = False
+    gradient_checkpointing: bool = False  # the trainer's enable_activation_checkpoint_fn
+    default_dtype: str | None = None  # e.g. "bfloat16": model_init builds the model in it
+    construct_model_on: str = "default"  # "default" | "device"; "meta" is refused
+    enable_activation_offloading: bool = False  # saved activations go to (pinned) CPU memory
+    detect_anomaly: bool = False  # torch.autograd.set_detect_anomaly
+    sdpa_backend: list[str] | str | None = None  # "math" | "flash" | "efficient" | "cudnn"
+    sdpa_set_priority: bool = False  # a list of backends is a priority order
+    float32_matmul_precision: str | None = None  # "highest" | "high" | "medium"
+    dynamo_recompile_limit: int | None = None
+    activation_memory_budget: float | None = None  # torch.compile's activation budget
+    # Accepted for their default (or a harmless) value; others are refused.
+    save_safetensors: bool = True  # checkpoints are always safetensors (tied weights stored once)
+    save_on_each_node: bool = False
+    overwrite_output_dir: bool = False  # no effect: nothing refuses an existing directory
+    load_best_model_at_end: bool = False
+    metric_for_best_model: str = "loss"
+    greater_is_better: bool | None = None
+    save_optimizer_state: bool = True
+    save_scheduler_state: bool = True
+    save_dataset_state: bool = True
+    save_rng_state: bool = True
+    restore_optimizer_state: bool = True
+    restore_scheduler_state: bool = True
+    restore_dataset_state: bool = True
+    restore_rng_state: bool = True
+    gc_threshold: float = 0.5  # no effect (the original's CUDA cache heuristic)
+    fuse_optim_with_backward: bool = False  # same updates, stepped after backward (a warning)
+    speed_metrics_start_step: int = 1  # no effect: throughput excludes eval and save time
 
     def __post_init__(self) -> None:
+        check_original_fields(self)
         for name in ("logging_strategy", "eval_strategy", "save_strategy"):
             if getattr(self, name) not in _INTERVALS:
                 raise ValueError(f"{name} must be one of {_INTERVALS}, got {getattr(self, name)!r}")
@@ -120,6 +165,8 @@ class TrainingArguments:
             self.logging_dir = os.path.join(self.output_dir, layout.RUNS_DIR, stamp)
         if self.data_seed is None:
             self.data_seed = self.seed
+        if self.max_grad_norm is None:
+            self.max_grad_norm = 0.0  # the original's spelling of "no clipping"
 
     @property
     def checkpoints_dir(self) -> str:

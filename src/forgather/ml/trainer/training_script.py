@@ -152,20 +152,33 @@ class TrainingScript:
 
     def record_run(self, run_dir: Path) -> None:
         """Write the resolved config, templates, generated code and environment."""
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(self.config_text)
-        if self.generated_code:
-            (run_dir / "generated_code.py").write_text(self.generated_code)
-        templates = run_dir / "templates"
-        for name, source in self.config_sources.items():
-            path = templates / _safe_relative(name)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(source)
-        info = environment_info(self.project_dir)
-        (run_dir / "environment.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
+        record_run(
+            run_dir, self.config_text, self.config_sources, self.generated_code, self.project_dir
+        )
 
     def __repr__(self) -> str:
         return f"TrainingScript(model_dir={str(self.model_dir)!r}, run_name={self.run_name!r})"
+
+
+def record_run(
+    run_dir: Path,
+    config_text: str,
+    config_sources: Mapping[str, str],
+    generated_code: str = "",
+    project_dir: str = ".",
+) -> None:
+    """Write a run's resolved config, templates, generated code and environment into `run_dir`."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(config_text)
+    if generated_code:
+        (run_dir / "generated_code.py").write_text(generated_code)
+    templates = run_dir / "templates"
+    for name, source in config_sources.items():
+        path = templates / _safe_relative(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(source)
+    info = environment_info(project_dir)
+    (run_dir / "environment.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
 
 
 def _safe_relative(name: str) -> Path:

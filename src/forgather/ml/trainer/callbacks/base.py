@@ -146,7 +146,11 @@ class DefaultFlowCallback(TrainerCallback):
             step % state.logging_steps == 0 or (step == 1 and args.logging_first_step)
         ):
             control.should_log = True
-        if args.eval_strategy == "steps" and step % state.eval_steps == 0:
+        if (
+            args.eval_strategy == "steps"
+            and step % state.eval_steps == 0
+            and step >= getattr(args, "eval_delay", 0)
+        ):
             control.should_evaluate = True
         if args.save_strategy == "steps" and step % state.save_steps == 0:
             control.should_save = True

@@ -72,7 +72,10 @@ class TrainerControlCallback(TrainerCallback):
     Args:
         config_name: shown by ``forgather control list``.
         evaluate_on_save: a ``save`` command also runs an evaluation.
-        port: the port to listen on (0: any free port).
+        port: the port to listen on (0 or None: any free port).
+        job_id: the job's id in ``forgather control list`` (None: a new one).
+        enable_http: the original Forgather's switch; commands arrive over
+            HTTP only, so False is refused (leave the callback out instead).
 
     Example:
         >>> trainer = Trainer(model, args, train_dataset=data,
@@ -80,11 +83,23 @@ class TrainerControlCallback(TrainerCallback):
     """
 
     def __init__(
-        self, config_name: str = "", evaluate_on_save: bool = False, port: int = 0
+        self,
+        config_name: str = "",
+        evaluate_on_save: bool = False,
+        port: int | None = 0,
+        *,
+        job_id: str | None = None,
+        enable_http: bool | None = None,
     ) -> None:
+        if enable_http is False:
+            raise ValueError(
+                "TrainerControlCallback(enable_http=False) is not supported: commands reach the "
+                "job over its HTTP endpoint; remove the callback to train without remote control"
+            )
         self.config_name = config_name
         self.evaluate_on_save = evaluate_on_save
-        self.port = port
+        self.port = port or 0
+        self.job_id = job_id
         self.server: ControlServer | None = None
         self.record: JobRecord | None = None
         self._registry: Path | None = None  # the directory it registered in
@@ -110,7 +125,7 @@ class TrainerControlCallback(TrainerCallback):
         token = new_token()
         self.server = ControlServer(token, lambda: dict(self._status), self.port).start()
         self.record = JobRecord(
-            job_id=new_job_id(), pid=os.getpid(), host=socket.gethostname(), port=self.server.port,
+            job_id=self.job_id or new_job_id(), pid=os.getpid(), host=socket.gethostname(), port=self.server.port,
             token=token, run_dir=str(args.output_dir), config=self.config_name, world_size=world,
         )  # fmt: skip
         self._registry = register(self.record).parent

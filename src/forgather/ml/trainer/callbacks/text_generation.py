@@ -65,6 +65,8 @@ class TextGenerationCallback(TrainerCallback):
         self.seed = seed
         self.filename = filename
         self.samples: list[dict[str, Any]] = []  # {"step", "prompt", "text"} per sample
+        # More `generate()` options when sampling (top_p, repetition_penalty, ...).
+        self.generation_kwargs: dict[str, Any] = {}
 
     def on_step_end(self, args, state, control, model=None, processing_class=None, **kwargs):
         if self.generation_steps and state.global_step % self.generation_steps == 0:
@@ -84,6 +86,7 @@ class TextGenerationCallback(TrainerCallback):
         sampling = {"do_sample": self.do_sample}
         if self.do_sample:
             sampling.update(temperature=self.temperature, top_k=self.top_k)
+            sampling.update(self.generation_kwargs)
         pad_id = tokenizer.pad_token_id
         if pad_id is None:
             pad_id = tokenizer.eos_token_id

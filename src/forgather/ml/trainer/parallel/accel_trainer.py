@@ -38,6 +38,7 @@ from torch import nn
 from torch.distributed.device_mesh import init_device_mesh
 from torch.utils.data import Dataset, Sampler
 
+from ..activation_checkpointing import enable_hf_activation_checkpointing
 from ..callbacks import TrainerCallback
 from ..optimization import OptimizerFactory, SchedulerFactory
 from ..training_args import TrainingArguments
@@ -88,6 +89,13 @@ class AccelTrainer(MultiProcessTrainer):
         lr_scheduler_factory: SchedulerFactory | None = None,
         train_sampler: Sampler | None = None,
         model_init: Callable[[], nn.Module] | None = None,
+        compute_loss_func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        fused_loss_factory: Callable[[nn.Module], Callable[..., torch.Tensor]] | None = None,
+        enable_activation_checkpoint_fn: Callable[[int, nn.Module], None] | None = (
+            enable_hf_activation_checkpointing
+        ),
+        distributed_env: Any = None,
+        optimizer_cls_and_kwargs: tuple[type, dict[str, Any]] | None = None,
         *,
         strategy: str = "ddp",
         state_dict_type: str = "full",
@@ -105,6 +113,9 @@ class AccelTrainer(MultiProcessTrainer):
             data_collator=data_collator, processing_class=processing_class, callbacks=callbacks,
             optimizer_factory=optimizer_factory, lr_scheduler_factory=lr_scheduler_factory,
             train_sampler=train_sampler, model_init=model_init,
+            compute_loss_func=compute_loss_func, fused_loss_factory=fused_loss_factory,
+            enable_activation_checkpoint_fn=enable_activation_checkpoint_fn,
+            distributed_env=distributed_env, optimizer_cls_and_kwargs=optimizer_cls_and_kwargs,
         )  # fmt: skip
         self.strategy = strategy
         self.state_dict_type = state_dict_type if strategy == "fsdp" else "full"

@@ -34,6 +34,7 @@ an unsplit run's losses and gradients.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
@@ -49,6 +50,7 @@ from torch.utils.data import Dataset, Sampler
 from forgather.ml import checkpoint_layout as layout
 
 from .. import checkpoint as ckpt
+from ..activation_checkpointing import enable_hf_activation_checkpointing
 from ..callbacks import TrainerCallback
 from ..optimization import OptimizerFactory, SchedulerFactory
 from ..step_tokens import IGNORE_INDEX, count_target_tokens
@@ -75,7 +77,14 @@ from .sharded_state import save_full_model
 
 __all__ = ["PipelineTrainer"]
 
+logger = logging.getLogger(__name__)
+
 _BATCH_KEYS = {"input_ids", "labels", "position_ids", "attention_mask"}
+
+
+def _is_causal_loss(fn: Any) -> bool:
+    """`forgather.ml.loss.CausalLoss` (or its chunked form): the loss the stages compute anyway."""
+    return type(fn).__name__ in ("CausalLoss", "ChunkedCausalLoss")
 
 
 class _ChunkLoss:
@@ -137,6 +146,13 @@ class PipelineTrainer(MultiProcessTrainer):
         lr_scheduler_factory: SchedulerFactory | None = None,
         train_sampler: Sampler | None = None,
         model_init: Callable[[], nn.Module] | None = None,
+        compute_loss_func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        fused_loss_factory: Callable[[nn.Module], Callable[..., torch.Tensor]] | None = None,
+        enable_activation_checkpoint_fn: Callable[[int, nn.Module], None] | None = (
+            enable_hf_activation_checkpointing
+        ),
+        distributed_env: Any = None,
+        optimizer_cls_and_kwargs: tuple[type, dict[str, Any]] | None = None,
         *,
         pipeline_parallel_size: int | None = None,
         schedule: str = "1F1B",
@@ -149,11 +165,26 @@ class PipelineTrainer(MultiProcessTrainer):
     ) -> None:
         if args is not None and args.torch_compile:
             raise ValueError("PipelineTrainer does not compile stages; set torch_compile=False")
+        # The last stage computes next-token cross-entropy itself (`_ChunkLoss`).
+        if compute_loss_func is not None and not _is_causal_loss(compute_loss_func):
+            raise ValueError(
+                f"PipelineTrainer computes causal cross-entropy on its last stage; "
+                f"compute_loss_func={compute_loss_func!r} cannot replace it (pass CausalLoss or None)"
+            )
+        if fused_loss_factory is not None:
+            logger.info(
+                "PipelineTrainer: fused_loss_factory unused; the last stage computes logits"
+            )
+            fused_loss_factory = None
+        compute_loss_func = None
         super().__init__(
             model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
             data_collator=data_collator, processing_class=processing_class, callbacks=callbacks,
             optimizer_factory=optimizer_factory, lr_scheduler_factory=lr_scheduler_factory,
             train_sampler=train_sampler, model_init=model_init,
+            compute_loss_func=compute_loss_func, fused_loss_factory=fused_loss_factory,
+            enable_activation_checkpoint_fn=enable_activation_checkpoint_fn,
+            distributed_env=distributed_env, optimizer_cls_and_kwargs=optimizer_cls_and_kwargs,
         )  # fmt: skip
         self.pipeline_parallel_size = pipeline_parallel_size
         self.schedule_name = schedule
