@@ -131,13 +131,14 @@ class AccelTrainer(MultiProcessTrainer):
         use_cpu = self.args.use_cpu or not torch.cuda.is_available()
         # cpu=True is what makes Accelerate join torchrun's process group on a CPU
         # (see distributed.check_joined for what happens without it).
-        self.accelerator = Accelerator(
-            cpu=use_cpu,
-            mixed_precision="bf16" if self.args.bf16 else "no",
-            kwargs_handlers=[
-                InitProcessGroupKwargs(timeout=timedelta(seconds=self.timeout_seconds))
-            ],
-        )
+        if self.accelerator is None:  # else one given by the config (the original's AccelTrainer)
+            self.accelerator = Accelerator(
+                cpu=use_cpu,
+                mixed_precision="bf16" if self.args.bf16 else "no",
+                kwargs_handlers=[
+                    InitProcessGroupKwargs(timeout=timedelta(seconds=self.timeout_seconds))
+                ],
+            )
         check_joined(launched_world_size(), self.accelerator.num_processes)
         destroy_process_group_at_exit()
         self.device = self.accelerator.device
