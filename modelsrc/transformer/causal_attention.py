@@ -1,5 +1,6 @@
 """Causal multi-head attention with grouped-query heads, optional QK-norm,
-RoPE or ALiBi, through the transformers attention interface.
+RoPE or ALiBi and an optional sliding window, through the transformers
+attention interface.
 
 The kernel is looked up by name on every call: ``eager`` is this file's
 :func:`eager_attention`; every other name (``sdpa``, ``flash_attention_2``,
@@ -25,6 +26,45 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 # Kernels that accept the per-head additive mask ALiBi produces.
 _ALIBI_IMPLEMENTATIONS = ("eager", "sdpa")
+# Kernels that take a dense (B, 1, T, S) mask, to which a sliding window is added here.
+_DENSE_MASK_IMPLEMENTATIONS = ("eager", "sdpa", "flex_attention")
+
+
+def sliding_window_mask(
+    attention_mask: torch.Tensor | None,
+    query_length: int,
+    key_length: int,
+    window: int,
+    device: torch.device | None = None,
+) -> torch.Tensor:
+    """Restrict a dense causal mask so each query sees only the last ``window`` keys (itself included).
+
+    Keys are the last ``key_length`` tokens and queries the last ``query_length``
+    of them, so this holds for a full cache and for transformers' sliding-window
+    cache (which keeps only ``window - 1`` past tokens); a mask covering more
+    keys is cut to the last ``key_length`` columns.
+
+    Args:
+        attention_mask: Boolean (True = attend) or additive (B|1, 1|H, T, S')
+            mask with S' >= key_length, or None for plain causal.
+        query_length: T.
+        key_length: S.
+        window: Hugging Face's ``sliding_window``: query i sees key j when ``i - j < window``.
+        device: Where to build the mask when ``attention_mask`` is None.
+
+    Returns:
+        A mask of the same kind, (.., T, S).
+    """
+    device = attention_mask.device if attention_mask is not None else device
+    q_pos = torch.arange(key_length - query_length, key_length, device=device)[:, None]  # (T, 1)
+    k_pos = torch.arange(key_length, device=device)[None, :]  # (1, S)
+    in_window = (q_pos - k_pos < window) & (k_pos <= q_pos)  # (T, S)
+    if attention_mask is None:
+        return in_window[None, None]
+    attention_mask = attention_mask[..., -key_length:]
+    if attention_mask.dtype == torch.bool:
+        return attention_mask & in_window
+    return attention_mask.masked_fill(~in_window, torch.finfo(attention_mask.dtype).min)
 
 
 def eager_attention(
@@ -85,11 +125,15 @@ class CausalMultiheadAttention(nn.Module):
         head_dim: Per-head width; default ``hidden_size // num_attention_heads``.
         layer_idx: Index of the layer, the key of this layer's KV cache entry.
         bias: Whether the four projections have biases (GPT-2: yes, Llama: no).
+        qkv_bias: Whether the query, key and value projections have biases;
+            default ``bias`` (Qwen2: q/k/v yes, output no).
         dropout: Dropout on attention weights (training only).
         rotary: Shared :class:`RotaryEmbedding`, or None.
         alibi: Shared :class:`ALiBi`, or None.
         qk_norm_factory: Returns a norm over ``head_dim`` for queries and keys
             (QK-norm), or None.
+        sliding_window: Each query attends only to the last ``sliding_window``
+            tokens, itself included (Mistral); None attends to all.
     """
 
     def __init__(
@@ -104,6 +148,8 @@ class CausalMultiheadAttention(nn.Module):
         rotary: nn.Module | None = None,
         alibi: nn.Module | None = None,
         qk_norm_factory: Callable[[], nn.Module] | None = None,
+        qkv_bias: bool | None = None,
+        sliding_window: int | None = None,
     ) -> None:
         super().__init__()
         num_key_value_heads = num_key_value_heads or num_attention_heads
@@ -119,9 +165,11 @@ class CausalMultiheadAttention(nn.Module):
         self.is_causal = True
         self.scaling = self.head_dim**-0.5
         self.dropout = dropout
-        self.q_proj = nn.Linear(hidden_size, num_attention_heads * self.head_dim, bias=bias)
-        self.k_proj = nn.Linear(hidden_size, num_key_value_heads * self.head_dim, bias=bias)
-        self.v_proj = nn.Linear(hidden_size, num_key_value_heads * self.head_dim, bias=bias)
+        self.sliding_window = sliding_window
+        qkv_bias = bias if qkv_bias is None else qkv_bias
+        self.q_proj = nn.Linear(hidden_size, num_attention_heads * self.head_dim, bias=qkv_bias)
+        self.k_proj = nn.Linear(hidden_size, num_key_value_heads * self.head_dim, bias=qkv_bias)
+        self.v_proj = nn.Linear(hidden_size, num_key_value_heads * self.head_dim, bias=qkv_bias)
         self.o_proj = nn.Linear(num_attention_heads * self.head_dim, hidden_size, bias=bias)
         self.q_norm = qk_norm_factory() if qk_norm_factory else None
         self.k_norm = qk_norm_factory() if qk_norm_factory else None
@@ -159,6 +207,14 @@ class CausalMultiheadAttention(nn.Module):
                     f"ALiBi needs attention implementation 'eager' or 'sdpa', not {attn_implementation!r}"
                 )
             attention_mask = self.alibi(attention_mask, query, key)
+        if self.sliding_window is not None:
+            if attn_implementation in _DENSE_MASK_IMPLEMENTATIONS:
+                attention_mask = sliding_window_mask(
+                    attention_mask, seq_len, key.shape[-2], self.sliding_window, query.device
+                )
+            else:
+                # flash kernels take the window as an argument; vLLM reads it from the config.
+                kwargs["sliding_window"] = self.sliding_window
         if attn_implementation == "eager":
             kernel = eager_attention
         else:

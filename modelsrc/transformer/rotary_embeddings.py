@@ -1,4 +1,9 @@
-"""Rotary position embeddings (RoPE), with optional Llama-3 frequency scaling.
+"""Rotary position embeddings (RoPE), with optional frequency scaling.
+
+Scaling follows Hugging Face's ``rope_parameters`` (``rope_type`` ``default``,
+``linear``, ``llama3``, ``dynamic`` or ``yarn``), so weights converted from a
+transformers checkpoint give the same rotations; the older ``llama3_scaling``
+argument is kept for the Llama template.
 
 RoPE rotates each (even, odd-half) channel pair of queries and keys by an angle
 proportional to the token's position, so the query-key dot product depends
@@ -54,6 +59,107 @@ def llama3_inv_freq(
     return torch.where(is_medium, blended, scaled)
 
 
+#: ``rope_type`` values :func:`scaled_inv_freq` implements.
+ROPE_TYPES = ("default", "linear", "llama3", "dynamic", "yarn")
+
+
+def _yarn_mscale(scale: float, mscale: float = 1.0) -> float:
+    return 1.0 if scale <= 1 else 0.1 * mscale * math.log(scale) + 1.0
+
+
+def _yarn_inv_freq(
+    inv_freq: torch.Tensor, dim: int, base: float, params: dict
+) -> tuple[torch.Tensor, float]:
+    """YaRN: blend interpolated and original frequencies over a ramp of dimensions."""
+    factor = params["factor"]
+    original = params["original_max_position_embeddings"]
+    attention_factor = params.get("attention_factor")
+    if attention_factor is None:
+        mscale, mscale_all_dim = params.get("mscale"), params.get("mscale_all_dim")
+        if mscale and mscale_all_dim:
+            attention_factor = _yarn_mscale(factor, mscale) / _yarn_mscale(factor, mscale_all_dim)
+        else:
+            attention_factor = _yarn_mscale(factor)
+    beta_fast, beta_slow = params.get("beta_fast") or 32, params.get("beta_slow") or 1
+
+    def correction_dim(rotations: float) -> float:
+        return dim * math.log(original / (rotations * 2 * math.pi)) / (2 * math.log(base))
+
+    low, high = correction_dim(beta_fast), correction_dim(beta_slow)
+    if params.get("truncate", True):
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, dim - 1)
+    if low == high:
+        high += 0.001  # avoid dividing by zero
+    ramp = (
+        (torch.arange(dim // 2, dtype=torch.float32, device=inv_freq.device) - low) / (high - low)
+    ).clamp(0, 1)
+    keep = 1 - ramp  # 1: keep the original frequency (extrapolate), 0: interpolate
+    return inv_freq / factor * (1 - keep) + inv_freq * keep, float(attention_factor)
+
+
+def scaled_inv_freq(
+    head_dim: int,
+    rope_theta: float,
+    rope_parameters: dict | None,
+    seq_len: int,
+    device: torch.device,
+    max_position_embeddings: int | None = None,
+) -> tuple[torch.Tensor, float]:
+    """Inverse frequencies and the cos/sin multiplier for Hugging Face's ``rope_parameters``.
+
+    Args:
+        head_dim: Rotated channels per head.
+        rope_theta: Base, unless ``rope_parameters`` has ``rope_theta``.
+        rope_parameters: ``{"rope_type": ..., "factor": ..., ...}`` or None (plain RoPE).
+        seq_len: Longest position + 1 in this call (``dynamic`` grows its base beyond
+            ``original_max_position_embeddings``, else ``max_position_embeddings``
+            as in Hugging Face).
+        device: Where to compute.
+        max_position_embeddings: The model's context length.
+
+    Returns:
+        (head_dim/2,) float32 inverse frequencies and the attention factor (1.0 except YaRN).
+    """
+    params = dict(rope_parameters or {})
+    rope_type = params.get("rope_type", params.get("type", "default"))
+    base = params.get("rope_theta", rope_theta)
+    exponents = torch.arange(0, head_dim, 2, dtype=torch.int64, device=device).float() / head_dim
+    if rope_type == "dynamic":
+        original = params.get("original_max_position_embeddings", max_position_embeddings)
+        if seq_len > original:
+            factor = params["factor"]
+            base = base * ((factor * seq_len / original) - (factor - 1)) ** (
+                head_dim / (head_dim - 2)
+            )
+    inv_freq = 1.0 / (base**exponents)
+    if rope_type == "linear":
+        inv_freq = inv_freq / params["factor"]
+    elif rope_type == "llama3":
+        inv_freq = llama3_inv_freq(
+            inv_freq,
+            params["factor"],
+            params["low_freq_factor"],
+            params["high_freq_factor"],
+            params["original_max_position_embeddings"],
+        )
+    elif rope_type == "yarn":
+        return _yarn_inv_freq(inv_freq, head_dim, base, params)
+    return inv_freq, 1.0
+
+
+def check_rope_parameters(rope_parameters: dict | None) -> None:
+    """Raise ValueError for a RoPE variant this module does not implement."""
+    params = rope_parameters or {}
+    rope_type = params.get("rope_type", params.get("type", "default"))
+    if rope_type not in ROPE_TYPES:
+        raise ValueError(
+            f"RoPE type {rope_type!r} is not supported (supported: {', '.join(ROPE_TYPES)})"
+        )
+    if params.get("partial_rotary_factor", 1.0) != 1.0:
+        raise ValueError("partial rotary embeddings (partial_rotary_factor < 1) are not supported")
+
+
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
     """(x1, x2) -> (-x2, x1) over the two halves of the last dimension."""
     x1, x2 = x.chunk(2, dim=-1)
@@ -69,6 +175,10 @@ class RotaryEmbedding(nn.Module):
         llama3_scaling: ``None``, or a dict with ``factor``, ``low_freq_factor``,
             ``high_freq_factor`` and ``original_max_position_embeddings``
             (see :func:`llama3_inv_freq`).
+        rope_parameters: ``None``, or Hugging Face's ``rope_parameters`` dict
+            (``rope_type`` one of :data:`ROPE_TYPES`; its ``rope_theta``, when
+            present, replaces ``rope_theta``). Exclusive with ``llama3_scaling``.
+        max_position_embeddings: Context length; ``dynamic`` scaling starts beyond it.
     """
 
     def __init__(
@@ -76,13 +186,20 @@ class RotaryEmbedding(nn.Module):
         head_dim: int,
         rope_theta: float = 10000.0,
         llama3_scaling: dict | None = None,
+        rope_parameters: dict | None = None,
+        max_position_embeddings: int | None = None,
     ) -> None:
         super().__init__()
         if head_dim % 2:
             raise ValueError(f"head_dim must be even for RoPE, got {head_dim}")
+        if llama3_scaling and rope_parameters:
+            raise ValueError("give llama3_scaling or rope_parameters, not both")
+        check_rope_parameters(rope_parameters)
         self.head_dim = head_dim
         self.rope_theta = rope_theta
         self.llama3_scaling = dict(llama3_scaling) if llama3_scaling else None
+        self.rope_parameters = dict(rope_parameters) if rope_parameters else None
+        self.max_position_embeddings = max_position_embeddings
 
     def inv_freq(self, device: torch.device) -> torch.Tensor:
         """(head_dim/2,) float32 inverse frequencies, scaled if configured."""
@@ -96,15 +213,34 @@ class RotaryEmbedding(nn.Module):
         self, query: torch.Tensor, key: torch.Tensor, position_ids: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Rotate ``query`` (B, Hq, T, hd) and ``key`` (B, Hkv, T, hd) by ``position_ids`` (B|1, T)."""
-        freqs = position_ids[..., None].float() * self.inv_freq(query.device)  # (B, T, hd/2)
+        if self.rope_parameters is None:
+            inv_freq, attention_factor = self.inv_freq(query.device), 1.0
+        else:
+            dynamic = self.rope_parameters.get("rope_type") == "dynamic"
+            # Only dynamic NTK depends on the length (and pays for a device sync to read it).
+            seq_len = int(position_ids.max()) + 1 if dynamic else 0
+            inv_freq, attention_factor = scaled_inv_freq(
+                self.head_dim,
+                self.rope_theta,
+                self.rope_parameters,
+                seq_len,
+                query.device,
+                self.max_position_embeddings,
+            )
+        freqs = position_ids[..., None].float() * inv_freq  # (B, T, hd/2)
         angles = torch.cat((freqs, freqs), dim=-1)  # (B, T, hd)
+        cos, sin = angles.cos(), angles.sin()
+        if attention_factor != 1.0:
+            cos, sin = cos * attention_factor, sin * attention_factor
         # (B, 1, T, hd): broadcast over heads
-        cos = angles.cos().to(query.dtype).unsqueeze(1)
-        sin = angles.sin().to(query.dtype).unsqueeze(1)
+        cos = cos.to(query.dtype).unsqueeze(1)
+        sin = sin.to(query.dtype).unsqueeze(1)
         query = query * cos + rotate_half(query) * sin
         key = key * cos + rotate_half(key) * sin
         return query, key
 
     def extra_repr(self) -> str:
         scaling = f", llama3_scaling={self.llama3_scaling}" if self.llama3_scaling else ""
+        if self.rope_parameters:
+            scaling = f", rope_parameters={self.rope_parameters}"
         return f"head_dim={self.head_dim}, rope_theta={self.rope_theta}{scaling}"

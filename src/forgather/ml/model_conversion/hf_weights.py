@@ -1,8 +1,9 @@
-"""Convert Hugging Face Llama and GPT-2 weights to Forgather's parameter names.
+"""Convert Hugging Face Llama-family and GPT-2 weights to Forgather's parameter names and back.
 
 Forgather's Llama-style models use Llama's names below the layer level
-(``self_attn.q_proj``, ``mlp.gate_proj``, ``input_layernorm``), so a Llama
-state dict needs one rename. GPT-2 stores its projections as ``Conv1D``
+(``self_attn.q_proj``, ``self_attn.q_norm``, ``mlp.gate_proj``,
+``input_layernorm``), so a Llama, Mistral, Qwen2 or Qwen3 state dict needs one
+rename. GPT-2 stores its projections as ``Conv1D``
 (weights transposed) with queries, keys and values fused in ``c_attn``; they
 are split and transposed into ``nn.Linear`` layout.
 
@@ -84,4 +85,66 @@ def convert_gpt2_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str,
                 converted[f"model.layers.{layer}.self_attn.{proj}.{kind}"] = part.contiguous()
             continue
         converted[_rename(name, _GPT2_RENAMES)] = tensor
+    return converted
+
+
+def llama_state_dict_from_forgather(
+    state_dict: Mapping[str, torch.Tensor],
+) -> dict[str, torch.Tensor]:
+    """Rename a Forgather Llama-family state dict for ``LlamaForCausalLM`` (and Mistral, Qwen2/3).
+
+    Args:
+        state_dict: Forgather parameter names -> tensors.
+
+    Returns:
+        Hugging Face parameter names -> the same tensors.
+    """
+    prefix = "model.input_encoder.embed_tokens."
+    return {
+        ("model.embed_tokens." + name[len(prefix) :] if name.startswith(prefix) else name): tensor
+        for name, tensor in state_dict.items()
+    }
+
+
+# The GPT-2 renames reversed: Forgather name pattern -> GPT-2 name.
+_GPT2_FORWARD_BACK = [
+    (r"^model\.input_encoder\.embed_tokens\.", "transformer.wte."),
+    (r"^model\.input_encoder\.positional_encoder\.embedding\.", "transformer.wpe."),
+    (r"^model\.layers\.(\d+)\.input_layernorm\.", r"transformer.h.\1.ln_1."),
+    (r"^model\.layers\.(\d+)\.post_attention_layernorm\.", r"transformer.h.\1.ln_2."),
+    (r"^model\.layers\.(\d+)\.self_attn\.o_proj\.", r"transformer.h.\1.attn.c_proj."),
+    (r"^model\.layers\.(\d+)\.mlp\.up_proj\.", r"transformer.h.\1.mlp.c_fc."),
+    (r"^model\.layers\.(\d+)\.mlp\.down_proj\.", r"transformer.h.\1.mlp.c_proj."),
+    (r"^model\.norm\.", "transformer.ln_f."),
+]
+
+
+def gpt2_state_dict_from_forgather(
+    state_dict: Mapping[str, torch.Tensor],
+) -> dict[str, torch.Tensor]:
+    """Convert a Forgather GPT-2-style state dict for ``GPT2LMHeadModel``.
+
+    Args:
+        state_dict: Forgather parameter names -> tensors in ``nn.Linear`` layout.
+
+    Returns:
+        GPT-2 parameter names -> tensors in ``Conv1D`` layout, with q/k/v fused into ``c_attn``.
+    """
+    converted: dict[str, torch.Tensor] = {}
+    fused: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    for name, tensor in state_dict.items():
+        qkv = re.match(r"^model\.layers\.(\d+)\.self_attn\.([qkv])_proj\.(weight|bias)$", name)
+        if qkv:
+            layer, part, kind = qkv.groups()
+            fused.setdefault((layer, kind), {})[part] = tensor
+            continue
+        new = _rename(name, _GPT2_FORWARD_BACK)
+        if _GPT2_CONV1D.search(new):
+            tensor = tensor.t().contiguous()  # Linear (out, in) -> Conv1D (in, out)
+        converted[new] = tensor
+    for (layer, kind), parts in fused.items():
+        tensor = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
+        if kind == "weight":
+            tensor = tensor.t().contiguous()
+        converted[f"transformer.h.{layer}.attn.c_attn.{kind}"] = tensor
     return converted

@@ -1,0 +1,117 @@
+"""``forgather convert`` and ``forgather update-vocab`` in subprocesses, on a tiny local Llama."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from tests.cli.conftest import run_cli
+from tests.ml.model_conversion.tiny_models import save_tiny
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """(HF source, Forgather result, CLI output) of `forgather convert` with a generation test."""
+    root = tmp_path_factory.mktemp("convert")
+    src = save_tiny("llama_llama3_rope_gqa", root / "hf")
+    result = run_cli("convert", str(src), str(root / "fg"), "--dtype", "float32", "-g")
+    assert result.rc == 0, result.err
+    return src, root / "fg", result.out
+
+
+def test_convert_both_ways(converted, tmp_path):
+    src, fg, out = converted
+    print(out)
+    assert "Hugging Face -> Forgather (llama, float32): logits match, max abs diff" in out
+    assert "source:" in out and "converted:" in out  # the generation test ran
+    assert json.loads((fg / "config.json").read_text())["hf_model_type"] == "llama"
+    assert (fg / "tokenizer.json").is_file()
+
+    back = run_cli("convert", str(fg), str(tmp_path / "back"))  # direction detected
+    assert back.rc == 0, back.err
+    print(back.out)
+    assert "Forgather -> Hugging Face (llama, float32): logits match" in back.out
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "back")
+    assert type(model).__name__ == "LlamaForCausalLM"
+    ids = torch.tensor([[1, 4, 7, 9]])
+    reference = AutoModelForCausalLM.from_pretrained(src)
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, reference(ids).logits, atol=1e-5, rtol=0)
+
+
+def test_converted_directory_loads_and_generates_without_forgather(converted, tmp_path):
+    _, fg, _ = converted
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["forgather"] = None  # any `import forgather` now raises ImportError
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        model = AutoModelForCausalLM.from_pretrained({str(fg)!r}, trust_remote_code=True)
+        tokenizer = AutoTokenizer.from_pretrained({str(fg)!r})
+        ids = tokenizer("the old bookstore", return_tensors="pt").input_ids
+        out = model.generate(ids, max_new_tokens=4, do_sample=False, pad_token_id=0)
+        print("generated", tuple(out.shape), type(model).__name__)
+    """)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "generated (1, 7) ForgatherFgForCausalLM" in done.stdout
+
+
+def test_a_broken_conversion_exits_nonzero_and_writes_nothing(
+    converted, tmp_path, monkeypatch, capsys
+):
+    src, _, _ = converted
+    from forgather.cli import main
+    from forgather.ml.model_conversion import convert
+
+    # The real command, with the weight mapping sabotaged: layer 0 gets layer 1's MLP.
+    original = convert.convert_llama_state_dict
+
+    def swapped(state):
+        state = original(state)
+        key = "model.layers.{}.mlp.down_proj.weight"
+        state[key.format(0)], state[key.format(1)] = state[key.format(1)], state[key.format(0)]
+        return state
+
+    monkeypatch.setattr(convert, "convert_llama_state_dict", swapped)
+    assert main(["convert", str(src), str(tmp_path / "bad")]) != 0
+    err = capsys.readouterr().err
+    print(err)
+    assert "logits differ" in err and "max abs diff" in err
+    assert list(tmp_path.iterdir()) == []  # neither the result nor its staging directory
+
+
+def test_update_vocab(converted, tmp_path, capsys):
+    _, fg, _ = converted
+    from forgather.cli import main
+
+    out = tmp_path / "chat"
+    args = ["update-vocab", str(fg), str(out), "--pad-token", "<pad>"]
+    assert main([*args, "--special-token", "<|im_start|>", "--token", "bookshop"]) == 0
+    print(capsys.readouterr().out)
+    before = AutoModelForCausalLM.from_pretrained(fg, trust_remote_code=True)
+    after = AutoModelForCausalLM.from_pretrained(out, trust_remote_code=True)
+    tokenizer = AutoTokenizer.from_pretrained(out, trust_remote_code=True)
+    config = json.loads((out / "config.json").read_text())
+    pad, shop = tokenizer.pad_token_id, tokenizer.convert_tokens_to_ids("bookshop")
+    assert config["pad_token_id"] == pad and tokenizer.pad_token == "<pad>"
+    assert config["vocab_size"] == max(before.config.vocab_size, len(tokenizer))
+    embed, head = after.get_input_embeddings().weight, after.lm_head.weight
+    assert embed[pad].abs().max() == 0 and head[pad].abs().max() == 0  # pad: zero
+    mean_row = before.get_input_embeddings().weight.mean(dim=0)
+    torch.testing.assert_close(embed[shop], mean_row)  # others: the mean row
+    old = [i for i in range(before.config.vocab_size) if i not in (pad, shop, pad + 1)]
+    ids = torch.tensor([[1, 4, 7, 9]])
+    with torch.no_grad():
+        torch.testing.assert_close(after(ids).logits[..., old], before(ids).logits[..., old])
+    assert (out / "causal_lm.py").is_file()  # still a complete Forgather directory
