@@ -117,7 +117,7 @@ def test_client_completion_prints_the_greedy_text(server_process, model_and_toke
         server_process, "--completion", "def", "--temperature", "0", "--max-tokens", "8"
     )
     assert streamed.returncode == 0, streamed.stderr
-    assert streamed.stdout == expected + "\n"
+    assert streamed.stdout == "def" + expected + "\n"  # the prompt first (echo), as the original
     whole = _client(
         server_process,
         "--completion",
@@ -127,6 +127,8 @@ def test_client_completion_prints_the_greedy_text(server_process, model_and_toke
         "--max-tokens",
         "8",
         "--no-stream",
+        "--no-echo",
+        "--show-usage",
     )
     assert whole.stdout.startswith(expected + "\n[1 prompt + ")
 

@@ -71,7 +71,14 @@ BAD_REQUESTS = {
         "presence_penalty",
         None,
     ),
-    "echo": (COMPLETIONS, {"prompt": "x", "echo": True}, 400, "echo", None),
+    "echo with logprobs": (
+        COMPLETIONS,
+        {"prompt": "x", "echo": True, "logprobs": 1},
+        400,
+        "echo",
+        None,
+    ),
+    "beam search": (COMPLETIONS, {"prompt": "x", "num_beams": 4}, 400, "num_beams", None),
     "too many stops": (COMPLETIONS, {"prompt": "x", "stop": ["a"] * 17}, 400, "stop", None),
     "prompt longer than context": (
         COMPLETIONS,

@@ -96,9 +96,9 @@ class ChatSession:
         out: Where answers are printed.
     """
 
-    def __init__(self, settings: ClientSettings, out: TextIO = sys.stdout) -> None:
+    def __init__(self, settings: ClientSettings, out: TextIO | None = None) -> None:
         self.settings = settings
-        self.out = out
+        self.out = out if out is not None else sys.stdout  # read now, not at import
         self.client = _openai_client(settings)
         self.model = settings.model or self.client.models.list().data[0].id
         self.history: list[dict[str, str]] = []
@@ -216,8 +216,12 @@ def interactive(session: ChatSession, read: Callable[[str], str] = input) -> Non
             session.chat(line)
 
 
-def run_client(settings: ClientSettings, out: TextIO = sys.stdout) -> int:
-    """Run the client as ``forgather inf client`` does; return the exit code."""
+def run_client(settings: ClientSettings, out: TextIO | None = None) -> int:
+    """Run the client as ``forgather inf client`` does; return the exit code.
+
+    ``out``: where answers go (default: ``sys.stdout`` as it is when called).
+    """
+    out = out if out is not None else sys.stdout
     import openai
 
     try:

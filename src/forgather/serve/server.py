@@ -177,6 +177,13 @@ def serve(settings: ServerSettings) -> None:
     served = _wrap_loaded(loaded, settings)
     step = f" (step {loaded.step})" if loaded.step is not None else ""
     print(f"loaded weights from {loaded.weights}{step}", file=sys.stderr, flush=True)
+    first = next(served.scheduler.model.parameters())
+    attention = getattr(served.scheduler.model.config, "_attn_implementation", None)
+    how = [f"{first.dtype} on {first.device}", f"attention {attention}",
+           "KV cache" if settings.use_cache else "no KV cache (--disable-kv-cache)"]  # fmt: skip
+    if settings.compile:
+        how.append(f"torch.compile({settings.compile_args or {}})")
+    print(f"running the model: {', '.join(how)}", file=sys.stderr, flush=True)
     if served.stop_strings or settings.stop_sequences:
         print(f"stopping every request also at {list(settings.stop_sequences)}", file=sys.stderr,
               flush=True)  # fmt: skip
