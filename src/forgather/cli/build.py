@@ -152,11 +152,7 @@ def _graph(ctx: CommandContext, args: argparse.Namespace) -> int:
     target = _chosen_target(args)
     target = _require_target(config, target) if target else None
     if args.debug:
-        from forgather.cli.show import numbered
-
-        sources = ctx.project.environment.preprocessed_sources(ctx.template_name())
-        for name, source in sources.items():
-            print(f"{' ' + name + ' ':-^80}\n{numbered(source)}", flush=True)
+        print_jinja_sources(ctx)
     if args.format == "none":
         return 0
     if args.format == "repr":
@@ -180,6 +176,22 @@ def _graph(ctx: CommandContext, args: argparse.Namespace) -> int:
         else:
             ctx.emit_bytes(render_svg(dot_source), suffix=".svg")
     return 0
+
+
+def numbered(text: str) -> str:
+    """``text`` with a right-aligned line number before each line."""
+    return "".join(f"{i:>6}: {line}\n" for i, line in enumerate(text.split("\n"), 1))
+
+
+def print_jinja_sources(ctx: CommandContext) -> None:
+    """``pp -d``, ``graph -d``: each template's Jinja source, numbered, on stdout.
+
+    Stdout, not ``ctx.emit``: diagnostics beside the output, as the original
+    Forgather prints them; ``-o`` receives the output alone.
+    """
+    sources = ctx.project.environment.preprocessed_sources(ctx.template_name())
+    for name, source in sources.items():
+        print(f"{' ' + name + ' ':-^80}\n{numbered(source)}", flush=True)
 
 
 def render_svg(dot_source: str) -> bytes:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 
+from forgather.cli.build import print_jinja_sources, render_svg
 from forgather.cli.command import Command
 from forgather.cli.context import CommandContext
 
@@ -42,19 +43,12 @@ def _pp_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def numbered(text: str) -> str:
-    """``text`` with a right-aligned line number before each line."""
-    return "".join(f"{i:>6}: {line}\n" for i, line in enumerate(text.split("\n"), 1))
-
-
 def _pp(ctx: CommandContext, args: argparse.Namespace) -> int:
     config = ctx.config
     if ctx.dynamic_args:
         print(f"# Dynamic arguments received: {ctx.dynamic_args}\n", flush=True)
     if args.debug:
-        sources = ctx.project.environment.preprocessed_sources(ctx.template_name())
-        for name, source in sources.items():
-            print(f"{' ' + name + ' ':-^80}\n{numbered(source)}", flush=True)
+        print_jinja_sources(ctx)
     ctx.emit(_yaml_of(ctx, config), suffix=".yaml")
     return 0
 
@@ -139,8 +133,6 @@ def _trefs(ctx: CommandContext, args: argparse.Namespace) -> int:
         if args.format == "dot":
             ctx.emit(_dot(tree), suffix=".dot")
         else:
-            from forgather.cli.build import render_svg
-
             ctx.emit_bytes(render_svg(_dot(tree)), suffix=".svg")
         return 0
     if args.format == "tree":
