@@ -16,6 +16,15 @@ The template sees ``imports`` (``(module, name)`` pairs), ``definitions``
 our code generator (:func:`forgather.config.codegen.code_parts`), so the
 source builds what building the nodes builds.
 
+The original's own model template, ``modelsrc/templates/hf_causal.py``
+(recognised by its name and its classes), was written for transformers 4 and
+breaks on transformers 5 (``rope_scaling`` became ``rope_parameters``; its
+attribute proxy recurses; a loaded checkpoint is initialised again). Asked for
+it, ``generate_code`` renders Forgather's own template of the same contract
+instead (``forgather/compat_templates/hf_causal.py.jinja``: same arguments,
+same classes and behaviour) and logs one line saying so;
+``FORGATHER_COMPAT_TEMPLATES=0`` renders the original as it is.
+
 Decision a reader may question: templates render with the config language's
 own template engine (line statements, the sandbox, an undefined variable is
 an error unless the template gives a ``default``), not a second engine, so a
@@ -24,10 +33,26 @@ code template is written exactly like a config template.
 
 from __future__ import annotations
 
+import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from forgather.graph_encoder import NamePolicy
+
+logger = logging.getLogger(__name__)
+
+#: Forgather's templates standing in for the original's, by the original's file name.
+COMPAT_TEMPLATES = {"hf_causal.py": "hf_causal.py.jinja"}
+#: Text every version of the original's hf_causal.py has (its classes and their proxy).
+_HF_CAUSAL_MARKS = (
+    "class DynamicCausalLMConfig(",
+    "class DynamicCasualLM(",
+    "def construct_model(",
+    "v_layers",
+    "for var, has_default, default in variables",
+)
+COMPAT_VARIABLE = "FORGATHER_COMPAT_TEMPLATES"
 
 #: The template used when none is named: a module defining ``construct(...)``.
 DEFAULT_CODE_TEMPLATE = """\
@@ -65,6 +90,32 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Container):
         return value.assemble([_plain(v) for _, v in value.children()])
     return value
+
+
+def compat_template(template_name: str, dirs: list[str]) -> str | None:
+    """Forgather's text for the original's template ``template_name`` found in ``dirs``; None: use it.
+
+    Only the original's ``hf_causal.py`` is replaced, recognised by its name
+    and its contents, unless ``FORGATHER_COMPAT_TEMPLATES`` is ``0``.
+    """
+    if os.path.basename(template_name) not in COMPAT_TEMPLATES:
+        return None
+    if os.environ.get(COMPAT_VARIABLE, "").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    found = next((Path(d, template_name) for d in dirs if Path(d, template_name).is_file()), None)
+    if found is None:
+        return None
+    text = found.read_text(encoding="utf-8", errors="replace")
+    if not all(mark in text for mark in _HF_CAUSAL_MARKS):
+        return None
+    ours = Path(__file__).resolve().parent / "compat_templates"
+    ours = ours / COMPAT_TEMPLATES[os.path.basename(template_name)]
+    logger.warning(
+        "%s: rendering Forgather's transformers 5 version of this template (%s=0: the original)",
+        found,
+        COMPAT_VARIABLE,
+    )
+    return ours.read_text(encoding="utf-8")
 
 
 def generate_code(
@@ -114,6 +165,9 @@ def generate_code(
     dirs = [os.fspath(d) for d in searchpath if os.path.isdir(d)]
     templates = TemplateSet(dirs)
     if template_name is not None:
-        return templates.render(template_name, None, variables).strip()
+        replacement = compat_template(template_name, dirs)
+        if replacement is None:
+            return templates.render(template_name, None, variables).strip()
+        template_str = replacement
     source = templates.add_string(template_str or DEFAULT_CODE_TEMPLATE)
     return templates.render(None, source, variables).strip()

@@ -275,6 +275,50 @@ def test_trust_remote_code_from_a_config_is_refused():
     }
 
 
+def test_trust_remote_code_loading_a_directory_of_the_project(tmp_path, monkeypatch):
+    """A generated model directory inside the project is the user's own code; a hub name is not."""
+    project, outside = tmp_path / "project", tmp_path / "outside"
+    (project / "output_models" / "m").mkdir(parents=True)
+    outside.mkdir()
+    (project / "fg_remote_loader.py").write_text(
+        "def load(path=None, trust_remote_code=False, **kwargs):\n    return path\n"
+    )
+    monkeypatch.syspath_prepend(str(project))
+    monkeypatch.delitem(sys.modules, "fg_remote_loader", raising=False)
+    model = project / "output_models" / "m"
+    text = f"""
+    own: !call:fg_remote_loader:load
+        arg0: "{model}"
+        trust_remote_code: true
+    own_keyword: !call:fg_remote_loader:load
+        pretrained_model_name_or_path: "{project}/output_models/../output_models/m"
+        trust_remote_code: true
+    own_later: !partial:fg_remote_loader:load
+        arg0: "{model}"
+        trust_remote_code: true
+    outside: !call:fg_remote_loader:load
+        arg0: "{outside}"
+        trust_remote_code: true
+    hub: !call:fg_remote_loader:load
+        arg0: "some-org/some-model"
+        trust_remote_code: true
+    missing: !call:fg_remote_loader:load
+        arg0: "{project}/not_made"
+        trust_remote_code: true
+    """
+    cfg = load(text, source_dirs=[str(project)])
+    assert cfg.build("own") == str(model)
+    assert cfg.build("own_keyword") is None
+    assert cfg.build("own_later")() == str(model)
+    for target in ("outside", "hub", "missing"):
+        with pytest.raises(RefusedImportError, match="trust_remote_code=true would run code"):
+            cfg.build(target)
+    problems = check(cfg)
+    assert len(problems) == 3 and all("trust_remote_code" in p for p in problems)
+    assert load(text, source_dirs=[str(project)], trust=True).build("hub") == "some-org/some-model"
+    sys.modules.pop("fg_remote_loader", None)
+
+
 def test_trust_allows_everything(monkeypatch):
     text = "main: !call:os:getcwd\n"
     assert load(text, trust=True).build("main") == os.getcwd()

@@ -68,6 +68,17 @@ LocateNode = Callable[[Node], "SourceLocation | None"]
 _PLACEHOLDER = object()
 
 
+#: Where transformers' and datasets' loaders take what they load, after the first positional argument.
+_LOADED_PATH_KEYWORDS = ("pretrained_model_name_or_path", "path", "repo_id")
+
+
+def loaded_path(args: list, kwargs: dict) -> Any:
+    """What a loader call passing ``trust_remote_code`` loads: its first argument, or a known keyword."""
+    if args:
+        return args[0]
+    return next((kwargs[k] for k in _LOADED_PATH_KEYWORDS if k in kwargs), None)
+
+
 def _note(exc: BaseException, text: str) -> None:
     if hasattr(exc, "add_note"):
         exc.add_note(text)
@@ -298,12 +309,22 @@ class Builder:
                 )
             kwargs.update(latent)
         if kwargs.get(REMOTE_CODE_KEYWORD):
-            self.check_remote_code(node)
+            self.check_remote_code(node, args, kwargs)
         return args, kwargs
 
-    def check_remote_code(self, node: CallNode) -> None:
-        """Refuse ``trust_remote_code=True`` from a config unless trusted (it runs downloaded code)."""
+    def check_remote_code(
+        self, node: CallNode, args: list | None = None, kwargs: dict | None = None
+    ) -> None:
+        """Refuse ``trust_remote_code=True`` from a config unless trusted (it runs downloaded code).
+
+        Loading a directory inside the project or the workspace is allowed: its
+        code is the user's own (typically a model the config itself generated).
+        """
         if self.policy.trust or self.policy.trusted_by_user(parse_spec(node.spec)):
+            return
+        if args is None and kwargs is None:  # checked before building: the literal arguments
+            args, kwargs = list(node.args), dict(node.call_kwargs)
+        if self.policy.own_directory(loaded_path(args or [], kwargs or {})):
             return
         raise self.refused(node, REMOTE_CODE_REFUSAL, parse_spec(node.spec).module or node.spec)
 

@@ -28,7 +28,9 @@ Decision a reader may question: an entry a user adds (``allow_imports`` in
 names allowed by the defaults, so ``allow_imports: [os]`` really allows
 ``os:system``. ``trust=True`` (``--trust``, ``FORGATHER_TRUST=1``) allows
 everything. A call that passes ``trust_remote_code=True`` (transformers,
-datasets) is refused in the same way: it would run code downloaded with a model.
+datasets) is refused in the same way: it would run code downloaded with a model;
+unless what it loads is a directory of the project or the workspace (the user's
+own code, e.g. a model directory the config generated).
 """
 
 from __future__ import annotations
@@ -395,6 +397,19 @@ class ImportPolicy:
         return any(_inside(path, d) for d in self.source_dirs) and not any(
             _inside(path, d) for d in _environment_dirs()
         )
+
+    def own_directory(self, path: Any) -> bool:
+        """Whether ``path`` names an existing directory in the project, the workspace or an allowed one.
+
+        A ``trust_remote_code=True`` loading such a directory runs the user's own
+        code (a model directory the config generated), not downloaded code.
+        """
+        if not isinstance(path, (str, os.PathLike)):
+            return False
+        path = os.fspath(path)
+        if not os.path.isdir(path):
+            return False
+        return self.own_path(os.path.realpath(path))
 
     def is_own_module(self, top: str) -> bool:
         """Whether the top-level module ``top`` is the user's own code (imports nothing)."""

@@ -129,7 +129,33 @@ def build_rule(
             if _out_of_date(target, prerequisites):  # another process may have built it
                 logger.debug("building %s", target)
                 recipe()
-    return loader()
+    with _no_remote_code_prompt():
+        return loader()
+
+
+@contextmanager
+def _no_remote_code_prompt() -> Iterator[None]:
+    """transformers refuses custom code not asked for instead of asking on the terminal.
+
+    A loader loads what the recipe made. transformers 5's ``AutoTokenizer``
+    also reads the ``config.json`` beside a tokenizer, and when that config
+    names generated model code (the original Forgather's model projects save
+    the tokenizer into the model's directory) it stops for 15 seconds to ask
+    whether to run it. Without the prompt it refuses, and the tokenizer loads
+    with the generic config, as with transformers 4. A loader that passes
+    ``trust_remote_code=True`` is not affected.
+    """
+    if "transformers" not in sys.modules:  # a loader from transformers imported it already
+        yield
+        return
+    import transformers.dynamic_module_utils as dynamic
+
+    saved = dynamic.TIME_OUT_REMOTE_CODE
+    dynamic.TIME_OUT_REMOTE_CODE = 0
+    try:
+        yield
+    finally:
+        dynamic.TIME_OUT_REMOTE_CODE = saved
 
 
 def dependency_list(*args: Any) -> Any:
