@@ -25,5 +25,7 @@ def test_model_test_prints_losses_and_shapes(tmp_path):
     lines = []
     losses = run_model_test(model, steps=2, batch_size=3, seq_len=8, print_fn=lines.append)
     assert len(losses) == 2 and losses[1] < losses[0]
-    assert lines[1] == "input_ids (3, 8); ln(vocab_size) = 4.159"
-    assert lines[2].startswith(f"step 1: loss {losses[0]:.4f}, logits (3, 8, 64), ")
+    assert lines[1] == "ln(vocab_size) = 4.159; lr 0.001"
+    assert lines[2].startswith(
+        f"step 1: loss {losses[0]:.4f}, input_ids (3, 8), 3 documents, logits (3, 8, 64), "
+    )

@@ -104,10 +104,15 @@ def _rows(examples: Iterable, seq_len: int, packed: bool) -> Iterator[dict[str, 
         yield {"input_ids": ids, "position_ids": positions}
 
 
-def _random_examples(vocab_size: int, seq_len: int, seed: int) -> Iterator[dict]:
+def _random_examples(vocab_size: int, seq_len: int, seed: int, rows: int) -> Iterator[dict]:
+    """The same ``rows`` random rows, again and again: each step sees one batch, so the
+    loss can fall only by memorising it, and a falling loss shows the model trains."""
     generator = torch.Generator().manual_seed(seed)
-    while True:
-        yield {"input_ids": torch.randint(0, vocab_size, (seq_len,), generator=generator).tolist()}
+    batch = [
+        {"input_ids": torch.randint(0, vocab_size, (seq_len,), generator=generator).tolist()}
+        for _ in range(rows)
+    ]
+    return itertools.cycle(batch)
 
 
 def run_model_test(
@@ -131,7 +136,8 @@ def run_model_test(
 
     Args:
         model: A causal LM taking ``input_ids``, ``labels`` (and ``position_ids``).
-        steps: Optimizer steps (AdamW), each on a new batch.
+        steps: Optimizer steps (AdamW): each on the next batch of ``examples``, or
+            all on the same batch of random tokens.
         batch_size: Rows per batch.
         seq_len: Most tokens per row.
         lr: Learning rate.
@@ -153,7 +159,10 @@ def run_model_test(
 
     first = next(model.parameters())
     vocab_size = model.config.vocab_size
-    source = examples if examples is not None else _random_examples(vocab_size, seq_len, seed)
+    if examples is None:
+        source = _random_examples(vocab_size, seq_len, seed, batch_size)
+    else:
+        source = examples
     rows = _rows(source, seq_len, packed)
     collate = CausalLMCollator(pad_token_id=0, max_length=seq_len)
     model.train()
