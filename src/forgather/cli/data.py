@@ -19,6 +19,7 @@ import os
 from forgather.cli.command import Command
 from forgather.cli.context import CommandContext
 from forgather.cli.errors import CLIError
+from forgather.project.project import build_targets
 
 
 def _dataset_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +38,12 @@ def _dataset_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pp", action="store_true", help="print the config's rendered YAML first")
     parser.add_argument("-n", "--examples", type=int, default=2, help="decoded examples to show")
     parser.add_argument("--raw", action="store_true", help="show documents, not packed blocks")
+    parser.add_argument(
+        "--blocks",
+        action="store_true",
+        help="show the training config's train_dataset as the model receives it: collated "
+        "blocks, document boundaries and the tokens that carry loss",
+    )
     parser.add_argument(
         "--features",
         nargs="*",
@@ -78,6 +85,8 @@ def _dataset(ctx: CommandContext, args: argparse.Namespace) -> int:
         dynamic = getattr(ctx, "dynamic_args", None) or {}
         ctx.reload_config(**dynamic, tokenizer_path=args.tokenizer_path)
     config = ctx.config
+    if args.blocks:
+        return _blocks(ctx, config, args)
     needed = [args.target] + ([] if args.tokenizer_path else ["tokenizer"])
     for target in needed:
         if target not in config.targets:
@@ -94,7 +103,7 @@ def _dataset(ctx: CommandContext, args: argparse.Namespace) -> int:
         tokenizer = AutoTokenizer.from_pretrained(os.path.expanduser(args.tokenizer_path))
         built = config.build(args.target, tokenizer=tokenizer, preprocess_args={})
     else:
-        built_all = config.build()
+        built_all = build_targets(config, [args.target, "tokenizer"], {})
         built, tokenizer = built_all[args.target], built_all["tokenizer"]
     datasets = built if isinstance(built, dict) else {args.target: built}
     histogram_dir = None
@@ -118,6 +127,27 @@ def _dataset(ctx: CommandContext, args: argparse.Namespace) -> int:
     except InspectError as e:
         raise CLIError(str(e)) from None
     ctx.emit("\n".join(sections))
+    return 0
+
+
+def _blocks(ctx: CommandContext, config, args: argparse.Namespace) -> int:
+    """``dataset --blocks``: the training split collated as the trainer would."""
+    from forgather.ml.data.blocks_view import blocks_view
+
+    names = ["train_dataset", "data_collator", "tokenizer"]
+    missing = [name for name in names if name not in config.targets]
+    if missing:
+        raise CLIError(
+            f"--blocks needs the targets {', '.join(names)}; this config lacks "
+            f"{', '.join(missing)} (targets: {', '.join(config.targets)})"
+        )
+    built = build_targets(config, names, {})
+    ctx.emit(
+        blocks_view(
+            built["train_dataset"], built["data_collator"], built["tokenizer"],
+            num_blocks=args.examples,
+        )
+    )  # fmt: skip
     return 0
 
 

@@ -257,7 +257,9 @@ def build_targets(config: Config, names: list[str], context_vars: dict[str, Any]
         if name not in config.graph:
             known = ", ".join(config.graph) or "(none)"
             raise ConfigError(f"{config.name}: no target {name!r}; targets: {known}")
-    builder = Builder({"pp_config": config.pp, **context_vars}, config.locate_node, config.policy)
+    builder = Builder(
+        {"pp_config": config.pp_template, **context_vars}, config.locate_node, config.policy
+    )
     return {name: builder.build(config.graph[name], name) for name in names}
 
 

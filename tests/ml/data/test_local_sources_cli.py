@@ -59,7 +59,8 @@ def test_readme_walkthrough_trains_and_serves(tmp_path):
     (tmp_path / "input.txt").write_text(play(200))
 
     shown = run([FORGATHER, *dataset[1:], *TINY, "-n", "1"], tmp_path)
-    assert "train_dataset" in shown and "ROMEO" in shown
+    assert "# Blocks of train" in shown and "ROMEO" in shown
+    assert "document starts per block" in shown
 
     steps = train.index("--max-steps")
     run([FORGATHER, *train[1:steps], *TINY, "--max-steps", "2"], tmp_path)
