@@ -302,15 +302,20 @@ def test_trust_remote_code_loading_a_directory_of_the_project(tmp_path, monkeypa
     hub: !call:fg_remote_loader:load
         arg0: "some-org/some-model"
         trust_remote_code: true
-    missing: !call:fg_remote_loader:load
-        arg0: "{project}/not_made"
+    not_made_yet: !call:fg_remote_loader:load
+        arg0: "{project}/output_models/not_made"
+        trust_remote_code: true
+    relative: !call:fg_remote_loader:load
+        arg0: "output_models/not_made"
         trust_remote_code: true
     """
     cfg = load(text, source_dirs=[str(project)])
     assert cfg.build("own") == str(model)
     assert cfg.build("own_keyword") is None
     assert cfg.build("own_later")() == str(model)
-    for target in ("outside", "hub", "missing"):
+    assert cfg.build("not_made_yet") == f"{project}/output_models/not_made"
+    monkeypatch.chdir(project)  # a relative name that is no directory is a hub repository
+    for target in ("outside", "hub", "relative"):
         with pytest.raises(RefusedImportError, match="trust_remote_code=true would run code"):
             cfg.build(target)
     problems = check(cfg)

@@ -399,15 +399,18 @@ class ImportPolicy:
         )
 
     def own_directory(self, path: Any) -> bool:
-        """Whether ``path`` names an existing directory in the project, the workspace or an allowed one.
+        """Whether ``path`` names a directory in the project, the workspace or an allowed one.
 
         A ``trust_remote_code=True`` loading such a directory runs the user's own
-        code (a model directory the config generated), not downloaded code.
+        code (a model directory the config generated), not downloaded code. The
+        directory must exist, or its path be absolute (a config checked before
+        its first build): a relative name that is not a directory is a hub
+        repository to the loaders.
         """
         if not isinstance(path, (str, os.PathLike)):
             return False
         path = os.fspath(path)
-        if not os.path.isdir(path):
+        if not (os.path.isdir(path) or (os.path.isabs(path) and not os.path.exists(path))):
             return False
         return self.own_path(os.path.realpath(path))
 
