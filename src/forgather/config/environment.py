@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from .errors import ConfigError, SourceLocation
+from .errors import ConfigError, SourceLocation, template_chain
 from .loader import STRING_TEMPLATE, TemplateRef, TemplateSet
 from .nodes import Node
 from .policy import ImportPolicy, current_dir, default_policy
@@ -82,7 +82,10 @@ class Config:
         origin = self._line_map.origin(line, column)
         if origin is None:
             return None
-        return SourceLocation(self._templates.file_of(origin.template_id), origin.line)
+        file_of = self._templates.file_of
+        file = file_of(origin.template_id)
+        chain = template_chain(((file_of(t), n) for t, n in origin.chain), file)
+        return SourceLocation(file, origin.line, chain)
 
     def locate_node(self, node: Node) -> SourceLocation | None:
         return self.locate(node.line, node.column)

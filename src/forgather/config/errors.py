@@ -3,7 +3,8 @@
 Every mistake in a config raises :class:`ConfigError`. Its message names the
 template file and line *in the user's source* (never the preprocessed or
 rendered text), shows that line, and lists the chain of templates that led
-there. The location is carried as data (:class:`SourceLocation`) so the CLI and
+there, as a compiler does (``In file included from user.yaml:2``, innermost
+last). The location is carried as data (:class:`SourceLocation`) so the CLI and
 tests can use it without parsing the message.
 
 Decision a reader may question: subclasses exist only where callers plausibly
@@ -14,7 +15,18 @@ everything else is a plain ``ConfigError`` with a ``kind`` string.
 from __future__ import annotations
 
 import linecache
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+_HOW = re.compile(r"\b(include|extends|import|from)\b")
+#: How a chain's statement led into the next template, by the word it is written with.
+_LEADS = {
+    "include": "In file included from",
+    "extends": "In template extended by",
+    "import": "In template imported by",
+    "from": "In template imported by",
+}
 
 
 @dataclass(frozen=True)
@@ -34,6 +46,41 @@ class SourceLocation:
         """The source line, read from disk (empty when unavailable)."""
         text = linecache.getline(self.file, self.line)
         return text.rstrip("\n")
+
+    def chain_lines(self) -> list[str]:
+        """The chain as a compiler prints it, outermost first, this location last::
+
+        In file included from configs/user.yaml:2
+        templates/lib.yaml:7
+        """
+        lines = [f"{chain_link_lead(f, n)} {f}:{n}" for f, n in self.chain]
+        return [*lines, str(self)] if lines else []
+
+
+def chain_link_lead(file: str, line: int) -> str:
+    """``In file included from`` (or extended, imported, called) for a chain's statement."""
+    found = _HOW.search(linecache.getline(file, line))
+    return _LEADS[found[1]] if found else "Called from"
+
+
+def template_chain(statements: Iterable[tuple[str, int]], file: str) -> tuple[tuple[str, int], ...]:
+    """The statements that led to a line of ``file``, without the detours.
+
+    ``statements`` are (file, line) of the ``include``/``extends`` statements
+    (or template frames) being rendered, outermost first. A file that comes
+    back later in the chain (or is ``file`` itself) was only passed through:
+    a child's block is rendered by its base's ``extends``, but what leads to
+    a line of the child is the child's own statement. So the part from a
+    file's first appearance to its next one is dropped.
+    """
+    kept: list[tuple[str, int]] = []
+    for link in [*statements, (file, 0)]:
+        for i, (seen, _) in enumerate(kept):
+            if seen == link[0]:
+                del kept[i:]
+                break
+        kept.append(link)
+    return tuple(kept[:-1])
 
 
 def _excerpt_lines(loc: SourceLocation, text: str, label: str = "") -> list[str]:
@@ -89,8 +136,7 @@ class ConfigError(Exception):
                 lines.extend(_excerpt_lines(loc, text))
             if loc.chain:
                 lines.append("  template chain:")
-                lines.extend(f"    {f}:{n}" for f, n in loc.chain)
-                lines.append(f"    {loc.file}:{loc.line}")
+                lines.extend(f"    {line}" for line in loc.chain_lines())
         if self.detail:
             lines.append(self.detail)
         # Printable anywhere: a lone surrogate from a config is shown as an escape.

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import linecache
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,9 +37,10 @@ from .errors import (
     TemplateError,
     TemplateNotFoundError,
     UndefinedVariableError,
+    template_chain,
 )
 from .preprocess import TemplateSection, pad_to_line, preprocess, split_templates
-from .sourcemap import LineMap, add_markers
+from .sourcemap import LEAVE, LineMap, add_markers, enter_mark
 from .template_globals import template_globals, toyaml
 
 STRING_TEMPLATE = "<string>"
@@ -105,6 +107,57 @@ class _Sandbox(SandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
 
+class _Entered:
+    """A template entered by ``include`` or ``extends`` in the marked render: its
+    output is bracketed by the marks of the statement that entered it."""
+
+    def __init__(self, template: jinja2.Template, mark: str):
+        self._template = template
+        self._mark = mark
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._template, name)
+
+    def root_render_func(self, context):
+        yield self._mark
+        yield from self._template.root_render_func(context)
+        yield LEAVE
+
+
+def _entering_statement(depth: int = 4) -> tuple[str, int] | None:
+    """(file, line) of the template statement that is asking for a template, if any.
+
+    Compiled template code calls ``get_template`` directly, or through
+    ``select_template``/``get_or_select_template``; our own code never has
+    ``__jinja_template__`` in its globals.
+    """
+    frame = sys._getframe(2)
+    for _ in range(depth):
+        if frame is None:
+            return None
+        template = frame.f_globals.get("__jinja_template__")
+        if template is not None:
+            return template.filename, template.get_corresponding_lineno(frame.f_lineno)
+        frame = frame.f_back
+    return None
+
+
+class _MarkedSandbox(_Sandbox):
+    """The sandbox of the marked render: templates entered from a template are wrapped."""
+
+    def __init__(self, templates: TemplateSet, **options):
+        super().__init__(**options)
+        self._templates = templates
+
+    def get_template(self, name, parent=None, globals=None):
+        template = super().get_template(name, parent, globals)
+        statement = _entering_statement()
+        if statement is None or statement[0] is None:
+            return template
+        file_id = self._templates.file_id(statement[0])
+        return _Entered(template, enter_mark(file_id, statement[1]))
+
+
 def _uptodate(path: str):
     """Jinja's cache check: the file has not changed since it was read."""
     mtime = os.path.getmtime(path)
@@ -147,7 +200,7 @@ class TemplateSet:
 
     # -- lookup -----------------------------------------------------------
     def _environment(self, marked: bool) -> jinja2.Environment:
-        env = _Sandbox(
+        options = dict(
             loader=_Loader(self, marked),
             bytecode_cache=_bytecode_cache(),
             undefined=jinja2.StrictUndefined,
@@ -156,6 +209,7 @@ class TemplateSet:
             keep_trailing_newline=True,
             autoescape=False,
         )
+        env = _MarkedSandbox(self, **options) if marked else _Sandbox(**options)
         env.globals.update(template_globals())
         env.globals.update(self.global_vars)
         env.filters["toyaml"] = toyaml
@@ -334,8 +388,8 @@ def render_error(exc: Exception, name: str, templates: TemplateSet) -> TemplateE
     frames = _template_frames(exc, set(templates._files) | {STRING_TEMPLATE})
     location = None
     if frames:
-        (filename, line), chain = frames[-1], tuple(frames[:-1])
-        location = SourceLocation(filename, line, chain)
+        filename, line = frames[-1]
+        location = SourceLocation(filename, line, template_chain(frames[:-1], filename))
     if isinstance(exc, jinja2.TemplateNotFound):
         return TemplateNotFoundError(
             f"template not found: {exc.name!r}",

@@ -7,6 +7,11 @@ marker ``\\ue000<template id>:<line>\\ue001`` is inserted. Every rendered line
 then carries the markers of the template lines it came from, and stripping
 them yields both the clean text and the map.
 
+The marked render also brackets the output of every template entered through
+``include`` or ``extends`` with ``\\ue002<template id>:<line>\\ue003`` (the
+statement that entered it) and ``\\ue004``, so each origin carries the chain of
+statements that led to it, the "included from" chain of a compiler.
+
 Decision a reader may question: a second render on error instead of always
 rendering with markers. Markers would change the value of ``{% set %}`` blocks
 and of filters applied to template data; rendering them only on the error
@@ -17,10 +22,13 @@ from __future__ import annotations
 
 import bisect
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 MARK_OPEN, MARK_CLOSE = "\ue000", "\ue001"
-_MARKER = re.compile(MARK_OPEN + r"(\d+):(\d+)" + MARK_CLOSE)
+ENTER_OPEN, ENTER_CLOSE, LEAVE = "\ue002", "\ue003", "\ue004"
+_MARKER = re.compile(
+    f"{MARK_OPEN}(\\d+):(\\d+){MARK_CLOSE}|{ENTER_OPEN}(\\d+):(\\d+){ENTER_CLOSE}|{LEAVE}"
+)
 _DELIMITERS = re.compile(r"\{%|\{\{|\{#|%\}|\}\}|#\}|\n")
 
 
@@ -67,12 +75,22 @@ def add_markers(source: str, template_id: int) -> str:
     return "".join(out)
 
 
+def enter_mark(template_id: int, line: int) -> str:
+    """The text that opens the output of a template entered at ``line`` of another."""
+    return f"{ENTER_OPEN}{template_id}:{line}{ENTER_CLOSE}"
+
+
 @dataclass(frozen=True)
 class Origin:
-    """A template line: (template id, 1-based line)."""
+    """A template line: (template id, 1-based line), and how rendering got there.
+
+    ``chain`` holds the ``include``/``extends`` statements (template id, line)
+    whose templates were being rendered, outermost first.
+    """
 
     template_id: int
     line: int
+    chain: tuple[tuple[int, int], ...] = field(default=(), compare=False)
 
 
 class LineMap:
@@ -83,6 +101,7 @@ class LineMap:
         # Per clean line: sorted clean columns where a marker stood, with origins.
         self._columns: list[list[int]] = []
         self._origins: list[list[Origin]] = []
+        entered: list[tuple[int, int]] = []  # the statements whose templates are rendering
         for raw in marked.split("\n"):
             clean_parts: list[str] = []
             columns: list[int] = []
@@ -93,9 +112,14 @@ class LineMap:
                 piece = raw[pos : m.start()]
                 clean_parts.append(piece)
                 width += len(piece)
-                columns.append(width)
-                origins.append(Origin(int(m[1]), int(m[2])))
                 pos = m.end()
+                if m[1] is not None:
+                    columns.append(width)
+                    origins.append(Origin(int(m[1]), int(m[2]), tuple(entered)))
+                elif m[3] is not None:
+                    entered.append((int(m[3]), int(m[4])))
+                elif entered:
+                    entered.pop()
             clean_parts.append(raw[pos:])
             self.text_lines.append("".join(clean_parts))
             self._columns.append(columns)
