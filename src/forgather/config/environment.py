@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, SourceLocation, template_chain
 from .loader import STRING_TEMPLATE, TemplateRef, TemplateSet
@@ -23,8 +23,14 @@ from .nodes import Node
 from .policy import ImportPolicy, current_dir, default_policy
 from .preprocess import escape_template
 from .sourcemap import LineMap
-from .traverse import PathError, assign
-from .yaml_graph import load_graph
+from .traverse import PathError, assign, path_keys
+from .yaml_graph import compose, load_graph
+
+if TYPE_CHECKING:
+    import yaml
+
+    from .provenance import AnnotatedLine, Provenance
+    from .template_blocks import TemplateBlocks
 
 
 class Config:
@@ -44,6 +50,10 @@ class Config:
         self.template_vars = dict(variables)
         self.policy = policy if policy is not None else default_policy()
         self._line_map: LineMap | None = None
+        self._composed: yaml.Node | None = None
+        self._blocks: TemplateBlocks | None = None
+        #: The places ``set_value`` (``--set``) assigned, as path keys.
+        self.assigned_paths: list[tuple[str, ...]] = []
         rendered = templates.render(name, text, self.template_vars)
         self.graph: dict[str, Any] = load_graph(rendered, self.locate)
         #: The rendered YAML, exactly as the templates printed it.
@@ -90,6 +100,55 @@ class Config:
     def locate_node(self, node: Node) -> SourceLocation | None:
         return self.locate(node.line, node.column)
 
+    # -- provenance -------------------------------------------------------
+    def why(self, path: str) -> Provenance:
+        """Where the value at ``path`` came from (``forgather why PATH``).
+
+        Args:
+            path: a target, then steps, as ``--set`` and ``graph`` spell them
+                (``main.args.learning_rate``).
+
+        Returns:
+            A :class:`~forgather.config.provenance.Provenance`: the value, the
+            template file:line that set it (and the include chain to it), the
+            earlier lines it overrode, and the templates defining the block it
+            is in. ``str()`` of it is what ``forgather why`` prints.
+
+        Raises:
+            ConfigError: the path names no place in the graph.
+        """
+        from .provenance import why
+
+        try:
+            return why(self, path)
+        except PathError as e:
+            raise ConfigError(f"{self.name}: {e.path}: {e.reason}") from None
+
+    def annotated_lines(self) -> list[AnnotatedLine]:
+        """Each line of :attr:`pp` with the template file:line that produced it.
+
+        Returns:
+            ``AnnotatedLine(location, text)`` per rendered line; ``location``
+            is None for a line no template line can be found for.
+        """
+        from .provenance import annotated_lines
+
+        return annotated_lines(self)
+
+    def composed_yaml(self) -> yaml.Node | None:
+        """:attr:`pp` composed by PyYAML (nodes with marks), for provenance; cached."""
+        if self._composed is None:
+            self._composed = compose(self.pp)
+        return self._composed
+
+    def template_blocks(self) -> TemplateBlocks:
+        """The blocks of the templates behind this config (who defines which, super() calls)."""
+        if self._blocks is None:
+            from .template_blocks import TemplateBlocks
+
+            self._blocks = TemplateBlocks(self._templates, self._name, self._text)
+        return self._blocks
+
     # -- graph operations -------------------------------------------------
     def build(self, target: str | None = None, /, **context_vars: Any) -> Any:
         """Build one target, or all of them as a dict when ``target`` is None.
@@ -112,10 +171,10 @@ class Config:
         return self._build(ImportPolicy.data_only(), target, context_vars)
 
     def _build(self, policy: ImportPolicy, target: str | None, context_vars: dict) -> Any:
-        from .build import Builder  # imported on use: `forgather pp` never builds
+        from .sourced_build import SourcedBuilder  # imported on use: `forgather pp` never builds
 
         context = {"pp_config": self.pp_template, **context_vars}
-        builder = Builder(context, self.locate_node, policy)
+        builder = SourcedBuilder(self, context, policy)
         if target is None:
             return {t: builder.build(v, t) for t, v in self.graph.items()}
         return builder.build(self._target(target), target)
@@ -158,6 +217,7 @@ class Config:
         """
         try:
             assign(self.graph, path, value)
+            self.assigned_paths.append(path_keys(self.graph, path))
         except PathError as e:
             raise ConfigError(f"--set {e.path}: {e.reason}") from None
 

@@ -137,6 +137,34 @@ def _places(holder: Any, steps: list[str], i: int) -> Iterator[tuple[Any, str]]:
             yield from _places(child, steps, j)
 
 
+def _splits(holder: Any, steps: list[str], i: int) -> Iterator[tuple[str, ...]]:
+    """Each way to read ``steps[i:]`` as keys below ``holder``, as :func:`_places` tries them."""
+    for j in range(i + 1, len(steps) + 1):
+        key = ".".join(steps[i:j])
+        try:
+            child = holder.child(key)
+        except LookupError:
+            continue
+        if j == len(steps):
+            yield (key,)
+        elif isinstance(child, Node):
+            yield from ((key, *rest) for rest in _splits(child, steps, j))
+
+
+def path_keys(graph: dict[str, Any], path: str) -> tuple[str, ...]:
+    """The keys that dotted ``path`` steps through: ``a.rules.norm.weight`` ->
+    ``("a", "rules", "norm.weight")`` when that key holds a dot.
+
+    Raises:
+        PathError: a step names nothing.
+    """
+    found = next(_splits(DictNode(items=graph), path.split("."), 0), None)
+    if found is None:
+        lookup(graph, path)  # raises: says which step failed
+        return tuple(path.split("."))
+    return found
+
+
 def _place(graph: dict[str, Any], path: str) -> tuple[Node, str] | None:
     # The root as a mapping node over the same dict, so targets are keys like any other.
     return next(_places(DictNode(items=graph), path.split("."), 0), None)

@@ -61,7 +61,8 @@ class _RedefiningLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-def _compose(text: str) -> yaml.Node | None:
+def compose(text: str) -> yaml.Node | None:
+    """``text`` composed into PyYAML's nodes (marks kept, an anchor may be redefined)."""
     if _FAST_COMPOSER is not None:
         try:
             return yaml.compose(text, Loader=_FAST_COMPOSER)
@@ -357,7 +358,7 @@ def load_graph(text: str, locate: Locate) -> dict[str, Any]:
     """
     _check_characters(text, locate)
     try:
-        root = _compose(text)
+        root = compose(text)
         graph = _Converter(locate).root(root)
     except yaml.MarkedYAMLError as e:
         reason = " ".join(str(p) for p in (e.context, e.problem) if p)

@@ -1,0 +1,101 @@
+"""A build whose errors also name the template lines of the values involved.
+
+The builder (``build.py``) locates an error at the node being built: a
+call's line. A value given to that call may have been set elsewhere, in a
+block of a derived config or on the command line, and that is the line a
+user must change. :class:`SourcedBuilder` adds what it knows about them,
+found by :func:`~forgather.config.provenance.why`:
+
+* an exception raised by the callee gains a note per plain argument set on
+  another line (``argument lr=-1.0 was set at configs/fast.yaml:7``);
+* an unexpected keyword is shown with the line that wrote it.
+
+Decision a reader may question: a subclass rather than a change to the
+builder: the builder knows nodes and paths, not templates, and looking a
+value up costs a second render and a YAML compose, paid only when something
+failed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from .build import Builder
+from .errors import ArgumentError, ConfigError, SourceLocation
+from .nodes import LATENT_KEY, SEARCHPATH_KEY, CallNode, Node
+from .policy import ImportPolicy
+from .provenance import Provenance, why
+from .traverse import PathError, first_paths
+
+if TYPE_CHECKING:
+    from .environment import Config
+
+#: Notes added to one exception at most (a call may take dozens of arguments).
+MAX_VALUE_NOTES = 8
+_UNEXPECTED = re.compile(r"unexpected keyword argument '([^']+)'")
+
+
+def _same_line(a: SourceLocation | None, b: SourceLocation | None) -> bool:
+    return a is not None and b is not None and (a.file, a.line) == (b.file, b.line)
+
+
+class SourcedBuilder(Builder):
+    """:class:`~forgather.config.build.Builder` for one build of ``cfg``, with value origins in errors."""
+
+    def __init__(self, cfg: Config, context_vars: dict[str, Any], policy: ImportPolicy):
+        super().__init__(context_vars, cfg.locate_node, policy)
+        self._cfg = cfg
+
+    def _provenance(self, path: str) -> Provenance | None:
+        try:
+            return why(self._cfg, path)
+        except (PathError, ConfigError):
+            return None
+
+    def invoke(self, node: CallNode, fn: Any, args: list, kwargs: dict, path: str) -> Any:
+        try:
+            return super().invoke(node, fn, args, kwargs, path)
+        except ConfigError:
+            raise
+        except Exception as e:
+            if not getattr(e, "_forgather_values_noted", False):
+                e._forgather_values_noted = True
+                for note in self._value_notes(node, path):
+                    e.add_note(note)
+            raise
+
+    def _value_notes(self, node: CallNode, path: str) -> list[str]:
+        """``argument KEY=VALUE was set at FILE:LINE`` for each plain argument set elsewhere."""
+        call = self.locate(node)
+        notes = []
+        for key, value in node.children():
+            if isinstance(value, Node) or key in (SEARCHPATH_KEY, LATENT_KEY):
+                continue
+            found = self._provenance(f"{path}.{key}")
+            if found is None:
+                continue
+            if found.command_line:
+                where = "on the command line (--set)"
+            elif found.location is None or _same_line(found.location, call):
+                continue
+            else:
+                where = f"at {found.location}"
+            notes.append(f"argument {key}={value!r} was set {where}")
+            if len(notes) == MAX_VALUE_NOTES:
+                break
+        return notes
+
+    def argument_error(self, node: CallNode, fn: Any, problem: str) -> ArgumentError:
+        error = super().argument_error(node, fn, problem)
+        unexpected = _UNEXPECTED.search(problem)
+        if unexpected is None or unexpected[1] not in node.kwargs:
+            return error
+        path = first_paths(self._cfg.graph).get(id(node))
+        found = self._provenance(f"{path}.{unexpected[1]}") if path else None
+        if found is None or found.location is None or _same_line(found.location, error.location):
+            return error
+        detail = "\n".join(
+            d for d in (error.detail, f"  {unexpected[1]!r} was set at {found.location}") if d
+        )
+        return ArgumentError(error.reason, error.location, detail=detail)
