@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "meta": ("forgather.cli.listing", "resolved meta.yaml values and template search path"),
     "tlist": ("forgather.cli.listing", "every template on the search path, by directory"),
     "pp": ("forgather.cli.show", "the config's rendered YAML"),
+    "why": ("forgather.cli.show", "where a config value was set, and what it overrode"),
     "trefs": ("forgather.cli.show", "templates the config extends, includes and imports"),
     "targets": ("forgather.cli.show", "the config's buildable targets"),
     "diff": ("forgather.cli.show", "unified diff of two configs' rendered YAML"),

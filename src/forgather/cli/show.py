@@ -1,6 +1,8 @@
-"""Config text commands: ``pp``, ``trefs``, ``targets``, ``diff``.
+"""Config text commands: ``pp``, ``why``, ``trefs``, ``targets``, ``diff``.
 
     forgather -t default.yaml pp                # rendered YAML
+    forgather pp --annotate                     # each line with the template file:line behind it
+    forgather why main.args.learning_rate       # where a value was set, and what it overrode
     forgather pp --set main.count=3             # the graph as YAML, with the override
     forgather pp -d                             # each template's Jinja source, then the YAML
     forgather trefs --format dot | dot -Tsvg    # templates behind the config
@@ -24,6 +26,7 @@ alone.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from forgather.cli.build import print_jinja_sources, render_svg
 from forgather.cli.command import Command
@@ -34,12 +37,37 @@ def _yaml_of(ctx: CommandContext, config) -> str:
     return config.to_yaml() if ctx.overrides else config.pp
 
 
+def _shown(ctx: CommandContext, file: str) -> str:
+    """A template file as ``trefs --format files`` prints it: relative to the current
+    directory when in the workspace, else absolute (``<string>`` as it is)."""
+    if file.startswith("<"):
+        return file
+    from forgather.cli.listing import shown_path
+
+    return shown_path(file, ctx.project.meta.workspace_root)
+
+
+def _annotated(ctx: CommandContext, config) -> str:
+    """The rendered YAML, each line after the template file:line that produced it."""
+    lines = config.annotated_lines()
+    where = [f"{_shown(ctx, loc.file)}:{loc.line}" if loc else "" for loc, _ in lines]
+    width = max(map(len, where), default=0)
+    return "\n".join(
+        f"{w:<{width}} | {text}".rstrip() for w, (_, text) in zip(where, lines, strict=True)
+    )
+
+
 def _pp_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-d",
         "--debug",
         action="store_true",
         help="first print the Jinja source (after preprocessing) of every template, numbered",
+    )
+    parser.add_argument(
+        "--annotate",
+        action="store_true",
+        help="print each rendered line after the template file:line that produced it",
     )
 
 
@@ -49,7 +77,35 @@ def _pp(ctx: CommandContext, args: argparse.Namespace) -> int:
         print(f"# Dynamic arguments received: {ctx.dynamic_args}\n", flush=True)
     if args.debug:
         print_jinja_sources(ctx)
+    if args.annotate:
+        if ctx.overrides:
+            print(
+                "forgather: note: --annotate shows the rendered text, without the --set "
+                "overrides (forgather why PATH shows them)",
+                file=sys.stderr,
+            )
+        ctx.emit(_annotated(ctx, config))
+        return 0
     ctx.emit(_yaml_of(ctx, config), suffix=".yaml")
+    return 0
+
+
+# -- why -------------------------------------------------------------------------
+
+
+def _why_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="a place in the config, as --set and graph spell it (main.args.learning_rate)",
+    )
+
+
+def _why(ctx: CommandContext, args: argparse.Namespace) -> int:
+    config = ctx.config
+    reports = [config.why(path).format(lambda f: _shown(ctx, f)) for path in args.paths]
+    ctx.emit("\n\n".join(reports))
     return 0
 
 
@@ -158,6 +214,14 @@ def _trefs(ctx: CommandContext, args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "pp": Command(run=_pp, add_arguments=_pp_arguments, uses_config=True),
+    "why": Command(
+        run=_why,
+        add_arguments=_why_arguments,
+        uses_config=True,
+        description="Print the value at each PATH, the template file:line that set it (with "
+        "the include/extends chain to it), the earlier lines it overrode, and every "
+        "template defining the block it is in, most derived first, with their super() calls.",
+    ),
     "targets": Command(run=_targets, uses_config=True),
     "diff": Command(run=_diff, add_arguments=_diff_arguments),
     "trefs": Command(run=_trefs, add_arguments=_trefs_arguments),
