@@ -169,3 +169,111 @@ def test_error_in_a_rendering_expression(templates):
 def test_unknown_target(load):
     with pytest.raises(ConfigError, match="no target 'nope'; targets: a"):
         load("a: 1\n").build("nope")
+
+
+# -- the "included from" chain of located errors ----------------------------------
+
+
+def chain_lines(err: ConfigError) -> list[str]:
+    """The lines under ``template chain:``, stripped."""
+    lines = str(err).splitlines()
+    start = lines.index("  template chain:") + 1
+    return [line.strip() for line in lines[start:] if line.startswith("    ")]
+
+
+def test_a_yaml_error_in_an_included_template_names_the_line_that_included_it(templates):
+    user = templates.write("user.yaml", "z: 0\n-- include 'lib2.yaml'\n")
+    lib = templates.write("lib2.yaml", "w: [\nv: 1\n")
+    with pytest.raises(YamlError) as info:
+        templates.env().load("user.yaml")
+    assert info.value.location.chain == ((str(user), 2),)
+    # compiler-style, innermost last: the including line, then the error's own line
+    assert chain_lines(info.value) == [f"In file included from {user}:2", f"{lib}:2"]
+
+
+def test_the_chain_lists_every_include_outermost_first(templates):
+    user = templates.write("user.yaml", "a: 0\n\n-- include 'mid.yaml'\n")
+    mid = templates.write("mid.yaml", "b: 1\n-- include 'deep.yaml'\n")
+    deep = templates.write("deep.yaml", "c: !nonsense 1\n")
+    with pytest.raises(YamlError) as info:
+        templates.env().load("user.yaml")
+    located(info.value, deep, 1, "c: !nonsense 1")
+    assert info.value.location.chain == ((str(user), 3), (str(mid), 2))
+    assert chain_lines(info.value) == [
+        f"In file included from {user}:3",
+        f"In file included from {mid}:2",
+        f"{deep}:1",
+    ]
+
+
+def test_a_yaml_error_in_a_base_template_names_the_config_that_extends_it(templates):
+    base = templates.write("base.yaml", "a: 1\n[blk]\nb: [\n")
+    child = templates.write("configs/child.yaml", "-- extends 'base.yaml'\n")
+    with pytest.raises(YamlError) as info:
+        templates.env().load("configs/child.yaml")
+    assert (info.value.location.file, info.value.location.line) == (str(base), 3)
+    assert chain_lines(info.value) == [f"In template extended by {child}:1", f"{base}:3"]
+
+
+def test_a_line_of_the_users_own_block_has_no_chain(templates):
+    # The child's block is rendered from inside its base, but nothing led there
+    # except the child itself: no detour through the base is shown.
+    templates.write("base.yaml", "a: 1\n[blk]\nb: 2\n")
+    child = templates.write("child.yaml", "-- extends 'base.yaml'\n[blk]\nb: !nonsense 3\n")
+    with pytest.raises(YamlError) as info:
+        templates.env().load("child.yaml")
+    located(info.value, child, 3, "b: !nonsense 3")
+    assert info.value.location.chain == ()
+    assert "template chain:" not in str(info.value)
+
+
+def test_an_include_inside_a_childs_block_is_the_chain(templates):
+    templates.write("base.yaml", "a: 1\n[blk]\n")
+    child = templates.write("child.yaml", "-- extends 'base.yaml'\n[blk]\n-- include 'part.yaml'\n")
+    part = templates.write("part.yaml", "p: !nonsense 1\n")
+    with pytest.raises(YamlError) as info:
+        templates.env().load("child.yaml")
+    located(info.value, part, 1, "p: !nonsense 1")
+    assert info.value.location.chain == ((str(child), 3),)
+
+
+def test_build_errors_carry_the_include_chain(templates):
+    user = templates.write("user.yaml", "-- include 'part.yaml'\n")
+    part = templates.write("part.yaml", "x: !var missing_var\n")
+    cfg = templates.env().load("user.yaml")
+    with pytest.raises(MissingVariableError) as info:
+        cfg.build("x")
+    located(info.value, part, 1, "x: !var missing_var")
+    assert chain_lines(info.value) == [f"In file included from {user}:1", f"{part}:1"]
+
+
+def test_a_jinja_error_chain_is_printed_the_same_way(templates):
+    lib = templates.write("lib.yaml", "top: 1\n#---- lib.part ----\n\npart: {{ missing }}\n")
+    main = templates.write("main.yaml", "m: 0\n-- include 'lib.part'\n")
+    with pytest.raises(UndefinedVariableError) as info:
+        templates.env().load("main.yaml")
+    assert chain_lines(info.value) == [f"In file included from {main}:2", f"{lib}:4"]
+
+
+def test_a_build_error_names_where_the_calls_values_were_set(templates):
+    templates.write("base.yaml", "main: !call:int\n    [args]\n    arg0: '12'\n    base: 10\n")
+    child = templates.write(
+        "child.yaml", "-- extends 'base.yaml'\n[args]\n== super()\n    base: 99\n"
+    )
+    cfg = templates.env().load("child.yaml")
+    with pytest.raises(ValueError, match="base must be") as info:
+        cfg.build("main")
+    notes = info.value.__notes__
+    assert f"argument base=99 was set at {child}:4" in notes
+    assert not any("argument 0" in n for n in notes)  # written beside the call
+
+
+def test_an_unexpected_keyword_names_the_line_that_wrote_it(templates):
+    base = templates.write("base.yaml", "main: !call:round\n    [args]\n    number: 1.25\n")
+    child = templates.write(
+        "child.yaml", "-- extends 'base.yaml'\n[args]\n== super()\n    digits: 1\n"
+    )
+    with pytest.raises(ArgumentError) as info:
+        templates.env().load("child.yaml").build("main")
+    assert (info.value.location.file, info.value.location.line) == (str(base), 1)  # the call
+    assert f"'digits' was set at {child}:4" in str(info.value)

@@ -6,8 +6,10 @@ block of a derived config or on the command line, and that is the line a
 user must change. :class:`SourcedBuilder` adds what it knows about them,
 found by :func:`~forgather.config.provenance.why`:
 
-* an exception raised by the callee gains a note per plain argument set on
-  another line (``argument lr=-1.0 was set at configs/fast.yaml:7``);
+* an exception raised by the callee gains a note per plain argument set in
+  another file than the call, or on the command line (``argument lr=-1.0
+  was set at configs/fast.yaml:7``): the values a derived config overrode.
+  Arguments written beside the call are what its location already shows;
 * an unexpected keyword is shown with the line that wrote it.
 
 Decision a reader may question: a subclass rather than a change to the
@@ -40,6 +42,10 @@ def _same_line(a: SourceLocation | None, b: SourceLocation | None) -> bool:
     return a is not None and b is not None and (a.file, a.line) == (b.file, b.line)
 
 
+def _same_file(a: SourceLocation | None, b: SourceLocation | None) -> bool:
+    return a is not None and b is not None and a.file == b.file
+
+
 class SourcedBuilder(Builder):
     """:class:`~forgather.config.build.Builder` for one build of ``cfg``, with value origins in errors."""
 
@@ -66,7 +72,7 @@ class SourcedBuilder(Builder):
             raise
 
     def _value_notes(self, node: CallNode, path: str) -> list[str]:
-        """``argument KEY=VALUE was set at FILE:LINE`` for each plain argument set elsewhere."""
+        """``argument KEY=VALUE was set at FILE:LINE`` for each plain argument set in another file."""
         call = self.locate(node)
         notes = []
         for key, value in node.children():
@@ -77,7 +83,7 @@ class SourcedBuilder(Builder):
                 continue
             if found.command_line:
                 where = "on the command line (--set)"
-            elif found.location is None or _same_line(found.location, call):
+            elif found.location is None or _same_file(found.location, call):
                 continue
             else:
                 where = f"at {found.location}"
