@@ -120,7 +120,14 @@ class Config:
         from .provenance import why
 
         try:
-            return why(self, path)
+            return why(
+                path,
+                graph=self.graph,
+                composed=self.composed_yaml(),
+                locate=self.locate,
+                blocks=self.template_blocks(),
+                assigned=self.assigned_paths,
+            )
         except PathError as e:
             raise ConfigError(f"{self.name}: {e.path}: {e.reason}") from None
 
@@ -133,7 +140,7 @@ class Config:
         """
         from .provenance import annotated_lines
 
-        return annotated_lines(self)
+        return annotated_lines(self.pp, self.locate)
 
     def composed_yaml(self) -> yaml.Node | None:
         """:attr:`pp` composed by PyYAML (nodes with marks), for provenance; cached."""
@@ -174,7 +181,7 @@ class Config:
         from .sourced_build import SourcedBuilder  # imported on use: `forgather pp` never builds
 
         context = {"pp_config": self.pp_template, **context_vars}
-        builder = SourcedBuilder(self, context, policy)
+        builder = SourcedBuilder(self.graph, self.why, self.locate_node, context, policy)
         if target is None:
             return {t: builder.build(v, t) for t, v in self.graph.items()}
         return builder.build(self._target(target), target)

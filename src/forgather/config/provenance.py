@@ -25,18 +25,17 @@ import contextlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import yaml
 from yaml import MappingNode, ScalarNode, SequenceNode
 
 from .errors import SourceLocation, chain_link_lead
 from .nodes import CALL_KINDS, DLIST, KINDS, VAR, Node, describe
-from .template_blocks import BlockDefinition
+from .template_blocks import BlockDefinition, TemplateBlocks
 from .traverse import lookup, path_keys
 
-if TYPE_CHECKING:
-    from .environment import Config
+Locate = Callable[[int, int], "SourceLocation | None"]
 
 _POSITIONAL = re.compile(r"^arg(\d+)$")
 _NULL = "tag:yaml.org,2002:null"
@@ -124,12 +123,17 @@ class AnnotatedLine(NamedTuple):
     text: str
 
 
-def annotated_lines(cfg: Config) -> list[AnnotatedLine]:
-    """Each line of ``cfg.pp`` with its template file:line (see :meth:`Config.annotated_lines`)."""
-    lines = cfg.pp.split("\n")
+def annotated_lines(text: str, locate: Locate) -> list[AnnotatedLine]:
+    """Each line of rendered ``text`` with its template file:line (``Config.annotated_lines``).
+
+    Args:
+        text: the rendered YAML.
+        locate: maps a rendered line (0-based) to its template line.
+    """
+    lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the text's final newline ends the last line; it starts none
-    return [AnnotatedLine(cfg.locate(number), text) for number, text in enumerate(lines)]
+    return [AnnotatedLine(locate(number, 0), text) for number, text in enumerate(lines)]
 
 
 # -- following a path through the composed YAML ------------------------------------
@@ -235,26 +239,37 @@ def _follow(root: yaml.Node | None, keys: tuple[str, ...]) -> _Found | None:
     return found
 
 
-def _set_below(cfg: Config, keys: tuple[str, ...]) -> bool:
-    """Whether ``keys`` is, or is below, a place ``--set`` assigned."""
-    return any(keys[: len(done)] == done for done in cfg.assigned_paths)
+def why(
+    path: str,
+    *,
+    graph: dict[str, Any],
+    composed: yaml.Node | None,
+    locate: Locate,
+    blocks: TemplateBlocks,
+    assigned: list[tuple[str, ...]] = (),
+) -> Provenance:
+    """The :class:`Provenance` of the value at ``path`` (what :meth:`Config.why` returns).
 
-
-def why(cfg: Config, path: str) -> Provenance:
-    """The :class:`Provenance` of the value at ``path`` in ``cfg`` (see :meth:`Config.why`).
+    Args:
+        path: a target, then steps, as ``--set`` spells it.
+        graph: the config's node graph.
+        composed: the rendered YAML composed by PyYAML (``Config.composed_yaml()``).
+        locate: maps a rendered (line, column), 0-based, to the template line.
+        blocks: the blocks of the config's templates.
+        assigned: the places ``--set`` assigned, as path keys.
 
     Raises:
         forgather.config.traverse.PathError: ``path`` names no place in the graph.
     """
-    keys = path_keys(cfg.graph, path)
-    value = lookup(cfg.graph, path)
-    command_line = _set_below(cfg, keys)
-    found = _follow(cfg.composed_yaml(), keys)
+    keys = path_keys(graph, path)
+    value = lookup(graph, path)
+    command_line = any(keys[: len(done)] == done for done in assigned)
+    found = _follow(composed, keys)
     if found is None:
         return Provenance(path, value, None, command_line=command_line)
     mark = found.mark_node.start_mark
-    location = cfg.locate(mark.line, mark.column)
-    overridden = [cfg.locate(k.start_mark.line, k.start_mark.column) for k in found.shadowed]
+    location = locate(mark.line, mark.column)
+    overridden = [locate(k.start_mark.line, k.start_mark.column) for k in found.shadowed]
     if command_line and location is not None:
         overridden.append(location)  # what the templates said, before --set
     overridden = tuple(o for o in overridden if o is not None)
@@ -262,5 +277,5 @@ def why(cfg: Config, path: str) -> Provenance:
         return Provenance(path, value, None, mark.line + 1, overridden, (), True)
     chain: tuple[BlockDefinition, ...] = ()
     if location is not None:
-        chain = cfg.template_blocks().chain_at(location.file, location.line)
+        chain = blocks.chain_at(location.file, location.line)
     return Provenance(path, value, location, mark.line + 1, overridden, chain)

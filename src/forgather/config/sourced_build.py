@@ -21,17 +21,15 @@ failed.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-from .build import Builder
+from .build import Builder, LocateNode
 from .errors import ArgumentError, ConfigError, SourceLocation
 from .nodes import LATENT_KEY, SEARCHPATH_KEY, CallNode, Node
 from .policy import ImportPolicy
-from .provenance import Provenance, why
-from .traverse import PathError, first_paths
-
-if TYPE_CHECKING:
-    from .environment import Config
+from .provenance import Provenance
+from .traverse import first_paths
 
 #: Notes added to one exception at most (a call may take dozens of arguments).
 MAX_VALUE_NOTES = 8
@@ -47,16 +45,32 @@ def _same_file(a: SourceLocation | None, b: SourceLocation | None) -> bool:
 
 
 class SourcedBuilder(Builder):
-    """:class:`~forgather.config.build.Builder` for one build of ``cfg``, with value origins in errors."""
+    """:class:`~forgather.config.build.Builder` with value origins in its errors.
 
-    def __init__(self, cfg: Config, context_vars: dict[str, Any], policy: ImportPolicy):
-        super().__init__(context_vars, cfg.locate_node, policy)
-        self._cfg = cfg
+    Args:
+        graph: the config's node graph (to find a node's path).
+        why: ``Config.why``: a path's :class:`~forgather.config.provenance.Provenance`.
+        locate: maps a node to its source location.
+        context_vars: the values of ``!var``.
+        policy: what may be imported.
+    """
+
+    def __init__(
+        self,
+        graph: dict[str, Any],
+        why: Callable[[str], Provenance],
+        locate: LocateNode,
+        context_vars: dict[str, Any],
+        policy: ImportPolicy,
+    ):
+        super().__init__(context_vars, locate, policy)
+        self._graph = graph
+        self._why = why
 
     def _provenance(self, path: str) -> Provenance | None:
         try:
-            return why(self._cfg, path)
-        except (PathError, ConfigError):
+            return self._why(path)
+        except ConfigError:
             return None
 
     def invoke(self, node: CallNode, fn: Any, args: list, kwargs: dict, path: str) -> Any:
@@ -97,7 +111,7 @@ class SourcedBuilder(Builder):
         unexpected = _UNEXPECTED.search(problem)
         if unexpected is None or unexpected[1] not in node.kwargs:
             return error
-        path = first_paths(self._cfg.graph).get(id(node))
+        path = first_paths(self._graph).get(id(node))
         found = self._provenance(f"{path}.{unexpected[1]}") if path else None
         if found is None or found.location is None or _same_line(found.location, error.location):
             return error
