@@ -277,3 +277,12 @@ def test_an_unexpected_keyword_names_the_line_that_wrote_it(templates):
         templates.env().load("child.yaml").build("main")
     assert (info.value.location.file, info.value.location.line) == (str(base), 1)  # the call
     assert f"'digits' was set at {child}:4" in str(info.value)
+
+
+def test_an_error_in_a_parents_block_names_the_super_call_that_led_there(templates):
+    base = templates.write("base.yaml", "a: 1\n[blk]\nb: {{ nope }}\n")
+    child = templates.write("child.yaml", "-- extends 'base.yaml'\n[blk]\n== super()\nc: 2\n")
+    with pytest.raises(UndefinedVariableError) as info:
+        templates.env().load("child.yaml")
+    located(info.value, base, 3, "b: {{ nope }}")
+    assert chain_lines(info.value) == [f"Through super() at {child}:3", f"{base}:3"]

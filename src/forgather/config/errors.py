@@ -19,13 +19,14 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-_HOW = re.compile(r"\b(include|extends|import|from)\b")
+_HOW = re.compile(r"\b(include|extends|import|from|super)\b")
 #: How a chain's statement led into the next template, by the word it is written with.
 _LEADS = {
     "include": "In file included from",
     "extends": "In template extended by",
     "import": "In template imported by",
     "from": "In template imported by",
+    "super": "Through super() at",
 }
 
 
@@ -58,7 +59,7 @@ class SourceLocation:
 
 
 def chain_link_lead(file: str, line: int) -> str:
-    """``In file included from`` (or extended, imported, called) for a chain's statement."""
+    """``In file included from`` (extended, imported, through super(), called) for a chain's statement."""
     found = _HOW.search(linecache.getline(file, line))
     return _LEADS[found[1]] if found else "Called from"
 
