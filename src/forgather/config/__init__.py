@@ -36,18 +36,30 @@ from .policy import ImportPolicy
 from .preprocess import escape_template, preprocess
 
 # The inspection passes load on use: `pp` and `targets` never need them.
+# So do the provenance types, which `why` and `pp --annotate` return.
 __getattr__, __dir__ = lazy_exports(
-    __name__, {"check": "inspection", "to_dot": "inspection", "to_mermaid": "inspection"}
+    __name__,
+    {
+        "check": "inspection",
+        "to_dot": "inspection",
+        "to_mermaid": "inspection",
+        "AnnotatedLine": "provenance",
+        "Provenance": "provenance",
+        "BlockDefinition": "template_blocks",
+    },
 )
 
 __all__ = [
+    "AnnotatedLine",
     "ArgumentError",
+    "BlockDefinition",
     "Config",
     "ConfigEnvironment",
     "ConfigError",
     "CycleError",
     "ImportPolicy",
     "MissingVariableError",
+    "Provenance",
     "RefusedImportError",
     "SandboxError",
     "SourceLocation",
