@@ -56,6 +56,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "build a model config and show it (construct) or train a few steps (test)",
     ),
     "train": ("forgather.cli.train", "train: in this process, or on several with torchrun"),
+    "sweep": ("forgather.cli.sweep", "train over a grid or random sample of -D/--set values"),
     "tb": ("forgather.cli.train", "TensorBoard on the config's runs"),
     "plot": ("forgather.cli.train", "plot a run's loss and learning-rate curves"),
     "checkpoint": (
