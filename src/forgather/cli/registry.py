@@ -72,6 +72,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "convert": ("forgather.cli.convert", "convert a model between HuggingFace and Forgather"),
     "update-vocab": ("forgather.cli.convert", "add tokens to a model's vocabulary"),
+    "merge-lora": ("forgather.cli.finetune", "merge a LoRA adapter into its base model"),
 }
 
 

@@ -396,11 +396,18 @@ class TrainerParts:
         """Write the whole model into `output_dir` (called on every process; the main one writes).
 
         Uses `save_pretrained` when the model has it (a transformers model: also
-        writes `config.json`), else `model.safetensors`.
+        writes `config.json`), else `model.safetensors`; a model with LoRA
+        adapters (`forgather.ml.finetune`) writes only its adapter.
         """
         if not self.is_main_process:
             return
         os.makedirs(output_dir, exist_ok=True)
+        if getattr(self.model, "peft_config", None) is not None:
+            from forgather.ml.finetune.lora import is_lora_model, save_adapter
+
+            if is_lora_model(self.model):
+                save_adapter(self.model, self.model.state_dict(), output_dir)
+                return
         if hasattr(self.model, "save_pretrained"):
             self.model.save_pretrained(output_dir)
         else:

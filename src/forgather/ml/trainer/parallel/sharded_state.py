@@ -197,6 +197,12 @@ def save_full_model(model: nn.Module, weights: dict[str, torch.Tensor], output_d
         output_dir: The directory to write.
     """
     os.makedirs(output_dir, exist_ok=True)
+    if getattr(model, "peft_config", None) is not None:
+        from forgather.ml.finetune.lora import is_lora_model, save_adapter
+
+        if is_lora_model(model):  # LoRA (forgather.ml.finetune): the adapter only
+            save_adapter(model, weights, output_dir)
+            return
     config = getattr(model, "config", None)
     # fully_shard swaps the class for a subclass of (FSDPModule, original class).
     model_class = next(c for c in type(model).__mro__ if not issubclass(c, FSDPModule))
