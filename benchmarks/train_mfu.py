@@ -235,14 +235,17 @@ def build_hf(ours: Any, device: torch.device) -> torch.nn.Module:
         return LlamaForCausalLM(config)
 
 
-def run_ours(opts: argparse.Namespace, device: torch.device, batch: int) -> dict[str, Any]:
-    """Train the preset with Forgather's Trainer; returns its figures."""
+def run_ours(
+    opts: argparse.Namespace, device: torch.device, batch: int, configs: list
+) -> dict[str, Any]:
+    """Train the preset with Forgather's Trainer; returns its figures, appends its config."""
     from forgather.ml.trainer import Trainer, TrainerCallback, TrainingArguments
 
     workdir = tempfile.mkdtemp(prefix="train_mfu_")
     try:
         model = build_ours(opts.preset, workdir, device)
         config = model.config
+        configs.append(config)
         clock = StepClock(device, opts.warmup, opts.steps, opts.profile_steps)
 
         class Clock(TrainerCallback):
@@ -259,6 +262,7 @@ def run_ours(opts: argparse.Namespace, device: torch.device, batch: int) -> dict
         data = RandomBlocks(config.vocab_size, opts.seq_len, count=max(4 * batch, 16))
         trainer = Trainer(model=model, args=args, train_dataset=data, callbacks=[Clock()])
         trainer.train()
+        # One log entry (logging_steps = every step of the run): the mean loss of the run.
         losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
         result = side_result(model, clock, device, batch, opts.seq_len, losses[-1])
         del trainer, model
@@ -282,7 +286,7 @@ def run_hf(opts: argparse.Namespace, device: torch.device, batch: int, config) -
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0, fused=True)
     batches = iter(())
-    loss = torch.zeros(())
+    loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per step
     for step in range(1, clock.total_steps + 1):
         sample = next(batches, None)
         if sample is None:
@@ -292,11 +296,14 @@ def run_hf(opts: argparse.Namespace, device: torch.device, batch: int, config) -
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
             loss = model(**sample).loss
         loss.backward()
+        loss_sum += loss.detach()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         clock.step_done(step)
-    result = side_result(model, clock, device, batch, opts.seq_len, float(loss.detach()))
+    result = side_result(
+        model, clock, device, batch, opts.seq_len, float(loss_sum) / clock.total_steps
+    )
     del model, optimizer
     return result
 
@@ -307,7 +314,7 @@ def side_result(model, clock: StepClock, device, batch: int, seq_len: int, loss:
         batch=batch,
         parameters=sum(p.numel() for p in model.parameters()),
         flops_per_token=flops_per_token(model, seq_len),
-        last_loss=round(loss, 4),
+        mean_loss=round(loss, 4),  # over every step of the run, as the trainer logs it
         profile=profile_report(clock, device),
     )
     if device.type == "cuda":
@@ -371,6 +378,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     opts = parse_args(argv)
     device = torch.device(opts.device)
     if device.type == "cuda":
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(device)
     out = Path(opts.out) if opts.out else None
     if out:
@@ -390,15 +399,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "steps": opts.steps, "measured_peak_flops": peak, "spec_peak_flops": spec, "sides": {},
     }  # fmt: skip
     batch = opts.batch_size
-    config = None
+    configs: list = []  # the model config our side built, for the reference
     if opts.only != "hf":
         ours, batch = with_batch_fallback(
-            "forgather", lambda b: run_ours(opts, device, b), batch, device
+            "forgather", lambda b: run_ours(opts, device, b, configs), batch, device
         )
         results["sides"]["forgather"] = ours
         report_side("forgather", ours, peak, spec, out, results)
     if opts.only != "ours" and batch:
-        config = config_of(opts.preset)
+        config = configs[-1] if configs else config_of(opts.preset)
         hf, batch = with_batch_fallback(
             "hf", lambda b: run_hf(opts, device, b, config), batch, device
         )
@@ -436,7 +445,7 @@ def report_side(which: str, r: dict | None, peak: float, spec: float | None, out
     memory = f", peak memory {r['peak_memory_gib']} GiB" if "peak_memory_gib" in r else ""
     print(f"\n{which}: {r['parameters'] / 1e6:,.1f}M parameters, batch {r['batch']}: "
           f"{r['tokens_per_s']:,.0f} tokens/s ({r['step_seconds'] * 1e3:,.1f} ms/step), {mfu}; "
-          f"warm-up {r['warmup_seconds']} s{memory}; last loss {r['last_loss']}")  # fmt: skip
+          f"warm-up {r['warmup_seconds']} s{memory}; mean loss {r['mean_loss']}")  # fmt: skip
     profile = r.get("profile") or {}
     if profile.get("share_of_wall_time"):
         shares = ", ".join(f"{k} {v:.1%}" for k, v in profile["share_of_wall_time"].items())
