@@ -142,3 +142,19 @@ def test_a_wrong_expectation_fails(tmp_path):
     )
     failures = run_example(example, tmp_path)
     assert len(failures) == 2 and "a: 2" in failures[0] and "built 2" in failures[1]
+
+
+def _slug(heading: str) -> str:
+    """The anchor GitHub gives a heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_links_inside_the_page_and_to_other_pages_resolve():
+    outside_fences = re.sub(r"^```.*?^```", "", TEXT, flags=re.S | re.M)
+    anchors = {_slug(h) for h in re.findall(r"^#+ (.*)$", outside_fences, re.M)}
+    for target in re.findall(r"\]\(([^)]+)\)", outside_fences):
+        page, _, anchor = target.partition("#")
+        if page:
+            assert (DOC.parent / page).is_file(), target
+        else:
+            assert anchor in anchors, target
