@@ -15,7 +15,13 @@ import sys
 import pytest
 
 from forgather.cli.sweep_manifest import Manifest
-from forgather.cli.sweep_report import format_table, plot_metric, summary_rows, write_csv
+from forgather.cli.sweep_report import (
+    format_table,
+    plot_metric,
+    short_names,
+    summary_rows,
+    write_csv,
+)
 from forgather.cli.sweep_runner import ListSource, TrialRunner
 
 TRIAL = """
@@ -135,3 +141,9 @@ def test_csv_and_plot(finished, tmp_path):
     assert plot_metric(nothing, dims, "accuracy", "max", tmp_path / "no.png") == (
         "no finished trial logged accuracy"
     )
+
+
+def test_short_column_names():
+    assert short_names(["main.args.learning_rate", "main.args.weight_decay", "lr"]) == [
+        "learning_rate", "weight_decay", "lr"]  # fmt: skip
+    assert short_names(["main.args.lr", "model.lr", "lr"]) == ["args.lr", "model.lr", "lr"]

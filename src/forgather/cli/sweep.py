@@ -128,24 +128,23 @@ def _sweep(ctx: CommandContext, args: argparse.Namespace) -> int:
         manifest.settings.update(search=plan.search, count=plan.count, seed=plan.seed)
         planned = [manifest.trial_for(v, _words(plan.dims, v)) for v in plan.trials]
         manifest.save()
-        runner = _runner(
-            plan, manifest, args, len(planned) if plan.search != "optuna" else plan.count
-        )
-        done = sum(t.status == FINISHED for t in planned)
-        print(f"sweep {plan.sweep_dir}: {len(planned) or plan.count} trials, {done} finished before",
-              file=sys.stderr, flush=True)  # fmt: skip
         if plan.search == "optuna":
             from forgather.cli.sweep_optuna import OptunaSource
 
             source = OptunaSource(manifest, plan.dims, plan.count, plan.seed, plan.mode,
                                   lambda t: _score(t, plan), lambda v: _words(plan.dims, v))  # fmt: skip
-            interrupted = runner.run(source)
-            planned = source.trials
+            total, to_run = plan.count, source.budget
         else:
             from forgather.cli.sweep_runner import ListSource
 
-            interrupted = runner.run(ListSource([t for t in planned if t.status != FINISHED]))
-    code = _report(ctx, plan, manifest, planned)
+            pending = [t for t in planned if t.status != FINISHED]
+            source, total, to_run = ListSource(pending), len(planned), len(pending)
+        print(f"sweep {plan.sweep_dir}: {total} trials, {total - to_run} finished before",
+              file=sys.stderr, flush=True)  # fmt: skip
+        interrupted = _runner(plan, manifest, args, to_run).run(source)
+        if plan.search == "optuna":
+            planned = source.trials
+    code = _report(ctx, plan, manifest, planned, replot=False)
     unfinished = [t for t in planned if t.status != FINISHED]
     if interrupted:
         return 130
@@ -184,11 +183,12 @@ def _plan(ctx: CommandContext, args: argparse.Namespace) -> Plan:
     if repeated:
         raise CLIError(f"swept twice: {', '.join(repeated)}")
     fixed = set(ctx.template_vars) | {path for path, _ in ctx.overrides}
-    clash = [n for n in names if n in fixed] + ([args.dir_var] if args.dir_var in names + list(ctx.template_vars) else [])  # fmt: skip
+    clash = [n for n in names if n in fixed]
     if clash:
-        raise CLIError(
-            f"{', '.join(clash)} is both swept (or the trial directory) and fixed by -D/--set"
-        )
+        raise CLIError(f"{', '.join(clash)} is both swept and fixed by -D/--set")
+    if args.dir_var in names or args.dir_var in ctx.template_vars:
+        raise CLIError(f"{args.dir_var} receives each trial's directory (--dir-var): "
+                       "it cannot be swept or fixed")  # fmt: skip
     project = os.path.abspath(find_project_dir(ctx.project_dir))
     config = ctx.config_template or ctx.config_name
     if os.path.isfile(config):
@@ -223,6 +223,14 @@ def _recorded_plan(sweep_dir: Path, args: argparse.Namespace) -> Plan:
     dims = [parse_dimension(f"{d['name']}={d['spec']}", d["kind"]) for d in data["dimensions"]]
     plan = Plan(data["base"], dims, settings.get("search", "grid"), settings.get("count"),
                 settings.get("seed", 0), sweep_dir, args.metric, args.mode, args.reduce)  # fmt: skip
+    more = args.optuna if args.optuna is not None else args.random
+    if more is not None:  # the same search, with more (or fewer) trials
+        search = "optuna" if args.optuna is not None else "random"
+        if search != plan.search:
+            raise CLIError(f"{sweep_dir} holds a {plan.search} sweep, not a {search} one")
+        if more < 1:
+            raise CLIError(f"--{search} expects a positive number of trials, got {more}")
+        plan.count = more
     _fill_trials(plan)
     if plan.search == "grid":  # the trials recorded (a grid may have been extended), in order
         plan.trials = [t["values"] for t in data["trials"]]
@@ -325,7 +333,7 @@ def _score(trial: TrialRecord, plan: Plan) -> float | None:
 
 
 def _report(ctx: CommandContext, plan: Plan, manifest: Manifest,
-            trials: list[TrialRecord] | None = None) -> int:  # fmt: skip
+            trials: list[TrialRecord] | None = None, replot: bool = True) -> int:  # fmt: skip
     from forgather.cli.sweep_report import format_table, plot_metric, summary_rows, write_csv
 
     trials = manifest.trials if trials is None else trials
@@ -339,7 +347,16 @@ def _report(ctx: CommandContext, plan: Plan, manifest: Manifest,
     logs = {d["name"]: d for d in manifest.dimensions}
     dims = [{"name": n, "log": _log_scale(logs.get(n))} for n in names]
     plot_path = manifest.sweep_dir / f"sweep_{metric}.png"
-    why_not = plot_metric(rows, dims, metric, plan.mode, plot_path)
+    why_not = None
+    manifest_path = manifest.sweep_dir / MANIFEST
+    # Redrawing costs seconds (matplotlib); an image newer than the manifest, drawn with the
+    # default scoring, is what it would draw again.
+    if (
+        replot
+        or (plan.mode, plan.reduce) != ("min", "last")
+        or not (plot_path.exists() and plot_path.stat().st_mtime >= manifest_path.stat().st_mtime)
+    ):
+        why_not = plot_metric(rows, dims, metric, plan.mode, plot_path)  # else: up to date
     done = sum(t.status == FINISHED for t in trials)
     lines = [
         f"sweep {manifest.sweep_dir}: {done} of {len(trials)} trials finished; "

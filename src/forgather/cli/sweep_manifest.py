@@ -95,7 +95,9 @@ class Manifest:
         self.created = data.get("created") or time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self.settings: dict[str, Any] = data.get("settings", {})
         self.dimensions: list[dict[str, Any]] = data.get("dimensions", [])
-        self.trials = [TrialRecord(**t) for t in data.get("trials", [])]
+        fields = set(TrialRecord.__dataclass_fields__)
+        self.trials = [TrialRecord(**{k: v for k, v in t.items() if k in fields})
+                       for t in data.get("trials", [])]  # fmt: skip
 
     @classmethod
     def open(cls, sweep_dir: Path, base: dict[str, Any]) -> Manifest:
@@ -140,20 +142,23 @@ class Manifest:
         self.dimensions += [d for d in dims if (d["name"], d["kind"]) not in known]
 
     def save(self) -> None:
-        """Write ``sweep.json`` atomically (a temporary file renamed over it)."""
+        """Write ``sweep.json`` atomically (a temporary file renamed over it), if it changed."""
         data = {
             "format": FORMAT,
             "created": self.created,
             "base": self.base,
             "settings": self.settings,
             "dimensions": self.dimensions,
-            "trials": [asdict(t) for t in self.trials],
+            "trials": [{"name": t.name, **asdict(t)} for t in self.trials],
         }
+        text = json.dumps(data, indent=1, default=str) + "\n"
+        path = self.sweep_dir / MANIFEST
+        if path.exists() and path.read_text(encoding="utf-8") == text:
+            return  # unchanged: its time still says when the sweep last changed
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".sweep.", suffix=".json", dir=self.sweep_dir)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, default=str)
-            f.write("\n")
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.sweep_dir / MANIFEST)

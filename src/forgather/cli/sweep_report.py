@@ -79,9 +79,26 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds:.1f}s" if seconds < 600 else f"{seconds / 60:.1f}m"
 
 
+def short_names(names: list[str]) -> list[str]:
+    """Column titles: the shortest dotted suffix of each name that no other name ends with.
+
+    >>> short_names(["main.args.learning_rate", "lr", "model.args.lr"])
+    ['learning_rate', 'lr', 'args.lr']
+    """
+    out = []
+    for name in names:
+        parts = name.split(".")
+        for n in range(1, len(parts) + 1):
+            suffix = ".".join(parts[-n:])
+            if not any(o != name and (o == suffix or o.endswith("." + suffix)) for o in names):
+                break
+        out.append(suffix)
+    return out
+
+
 def format_table(rows: list[Row], names: list[str], metric: str) -> str:
-    """The summary as aligned text columns; ``*`` marks the best trial."""
-    header = ["trial", "status", *names, metric, "step", "time"]
+    """The summary as aligned text columns (swept paths shortened); ``*`` marks the best trial."""
+    header = ["trial", "status", *short_names(names), metric, "step", "time"]
     lines = [header]
     for row in rows:
         t = row.trial
