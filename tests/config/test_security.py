@@ -418,3 +418,16 @@ def test_every_error_is_a_config_error():
     for cls in (RefusedImportError, SandboxError, YamlError, CycleError):
         assert issubclass(cls, ConfigError)
     assert issubclass(SandboxError, TemplateError)
+
+
+def test_trust_remote_code_through_a_file_spec_in_an_allowed_directory(tmp_path):
+    """The refusal names the file's directory; that directory in allow_imports allows it."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "loader.py").write_text("def load(path, trust_remote_code=False):\n    return path\n")
+    text = f"main: !call:{lib}/loader.py:load\n    arg0: some-org/some-model\n    trust_remote_code: true\n"
+    with pytest.raises(RefusedImportError, match="trust_remote_code=true would run code") as info:
+        load(text, source_dirs=[str(tmp_path)]).build("main")
+    assert f"add {str(lib)!r} to `allow_imports:`" in str(info.value)
+    allowed = load(text, source_dirs=[str(tmp_path)], allow_imports=[f"{lib}/"])
+    assert allowed.build("main") == "some-org/some-model"

@@ -156,3 +156,10 @@ def test_preprocessed_sources(templates):
         "c.yaml": "{% extends 'base.yaml' %}\n",
         "base.yaml": "{% set x = 1 %}\na: {{ x }}\n",
     }
+
+
+def test_template_variables_may_be_called_name_and_text(templates):
+    templates.write("a.yaml", "main: '{{ name }}'\n")
+    assert templates.env().load("a.yaml", name="run-1").build("main") == "run-1"
+    env = ConfigEnvironment([])
+    assert env.load_from_string("main: '{{ text }}'\n", text="hello").build("main") == "hello"

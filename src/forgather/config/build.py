@@ -326,7 +326,12 @@ class Builder:
             args, kwargs = list(node.args), dict(node.call_kwargs)
         if self.policy.own_directory(loaded_path(args or [], kwargs or {})):
             return
-        raise self.refused(node, REMOTE_CODE_REFUSAL, parse_spec(node.spec).module or node.spec)
+        spec = parse_spec(node.spec)
+        # The entry that would allow it: a file's directory (allow_imports takes directories), a module.
+        entry = (
+            os.path.dirname(os.path.realpath(spec.module)) if spec.form == "file" else spec.module
+        )
+        raise self.refused(node, REMOTE_CODE_REFUSAL, entry or node.spec)
 
     def argument_error(self, node: CallNode, fn: Any, problem: str) -> ArgumentError:
         name = callee_name(fn, node.spec)

@@ -270,11 +270,11 @@ class ConfigEnvironment:
     def searchpath(self) -> list[str]:
         return list(self._templates.searchpath)
 
-    def load(self, name: str, **template_vars: Any) -> Config:
+    def load(self, name: str, /, **template_vars: Any) -> Config:
         """Render and parse the template ``name`` (e.g. ``"configs/a.yaml"``)."""
         return Config(self._templates, name, None, template_vars, self.policy)
 
-    def load_from_string(self, text: str, **template_vars: Any) -> Config:
+    def load_from_string(self, text: str, /, **template_vars: Any) -> Config:
         """Render and parse a template given as text (it may extend/include others)."""
         main = self._templates.add_string(text)
         return Config(self._templates, None, main, template_vars, self.policy)

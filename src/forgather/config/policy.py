@@ -305,6 +305,11 @@ class ImportPolicy:
         """Whether ``spec`` is allowed by an entry the user added (no checks after importing)."""
         if self.trust:
             return True
+        if (
+            spec.form == "file"
+        ):  # a file in a directory the user allowed (``allow_imports: [dir/]``)
+            path = os.path.realpath(spec.module)
+            return any(_inside(path, d) for d in self.trusted_dirs)
         dotted = self._dotted(spec)
         return dotted is not None and self._verdict(dotted)[1]
 
