@@ -41,6 +41,9 @@ def test_saved_manifest_opens_again_with_its_trials(tmp_path):
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".sweep.")]  # no temporary left
     again = Manifest.open(tmp_path, BASE)
     assert again.trials == manifest.trials and again.dimensions == manifest.dimensions
+    again.add_dimensions([{"name": "lr", "kind": "define", "spec": "0.1,0.2,0.3"},
+                          {"name": "wd", "kind": "set", "spec": "0"}])  # fmt: skip
+    assert [d["spec"] for d in again.dimensions] == ["0.1,0.2,0.3", "0"]
     assert load(tmp_path)["format"] == 1
 
 

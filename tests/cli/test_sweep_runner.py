@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
 import sys
+import threading
+import time
 
 import pytest
 
@@ -39,6 +43,9 @@ if values.get("log", True):
     with open(os.path.join(run, "trainer_logs.json"), "w") as f:
         json.dump(entries, f)
 print("training...")
+if values.get("sleep"):
+    open(os.path.join(trial_dir, "started"), "w").close()
+    import time; time.sleep(values["sleep"])
 if values.get("exit"):
     print("ValueError: lr too high", file=sys.stderr)
 sys.exit(values.get("exit", 0))
@@ -147,3 +154,21 @@ def test_short_column_names():
     assert short_names(["main.args.learning_rate", "main.args.weight_decay", "lr"]) == [
         "learning_rate", "weight_decay", "lr"]  # fmt: skip
     assert short_names(["main.args.lr", "model.lr", "lr"]) == ["args.lr", "model.lr", "lr"]
+
+
+def test_sigterm_stops_the_sweep_and_its_running_trial(tmp_path):
+    started = tmp_path / "sweep" / "trial-000" / "started"
+    before = signal.getsignal(signal.SIGTERM)
+
+    def terminate_once_running():
+        deadline = time.monotonic() + 120
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)  # the runner's handler turns it into Ctrl-C
+
+    threading.Thread(target=terminate_once_running, daemon=True).start()
+    _, trials, lines, interrupted = run(tmp_path, [{"lr": 0.1, "sleep": 60}, {"lr": 0.2}])
+    assert interrupted and [t.status for t in trials] == ["interrupted", "pending"]
+    assert trials[0].returncode == -signal.SIGTERM  # the trial got SIGTERM too
+    assert any("stopping 1 running trial(s)" in line for line in lines)
+    assert signal.getsignal(signal.SIGTERM) == before  # the previous handler is back

@@ -137,9 +137,11 @@ class Manifest:
         return self.sweep_dir / trial.name
 
     def add_dimensions(self, dims: list[dict[str, Any]]) -> None:
-        """Record the dimensions (name, kind, spec) of this invocation, keeping earlier ones."""
-        known = {(d["name"], d["kind"]) for d in self.dimensions}
-        self.dimensions += [d for d in dims if (d["name"], d["kind"]) not in known]
+        """Record the dimensions (name, kind, spec) of this invocation: a new spec replaces
+        the one recorded for the same name (a grid that grew), other names are kept."""
+        given = {(d["name"], d["kind"]): d for d in dims}
+        kept = [d for d in self.dimensions if (d["name"], d["kind"]) not in given]
+        self.dimensions = kept + list(given.values())
 
     def save(self) -> None:
         """Write ``sweep.json`` atomically (a temporary file renamed over it), if it changed."""
