@@ -180,3 +180,12 @@ def test_merge_refuses_an_existing_output_and_a_missing_base(tiny_models, tmp_pa
     with pytest.raises(FileNotFoundError, match="pass the base model"):
         merge_lora(tmp_path / "adapter", tmp_path / "m", base_model=tmp_path / "nowhere")
     assert not (tmp_path / "m").exists()
+
+
+def test_merge_lora_command_reports_a_missing_adapter_in_one_line(tmp_path, capsys):
+    from forgather.cli import main
+
+    assert main(["merge-lora", str(tmp_path / "none"), str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "is not a LoRA adapter directory: no adapter_config.json" in err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
