@@ -27,7 +27,10 @@ EXAMPLE_CONFIGS = [
 ]
 # Library templates loaded as configs (`-t NAME`); causal_lm.yaml is a base for the
 # model templates (it aliases an anchor they define) and is loaded through them.
-LIBRARY_VARS = {"text_dataset.yaml": {"data_path": "/nonexistent/corpus.txt"}}
+LIBRARY_VARS = {  # the variables a template documents as required
+    "text_dataset.yaml": {"data_path": "/nonexistent/corpus.txt"},
+    "finetune.yaml": {"model_path": "/nonexistent/model", "data_path": "/nonexistent/chat.jsonl"},
+}
 LIBRARY = sorted(
     p.name for p in (ROOT / "templatelib").glob("*/*.yaml") if p.name != "causal_lm.yaml"
 )
