@@ -163,3 +163,36 @@ def test_template_variables_may_be_called_name_and_text(templates):
     assert templates.env().load("a.yaml", name="run-1").build("main") == "run-1"
     env = ConfigEnvironment([])
     assert env.load_from_string("main: '{{ text }}'\n", text="hello").build("main") == "hello"
+
+
+def test_toyaml_of_a_value_seen_before_is_the_same_text():
+    """toyaml remembers the text of plain values; what PyYAML writes differently
+    for equal values (a shared list: an anchor; -0.0; True and 1) stays apart."""
+    from forgather.config.template_globals import toyaml
+
+    shared = [1, 2]
+    assert toyaml([[1, 2], [1, 2]]) == "[[1, 2], [1, 2]]"
+    assert toyaml([shared, shared]) == "[&id001 [1, 2], *id001]"
+    assert toyaml([[1, 2], [1, 2]]) == "[[1, 2], [1, 2]]"
+    assert (toyaml(0.0), toyaml(-0.0)) == ("0.0", "-0.0")
+    assert (toyaml([True]), toyaml([1]), toyaml({"a": None})) == ("[true]", "[1]", "{a: null}")
+    assert (toyaml({"b": 1, "a": 2}), toyaml({"a": 2, "b": 1})) == ("{b: 1, a: 2}", "{a: 2, b: 1}")
+    looped: list = []
+    looped.append(looped)
+    assert toyaml(looped) == "&id001 [*id001]"
+
+
+def test_a_changed_template_is_compiled_again_in_a_new_environment(
+    templates, monkeypatch, tmp_path
+):
+    """Compiled templates are shared by the environments of one process (ls -r);
+    the source's checksum keeps an edited template from running old code."""
+    monkeypatch.setenv("FORGATHER_CACHE_DIR", str(tmp_path / "cache"))
+    templates.write("base.yaml", "a: {{ 1 + 1 }}\n")
+    templates.write("c.yaml", "-- extends 'base.yaml'\n")
+    assert templates.env().load("c.yaml").pp == "a: 2\n"
+    assert templates.env().load("c.yaml").pp == "a: 2\n"
+    templates.write("base.yaml", "a: {{ 2 + 2 }}\n")
+    assert templates.env().load("c.yaml").pp == "a: 4\n"
+    monkeypatch.setenv("FORGATHER_CACHE_DIR", "/proc/forgather-read-only")  # no disk cache
+    assert templates.env().load("c.yaml").pp == "a: 4\n"

@@ -224,3 +224,40 @@ def test_malformed_yaml_nodes(load, text, message):
 def test_an_anchor_may_be_redefined(load):
     cfg = load("a: &x 1\nb: *x\na2: &x 2\nc: *x\n")
     assert cfg.build() == {"a": 1, "b": 1, "a2": 2, "c": 2}
+
+
+def _shape(node):
+    """A composed node as plain tuples: tag, value or children, style and marks."""
+    import yaml
+
+    marks = (node.start_mark.line, node.start_mark.column, node.end_mark.line, node.end_mark.column)
+    if isinstance(node, yaml.ScalarNode):
+        return (node.tag, node.value, node.style or None, marks)
+    if isinstance(node, yaml.MappingNode):
+        children = [(_shape(k), _shape(v)) for k, v in node.value]
+    else:
+        children = [_shape(v) for v in node.value]
+    return (node.tag, children, node.flow_style, marks)
+
+
+def test_a_redefined_anchor_composes_alike_in_c_and_python():
+    import yaml
+
+    from forgather.config import yaml_graph
+
+    if yaml_graph._FAST_REDEFINING is None:
+        pytest.skip("PyYAML without libyaml")
+    text = textwrap.dedent(
+        """\
+        opt: &opt !call:torch.optim:AdamW {lr: 1.0e-3, betas: [0.9, 0.95]}
+        first: *opt
+        opt2: &opt !partial:torch.optim:SGD
+            lr: "0.1"
+            nesterov: yes
+        second: [*opt, 'x', ~, 2024-01-01]
+        """
+    )
+    c_nodes = yaml_graph.compose(text)  # libyaml refuses the second &opt: the fallback runs
+    python_nodes = yaml.compose(text, Loader=yaml_graph._RedefiningLoader)
+    assert _shape(c_nodes) == _shape(python_nodes)
+    assert c_nodes.value[3][1].value[0] is c_nodes.value[2][1]  # the newest &opt

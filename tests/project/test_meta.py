@@ -24,6 +24,10 @@ def test_tutorial_meta():
     ]
     assert meta.searchpath[-1] == str(REPO_ROOT / "templatelib" / "base")
     assert meta.values["forgather_dir"] == str(REPO_ROOT)
+    # Computed once, yet it follows a changed searchdir and cannot be changed through.
+    meta.searchpath.append("/elsewhere")
+    meta.searchdir.insert(0, "/first")
+    assert meta.searchpath[0] == "/first" and "/elsewhere" not in meta.searchpath
 
 
 def test_scaffolded_project_meta(project: Path, workspace: Path):

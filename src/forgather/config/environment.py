@@ -180,7 +180,7 @@ class Config:
     def _build(self, policy: ImportPolicy, target: str | None, context_vars: dict) -> Any:
         from .sourced_build import SourcedBuilder  # imported on use: `forgather pp` never builds
 
-        context = {"pp_config": self.pp_template, **context_vars}
+        context = _BuildContext(self, context_vars)
         builder = SourcedBuilder(self.graph, self.why, self.locate_node, context, policy)
         if target is None:
             return {t: builder.build(v, t) for t, v in self.graph.items()}
@@ -233,6 +233,25 @@ class Config:
             known = ", ".join(self.graph) or "(none)"
             raise ConfigError(f"{self.name}: no target {target!r}; targets: {known}")
         return self.graph[target]
+
+
+class _BuildContext(dict):
+    """A build's ``!var`` values: ``context_vars``, and ``pp_config`` (the config as a
+    template) made only when a ``!var`` reads it: ``ls`` and ``pp`` build data
+    targets of every config and never use it."""
+
+    def __init__(self, config: Config, context_vars: dict[str, Any]):
+        super().__init__(context_vars)
+        self._config = config
+
+    def __contains__(self, key: object) -> bool:
+        return key == "pp_config" or super().__contains__(key)
+
+    def __missing__(self, key: str) -> Any:
+        if key != "pp_config":
+            raise KeyError(key)
+        value = self[key] = self._config.pp_template
+        return value
 
 
 class ConfigEnvironment:

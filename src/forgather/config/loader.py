@@ -57,10 +57,45 @@ class TemplateRef:
     children: list[TemplateRef] = field(default_factory=list)
 
 
-def _bytecode_cache() -> jinja2.BytecodeCache | None:
-    """Compiled templates cached on disk, keyed by Jinja on the source's checksum.
+class _CodeCache(jinja2.BytecodeCache):
+    """Compiled templates kept in this process, in front of the on-disk cache.
 
-    Compiling is most of a cold load (a new process per CLI command); the
+    Jinja keys a bucket on the template's name and file and checks it against
+    the checksum of the (preprocessed) source; here the pair (key, checksum)
+    finds the code object. A code object is immutable and every environment
+    runs it in a namespace of its own, so environments share it: ``ls -r``
+    reads and unmarshals each library template once, not once per project.
+    """
+
+    def __init__(self, disk: jinja2.BytecodeCache | None):
+        self._disk = disk
+        self._codes: dict[tuple[str, str], Any] = {}
+
+    def load_bytecode(self, bucket) -> None:
+        code = self._codes.get((bucket.key, bucket.checksum))
+        if code is not None:
+            bucket.code = code
+            return
+        if self._disk is not None:
+            self._disk.load_bytecode(bucket)
+            if bucket.code is not None:
+                self._codes[bucket.key, bucket.checksum] = bucket.code
+
+    def dump_bytecode(self, bucket) -> None:
+        self._codes[bucket.key, bucket.checksum] = bucket.code
+        if self._disk is not None:
+            self._disk.dump_bytecode(bucket)
+
+
+#: One code cache per cache directory ("" when there is none), for the process.
+_CODE_CACHES: dict[str, _CodeCache] = {}
+
+
+def _bytecode_cache() -> jinja2.BytecodeCache:
+    """Compiled templates, cached in the process and on disk, keyed by Jinja on
+    the source's checksum.
+
+    Compiling is most of a cold load (a new process per CLI command); the disk
     cache makes ``forgather pp`` pay for it once per template version.
     """
     base = os.environ.get("FORGATHER_CACHE_DIR")
@@ -74,8 +109,12 @@ def _bytecode_cache() -> jinja2.BytecodeCache | None:
     try:
         os.makedirs(directory, exist_ok=True)
     except OSError:
-        return None  # read-only home: work without the cache
-    return jinja2.FileSystemBytecodeCache(directory)
+        directory = ""  # read-only home: the process's cache only
+    cache = _CODE_CACHES.get(directory)
+    if cache is None:
+        disk = jinja2.FileSystemBytecodeCache(directory) if directory else None
+        cache = _CODE_CACHES[directory] = _CodeCache(disk)
+    return cache
 
 
 #: Largest result of ``**`` (bits) and of repeating a string or list (items) in a template.
@@ -170,6 +209,22 @@ def _remember_source(filename: str, text: str) -> None:
     linecache.cache[filename] = (len(text), None, lines, filename)
 
 
+#: Preprocessed sources by template text, for the process (see :func:`_preprocessed`).
+_PREPROCESSED: dict[str, str] = {}
+_PREPROCESSED_SIZE = 2048
+
+
+def _preprocessed(text: str) -> str:
+    """``preprocess(text)``, remembered: a pure function of the text, and ``ls -r``
+    asks for the same library templates once per project."""
+    source = _PREPROCESSED.get(text)
+    if source is None:
+        source = preprocess(text)
+        if len(_PREPROCESSED) < _PREPROCESSED_SIZE:
+            _PREPROCESSED[text] = source
+    return source
+
+
 class _Loader(jinja2.BaseLoader):
     def __init__(self, templates: TemplateSet, marked: bool):
         self.templates = templates
@@ -177,7 +232,7 @@ class _Loader(jinja2.BaseLoader):
 
     def get_source(self, environment, template):
         section, filename, uptodate = self.templates.find(template)
-        source = preprocess(section.text)
+        source = _preprocessed(section.text)
         if section.name:
             source = pad_to_line(source, section.first_line)
         if self.marked:

@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .build import Builder, LocateNode
 from .errors import ArgumentError, ConfigError, SourceLocation
 from .nodes import LATENT_KEY, SEARCHPATH_KEY, CallNode, Node
 from .policy import ImportPolicy
-from .provenance import Provenance
 from .traverse import first_paths
+
+if TYPE_CHECKING:  # provenance is imported by Config.why, when an error needs it
+    from .provenance import Provenance
 
 #: Notes added to one exception at most (a call may take dozens of arguments).
 MAX_VALUE_NOTES = 8

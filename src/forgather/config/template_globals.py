@@ -21,7 +21,6 @@ import datetime
 import math
 import os
 import platform
-import socket
 import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -98,7 +97,52 @@ def _platformdirs(name: str):
     return call
 
 
+#: Flow YAML of values seen before, by :func:`_value_key` (``ls -r`` renders the
+#: same names, paths and ``None`` hundreds of times; PyYAML's emitter is slow).
+_FLOW_CACHE: dict[Any, str] = {}
+_FLOW_CACHE_SIZE = 4096
+_LEAF_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
+def _value_key(value: Any, containers: set[int]) -> Any:
+    """A hashable key that only a value with the same YAML has, or None.
+
+    Leaves are keyed by exact type (``True`` is not ``1``; a str subclass is
+    not cached) and floats by ``repr`` (``-0.0`` is not ``0.0``). Lists and
+    dicts are keyed by their items in order; one that appears twice (which
+    PyYAML writes as an anchor and an alias) or any other type gives None.
+    """
+    kind = type(value)
+    if kind in _LEAF_TYPES:
+        return (kind, repr(value) if kind is float else value)
+    if kind is list or kind is dict:
+        if id(value) in containers:
+            return None
+        containers.add(id(value))
+        pairs = value.items() if kind is dict else enumerate(value)
+        items = []
+        for k, v in pairs:
+            key = (_value_key(k, containers), _value_key(v, containers))
+            if None in key:
+                return None
+            items.append(key if kind is dict else key[1])
+        return (kind, tuple(items))
+    return None
+
+
 def _flow_yaml(value: Any) -> str:
+    key = _value_key(value, set())
+    if key is not None:
+        text = _FLOW_CACHE.get(key)
+        if text is None:
+            text = _dump_flow_yaml(value)
+            if len(_FLOW_CACHE) < _FLOW_CACHE_SIZE:
+                _FLOW_CACHE[key] = text
+        return text
+    return _dump_flow_yaml(value)
+
+
+def _dump_flow_yaml(value: Any) -> str:
     text = yaml.safe_dump(
         value, default_flow_style=True, width=math.inf, sort_keys=False, allow_unicode=True
     )
@@ -127,6 +171,16 @@ def toyaml(value: Any, default: Any = _REQUIRED) -> str:
     return _flow_yaml(value)
 
 
+def _hostname() -> str:
+    """The host's name: ``uname``'s node name, which is what ``gethostname`` reads on
+    POSIX (importing ``socket`` for it would cost every command ~2 ms)."""
+    if hasattr(os, "uname"):
+        return os.uname().nodename
+    import socket
+
+    return socket.gethostname()
+
+
 def template_globals() -> dict[str, Any]:
     """The globals of LANGUAGE.md, fresh for each environment."""
     now = datetime.datetime.now
@@ -149,7 +203,7 @@ def template_globals() -> dict[str, Any]:
         "modname_from_path": modname_from_path,
         "user_home_dir": lambda: os.path.expanduser("~"),
         "getcwd": os.getcwd,
-        "hostname": socket.gethostname(),
+        "hostname": _hostname(),
         "uname": platform.uname(),
         "versions": _VERSIONS,
         "python_executable": sys.executable,

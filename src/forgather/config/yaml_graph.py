@@ -42,12 +42,16 @@ _EXPECTED = ", ".join(f"!{tag}" for tag in list(KINDS)[:-1]) + f" or !{list(KIND
 _POSITIONAL_KEY = re.compile(r"^arg(\d+)$")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _STD = "tag:yaml.org,2002:"
+_STR = _STD + "str"
+_CORE_TAGS = frozenset(
+    _STD + t for t in ("str", "int", "float", "bool", "null", "timestamp", "binary")
+)
 # libyaml's composer is several times faster and keeps the same marks; it is used
 # when present, except for documents that redefine an anchor (see below).
 _FAST_COMPOSER = getattr(yaml, "CSafeLoader", None)
 
 
-class _RedefiningLoader(yaml.SafeLoader):
+class _Redefining:
     """PyYAML's composer, but an anchor may be defined again (YAML 1.1 and 1.2 allow
     it: an alias refers to the most recent node with that anchor). Templates rely
     on this: a base defines ``&optimizer`` and a config included later redefines it.
@@ -61,6 +65,30 @@ class _RedefiningLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
+class _RedefiningLoader(_Redefining, yaml.SafeLoader):
+    """The redefining composer over PyYAML's pure-Python scanner and parser."""
+
+
+def _libyaml_redefining_loader() -> type | None:
+    """The redefining composer (Python) over libyaml's parser events (C): the
+    scanning and parsing, nine tenths of the time, stay in C; the nodes, marks
+    included, are the ones the pure-Python loader composes."""
+    if _FAST_COMPOSER is None:
+        return None
+    from yaml._yaml import CParser  # present wherever CSafeLoader is
+
+    class _Loader(_Redefining, yaml.composer.Composer, CParser, yaml.resolver.Resolver):
+        def __init__(self, stream):
+            CParser.__init__(self, stream)
+            yaml.composer.Composer.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+
+    return _Loader
+
+
+_FAST_REDEFINING = _libyaml_redefining_loader()
+
+
 def compose(text: str) -> yaml.Node | None:
     """``text`` composed into PyYAML's nodes (marks kept, an anchor may be redefined)."""
     if _FAST_COMPOSER is not None:
@@ -69,6 +97,7 @@ def compose(text: str) -> yaml.Node | None:
         except yaml.composer.ComposerError as e:
             if "duplicate anchor" not in str(e.context or e.problem):
                 raise
+        return yaml.compose(text, Loader=_FAST_REDEFINING)
     return yaml.compose(text, Loader=_RedefiningLoader)
 
 
@@ -135,8 +164,9 @@ class _Converter:
             plain = _is_plain(ynode)
             tag = self.loader.resolve(ScalarNode, ynode.value, (plain, not plain))
             ynode = ScalarNode(tag, ynode.value, ynode.start_mark, ynode.end_mark, ynode.style)
-        core = ("str", "int", "float", "bool", "null", "timestamp", "binary")
-        if ynode.tag not in {_STD + t for t in core}:
+        if ynode.tag == _STR:  # what the constructor would return, without its machinery
+            return ynode.value
+        if ynode.tag not in _CORE_TAGS:
             raise self.error(f"unsupported tag {ynode.tag!r}", ynode)
         try:
             return self.loader.construct_object(ynode, deep=True)

@@ -100,11 +100,19 @@ class MetaConfig:
 
     @property
     def searchpath(self) -> list[str]:
-        """``searchdir`` then the installed template library (always last, no duplicates)."""
-        path = list(dict.fromkeys(self.searchdir))
-        seen = {os.path.realpath(p) for p in path}
-        path += [d for d in templatelib_searchdirs() if os.path.realpath(d) not in seen]
-        return path
+        """``searchdir`` then the installed template library (always last, no duplicates).
+
+        Computed once per ``searchdir`` (commands ask for it for every config
+        they name; each time it would resolve every directory's real path).
+        """
+        key = tuple(self.searchdir)
+        memo = self.__dict__.get("_searchpath_memo")
+        if memo is None or memo[0] != key:
+            path = list(dict.fromkeys(self.searchdir))
+            seen = {os.path.realpath(p) for p in path}
+            path += [d for d in templatelib_searchdirs() if os.path.realpath(d) not in seen]
+            memo = self.__dict__["_searchpath_memo"] = (key, path)
+        return list(memo[1])
 
     @property
     def template_vars(self) -> dict[str, str]:
