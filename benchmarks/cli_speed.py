@@ -22,6 +22,11 @@ load drifts affect each alike; the load average is printed with the table.
   (``examples/models/llama -t 4M.yaml``) is not run: it does not build under
   the transformers this venv has.
 
+The ``floor`` column is a process that only imports the libraries the
+command cannot do without (Jinja2, PyYAML and argparse; for ``model
+construct`` also torch and transformers' ``PreTrainedModel``), timed alike:
+what is above it is Forgather's own import and work.
+
 Before the timed runs one run of each command fills the caches a user's
 second run finds filled: ``.pyc`` files (``PYTHONDONTWRITEBYTECODE`` is
 dropped; the original runs from a temporary copy of its ``src/`` so its
@@ -50,6 +55,13 @@ ORIGINAL = [
     "sys.exit(main())",
 ]
 AIMS = {"pp": 0.10, "ls -r": 0.8, "model construct": 1.5}
+#: What no Forgather command of the row can start faster than: importing the
+#: libraries it needs (a process that only imports them, timed alike).
+FLOORS = {
+    "pp": "import jinja2.sandbox, yaml, argparse",
+    "model construct": "import torch, jinja2.sandbox, yaml, argparse; "
+    "from transformers.modeling_utils import PreTrainedModel",
+}
 PROJECTS = 40
 OUR_EXAMPLES = [
     "template_project",
@@ -115,12 +127,15 @@ def main() -> None:
         copy_projects(REPO / "examples", OUR_EXAMPLES, REPO / "forgather_workspace", REPO, ours_ws)
         cases: dict[tuple[str, str], tuple[list[str], Path, dict]] = {
             ("python -c pass", "ours"): ([sys.executable, "-c", "pass"], REPO, env),
+            ("pp", "floor"): ([sys.executable, "-c", FLOORS["pp"]], REPO, env),
             ("pp", "ours"): ([*OURS, "pp"], REPO / "examples/tutorials/tiny_llama", env),
             ("ls -r", "ours"): ([*OURS, "ls", "-r", "--no-cache"], ours_ws, env),
         }
         if not args.skip_model:
             model = [*OURS, "-t", "tiny_llama.yaml", "model", "construct", "--device", "cpu"]
             cases["model construct", "ours"] = (model, REPO / "examples/models", env)
+            floor = [sys.executable, "-c", FLOORS["model construct"]]
+            cases["model construct", "floor"] = (floor, REPO, env)
         if args.original is not None:
             original = args.original.resolve()
             src = tmp / "original_src"
@@ -136,14 +151,17 @@ def main() -> None:
             )
             tiny = original / "examples/tutorials/tiny_llama"
             cases["pp", "original"] = ([*ORIGINAL, "pp"], tiny, orig_env)
-            cases["ls -r", "original"] = ([*ORIGINAL, "ls", "-r"], orig_ws, orig_env)
-            # Ours on the original's 40 projects too: the same configs for both engines.
+            # ls -r is compared on the original's 40 projects: the same configs for both.
             cases["ls -r (original's projects)", "ours"] = (
                 [*OURS, "ls", "-r", "--no-cache"],
                 orig_ws,
                 env,
             )
-            cases["ls -r (original's projects)", "original"] = cases["ls -r", "original"]
+            cases["ls -r (original's projects)", "original"] = (
+                [*ORIGINAL, "ls", "-r"],
+                orig_ws,
+                orig_env,
+            )
 
         outputs = {}
         for key, (cmd, cwd, case_env) in cases.items():  # fill .pyc and template caches
@@ -160,7 +178,7 @@ def main() -> None:
         f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}; minimum of {args.runs} runs each"
     )
     print(f"python -c pass: {best['python -c pass', 'ours']:.3f} s (interpreter start-up)")
-    header = f"{'command':<30}{'aim s':>7}{'ours s':>9}"
+    header = f"{'command':<30}{'aim s':>7}{'ours s':>9}{'floor s':>9}"
     if args.original is not None:
         header += f"{'original s':>12}{'ours/orig':>11}"
     print(header)
@@ -170,12 +188,16 @@ def main() -> None:
             continue
         aim = AIMS.get(row)
         line = f"{row:<30}{'' if aim is None else f'{aim:.2f}':>7}{best[row, 'ours']:9.3f}"
+        line += f"{best[row, 'floor']:9.3f}" if (row, "floor") in best else f"{'':>9}"
         if (row, "original") in best:
             ratio = best[row, "ours"] / best[row, "original"]
             line += f"{best[row, 'original']:12.3f}{ratio:10.2f}x"
         elif args.original is not None:
-            line += f"{'-':>12}"
+            line += f"{'-':>12}"  # not run (model construct) or other inputs (ls -r)
         print(line)
+    print("floor: a process importing only the libraries the command needs:")
+    for row, code in FLOORS.items():
+        print(f"  {row}: python -c {code!r}")
     print(f"ls -r, ours: {listing_counts(outputs['ls -r', 'ours'])}")
     if args.original is not None:
         for who in ("ours", "original"):

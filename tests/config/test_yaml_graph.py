@@ -257,7 +257,10 @@ def test_a_redefined_anchor_composes_alike_in_c_and_python():
         second: [*opt, 'x', ~, 2024-01-01]
         """
     )
-    c_nodes = yaml_graph.compose(text)  # libyaml refuses the second &opt: the fallback runs
+    c_nodes = yaml_graph.compose(text)  # libyaml's own composer would refuse the second &opt
     python_nodes = yaml.compose(text, Loader=yaml_graph._RedefiningLoader)
     assert _shape(c_nodes) == _shape(python_nodes)
     assert c_nodes.value[3][1].value[0] is c_nodes.value[2][1]  # the newest &opt
+    # "&x" twice in strings only: the redefining composer is used, to the same effect.
+    text = "a: '&x'\nb: \"&x\"\nc: &y [1, &z 2]\nd: *y\n"
+    assert _shape(yaml_graph.compose(text)) == _shape(yaml.compose(text, Loader=yaml.CSafeLoader))

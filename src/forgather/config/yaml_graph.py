@@ -89,14 +89,26 @@ def _libyaml_redefining_loader() -> type | None:
 _FAST_REDEFINING = _libyaml_redefining_loader()
 
 
+#: What could be an anchor: ``&`` and the characters an anchor name may have.
+_ANCHOR_LIKE = re.compile(r"&([^\s,\[\]{}]+)")
+
+
+def _may_redefine_an_anchor(text: str) -> bool:
+    """False only if no anchor name can occur twice (a ``&name`` in a string counts
+    too: a false True costs speed, never correctness)."""
+    names = _ANCHOR_LIKE.findall(text)
+    return len(set(names)) < len(names)
+
+
 def compose(text: str) -> yaml.Node | None:
     """``text`` composed into PyYAML's nodes (marks kept, an anchor may be redefined)."""
     if _FAST_COMPOSER is not None:
-        try:
-            return yaml.compose(text, Loader=_FAST_COMPOSER)
-        except yaml.composer.ComposerError as e:
-            if "duplicate anchor" not in str(e.context or e.problem):
-                raise
+        if not _may_redefine_an_anchor(text):  # libyaml's composer would refuse it
+            try:
+                return yaml.compose(text, Loader=_FAST_COMPOSER)
+            except yaml.composer.ComposerError as e:
+                if "duplicate anchor" not in str(e.context or e.problem):
+                    raise
         return yaml.compose(text, Loader=_FAST_REDEFINING)
     return yaml.compose(text, Loader=_RedefiningLoader)
 
