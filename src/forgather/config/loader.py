@@ -67,9 +67,16 @@ class _CodeCache(jinja2.BytecodeCache):
     reads and unmarshals each library template once, not once per project.
     """
 
+    #: Code objects kept at most (a long-lived process loading many configs stays bounded).
+    SIZE = 4096
+
     def __init__(self, disk: jinja2.BytecodeCache | None):
         self._disk = disk
         self._codes: dict[tuple[str, str], Any] = {}
+
+    def _keep(self, bucket) -> None:
+        if len(self._codes) < self.SIZE:
+            self._codes[bucket.key, bucket.checksum] = bucket.code
 
     def load_bytecode(self, bucket) -> None:
         code = self._codes.get((bucket.key, bucket.checksum))
@@ -79,10 +86,10 @@ class _CodeCache(jinja2.BytecodeCache):
         if self._disk is not None:
             self._disk.load_bytecode(bucket)
             if bucket.code is not None:
-                self._codes[bucket.key, bucket.checksum] = bucket.code
+                self._keep(bucket)
 
     def dump_bytecode(self, bucket) -> None:
-        self._codes[bucket.key, bucket.checksum] = bucket.code
+        self._keep(bucket)
         if self._disk is not None:
             self._disk.dump_bytecode(bucket)
 
