@@ -39,16 +39,19 @@ test-latest:
 	.venv-latest/bin/python scripts/lock.py --compare constraints.txt
 	.venv-latest/bin/ruff check $(LINTED)
 	.venv-latest/bin/ruff format --check $(LINTED)
-	.venv-latest/bin/python -m pytest -q
+	.venv-latest/bin/python -m pytest $(PYTEST_ARGS)
 
-LINTED := src tests benchmarks modelsrc scripts
+LINTED := src tests benchmarks modelsrc scripts tools
+# Test files run on one worker per core (pytest-xdist); a file stays on one worker,
+# so its module-scoped fixtures (a served model, a trained tokenizer) are made once.
+PYTEST_ARGS := -q -n auto --dist loadfile
 
 lint: setup
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)
 
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 DEMO_PROJECT := examples/tutorials/tiny_llama
 
