@@ -39,26 +39,15 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from train_speed import matmul_peak  # noqa: E402  (a sibling script)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 CHAT = Path(__file__).resolve().parents[1] / "examples" / "data" / "chat" / "conversations.jsonl"
 LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": "all-linear"}
-
-
-def matmul_peak(dtype_name: str, size: int = 2048, repeats: int = 10) -> float:
-    """Measured GFLOP/s of a size x size matmul in this process."""
-    import torch
-
-    dtype = getattr(torch, dtype_name)
-    a = torch.randn(size, size, dtype=dtype)
-    b = torch.randn(size, size, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 def write_base_model(directory: str) -> None:
