@@ -1,17 +1,51 @@
-"""Training throughput and peak memory: Forgather's Trainer next to transformers.Trainer.
+"""Training throughput and peak memory: Forgather's Trainer next to its peers, in one run.
 
-Both trainers train the same model (the 4.4M Llama preset, `llama_4m.yaml`:
-hidden 256, FFN 768, 4 heads, 4 layers, 2k vocabulary) on the same data (the
-stdlib corpus, packed into 512-token blocks, the data pipeline's collator and
-tokenizer), with the same batch, optimizer (fused AdamW, constant learning
-rate) and number of steps, each in its own process so peak RSS is that
-trainer's alone. Prints tokens/s (from the median step time after warmup; the
-best of `--repeats` interleaved runs), peak RSS, and the model FLOP utilisation
-against this machine's matmul peak measured by the script.
+The peers: Hugging Face's `transformers.Trainer` and, with `--original PATH`,
+the original Forgather's own `forgather.ml.trainer.Trainer` (a checkout of
+github.com/jdinalt/forgather). Every peer trains the same model (a Llama preset
+from `templatelib/models/`, `llama_4m` by default, built once with seed 0 and
+saved as a generated model directory that each peer loads with
+`AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True)`) on the
+same batches (the stdlib corpus packed into `--seq-len` blocks by the data
+pipeline, collated as `CausalLMCollator` collates full blocks: input ids,
+position ids, an all-ones attention mask, labels with document starts masked),
+with the same batch, optimizer (fused AdamW, constant learning rate 1e-3),
+gradient clipping at 1.0 and number of steps, each peer in its own process so
+peak RSS is that trainer's alone.
 
-    .venv/bin/python benchmarks/train_speed.py                 # bf16 autocast, batch 32x512
-    .venv/bin/python benchmarks/train_speed.py --no-bf16 --steps 6
-    .venv/bin/python benchmarks/train_speed.py --only forgather --compile --warmup 3
+Prints tokens/s (all tokens are real: blocks are packed, nothing is padded;
+from the median step time after `--warmup` steps; the best of `--repeats`
+interleaved runs), peak RSS, MFU against this machine's matmul peak measured
+in the same run, and the ratios against each peer next to issue 18's aims.
+
+    .venv/bin/python benchmarks/train_speed.py                     # bf16, llama_4m, batch 32x512
+    .venv/bin/python benchmarks/train_speed.py --original /work/orig --compile
+    .venv/bin/python benchmarks/train_speed.py --no-bf16 --preset llama_25m --batch-size 8
+    .venv/bin/python benchmarks/train_speed.py --only forgather --profile   # + profiler table
+
+Precision (`--bf16`, the default): ours and Hugging Face's train with bf16
+autocast over fp32 weights (their `bf16=True`); the original has no autocast,
+its bf16 is pure bf16 (weights, gradients and AdamW state in bf16, what its
+`default_dtype: bfloat16` gives), so it runs that. `--compile` turns on each
+trainer's own `torch_compile` with its own defaults (the original's compiles
+with `dynamic=True`).
+
+The decision a reader may question: the original trains our generated model
+(loaded with `trust_remote_code`) rather than a model built from its own
+templates. Its model templates do not build under the transformers this venv
+has (see `cli_speed.py`), and a shared model keeps the comparison to the
+trainers themselves. Its trainer runs unmodified from `PATH/src` on this venv's
+torch, with two adaptations made in its child process only: `typing.override`
+(Python 3.12; this venv is 3.11) is taken from `typing_extensions`, and the
+packages its trainer imports but this venv lacks (torchdata, aiohttp) are
+installed once with pip into `--original-deps` and appended to `sys.path`
+(after this venv's packages).
+
+`--profile` runs `--profile-steps` steps of our trainer (after the warm-up)
+under `torch.profiler` in one more process and prints the operators with the
+most self CPU time and the number of host syncs per step (reads of a tensor's
+value into Python: `aten::_local_scalar_dense`, what `.item()` and
+`bool(tensor)` call; on a GPU each waits for the device).
 
 FLOPs per token: 6 * N (N: parameters except the input embedding; forward and
 backward matmuls) + 12 * layers * seq_len * hidden (attention scores and
@@ -24,17 +58,28 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+PEERS = ("forgather", "transformers", "original")
+# Issue 18's aims (bf16, with and without compile): ours / peer.
+SPEED_AIMS = {"transformers": 1.3, "original": 1.5}
+RSS_AIM_ORIGINAL = 0.6  # ours / original's peak RSS, at most
+MFU_AIM_BF16 = 0.35
+# What the original's trainer imports that this venv may lack (its pyproject's ranges).
+ORIGINAL_DEPS = {"torchdata": "torchdata~=0.11", "aiohttp": "aiohttp~=3.9"}
+DEFAULT_DEPS_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+DEFAULT_DEPS_DIR = DEFAULT_DEPS_DIR / "forgather-bench" / "original-deps"
 
+
+# ----------------------------------------------------------------------------- parent side
 def matmul_peak(dtype_name: str, size: int = 2048, repeats: int = 10) -> float:
     """Measured GFLOP/s of a size x size matmul in this process."""
     import torch
@@ -50,11 +95,19 @@ def matmul_peak(dtype_name: str, size: int = 2048, repeats: int = 10) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def build_model_and_data(workdir: str, seq_len: int):
-    """The llama_4m model (seed 0) and the packed stdlib training blocks."""
+def prepare_data(workdir: Path, seq_len: int) -> None:
+    """Write the packed stdlib blocks (`blocks_<seq_len>.npz`) once per work directory.
+
+    The blocks are checked against the data pipeline's own collator, so the
+    children (which must not import our package: the original's shadows it)
+    feed the exact batches `CausalLMCollator` would.
+    """
+    path = workdir / f"blocks_{seq_len}.npz"
+    if path.exists():
+        return
+    import numpy as np
     import torch
 
-    from forgather.config import ConfigEnvironment
     from forgather.ml.data import (
         CausalLMCollator,
         PackedDataset,
@@ -62,17 +115,132 @@ def build_model_and_data(workdir: str, seq_len: int):
         load_splits,
         python_stdlib_source,
     )
-    from forgather.project.workspace import templatelib_searchdirs
 
     source = python_stdlib_source()
     tokenizer = load_or_train_tokenizer(source, vocab_size=2048)
     train = PackedDataset(load_splits(source, tokenizer, num_proc=1)["train"], seq_len)
-    collator = CausalLMCollator(tokenizer.pad_token_id)
+    rows = [train[i] for i in range(len(train))]
+    input_ids = np.stack([r["input_ids"].numpy() for r in rows]).astype(np.int32)
+    position_ids = np.stack([r["position_ids"].numpy() for r in rows]).astype(np.int32)
+    expected = CausalLMCollator(tokenizer.pad_token_id)(rows[:4])
+    ours = collate(BlockDataset.from_arrays(input_ids[:4], position_ids[:4]).items())
+    for key, value in expected.items():
+        if not torch.equal(value, ours[key]):
+            raise RuntimeError(f"benchmark collate differs from CausalLMCollator on {key!r}")
+    np.savez(path, input_ids=input_ids, position_ids=position_ids)
+
+
+def prepare_model(workdir: Path, preset: str) -> Path:
+    """Build `preset` (seed 0) and save it as a generated model directory; return the directory."""
+    model_dir = workdir / f"model_{preset}"
+    if (model_dir / "config.json").exists():
+        return model_dir
+    import torch
+
+    from forgather.config import ConfigEnvironment
+    from forgather.project.workspace import templatelib_searchdirs
+
     cfg = ConfigEnvironment(templatelib_searchdirs()).load(
-        "llama_4m.yaml", output_dir=os.path.join(workdir, "model")
+        f"{preset}.yaml", output_dir=str(model_dir)
     )
     torch.manual_seed(0)
-    return cfg.build("model"), train, collator
+    cfg.build("model").save_pretrained(model_dir)
+    return model_dir
+
+
+def ensure_original_deps(deps_dir: Path) -> None:
+    """pip-install into `deps_dir` what the original's trainer imports and this venv lacks."""
+    import importlib.util
+
+    missing = [
+        spec
+        for module, spec in ORIGINAL_DEPS.items()
+        if importlib.util.find_spec(module) is None and not (deps_dir / module).exists()
+    ]
+    if not missing:
+        return
+    print(f"installing {', '.join(missing)} for the original's trainer into {deps_dir}")
+    for spec in missing:
+        # torchdata requires torch: without --no-deps pip would put a second torch in the target.
+        no_deps = ["--no-deps"] if spec.startswith("torchdata") else []
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "--target", str(deps_dir),
+             *no_deps, spec],
+            check=True,
+        )  # fmt: skip
+
+
+def child_command(which: str, opts: argparse.Namespace, workdir: Path, *extra: str) -> list[str]:
+    """The command line of one child run (also used by train_scale.py)."""
+    return [
+        sys.executable, __file__, "--child", which, "--workdir", str(workdir),
+        "--preset", opts.preset, "--steps", str(opts.steps), "--warmup", str(opts.warmup),
+        "--batch-size", str(opts.batch_size), "--seq-len", str(opts.seq_len),
+        "--bf16" if opts.bf16 else "--no-bf16", *(["--compile"] if opts.compile else []),
+        "--original-deps", str(opts.original_deps), *extra,
+    ]  # fmt: skip
+
+
+def run_peer(which: str, opts: argparse.Namespace, workdir: Path, *extra: str) -> dict | str:
+    """Run one peer in a child process; its figures, or its error text when it failed."""
+    env = dict(os.environ)
+    if which == "original":
+        env["PYTHONPATH"] = str(Path(opts.original).resolve() / "src")
+        env["PYTHONDONTWRITEBYTECODE"] = "1"  # the checkout stays as it is
+    proc = subprocess.run(
+        child_command(which, opts, workdir, *extra),
+        capture_output=True, text=True, check=False, env=env,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        return proc.stderr.strip()[-3000:] or f"exit status {proc.returncode}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------- child side
+class BlockDataset:
+    """Packed blocks as a map-style dataset of `{"input_ids", "position_ids"}` int64 tensors."""
+
+    def __init__(self, path: Path | None = None):
+        if path is not None:
+            import numpy as np
+
+            arrays = np.load(path)
+            self.input_ids, self.position_ids = arrays["input_ids"], arrays["position_ids"]
+
+    @classmethod
+    def from_arrays(cls, input_ids, position_ids) -> BlockDataset:
+        dataset = cls()
+        dataset.input_ids, dataset.position_ids = input_ids, position_ids
+        return dataset
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def __getitem__(self, index: int) -> dict:
+        import torch
+
+        return {
+            "input_ids": torch.from_numpy(self.input_ids[index]).long(),
+            "position_ids": torch.from_numpy(self.position_ids[index]).long(),
+        }
+
+    def items(self) -> list[dict]:
+        return [self[i] for i in range(len(self))]
+
+
+def collate(examples: list[dict]) -> dict:
+    """What `CausalLMCollator` gives for full blocks (checked in `prepare_data`)."""
+    import torch
+
+    input_ids = torch.stack([e["input_ids"] for e in examples])
+    position_ids = torch.stack([e["position_ids"] for e in examples])
+    return {
+        "input_ids": input_ids,
+        "attention_mask": torch.ones_like(input_ids),
+        "position_ids": position_ids,
+        # A document's first token is no target (its logits belong to the previous document).
+        "labels": input_ids.masked_fill(position_ids == 0, -100),
+    }
 
 
 def flops_per_token(model, seq_len: int) -> float:
@@ -84,112 +252,256 @@ def flops_per_token(model, seq_len: int) -> float:
     return 6 * n + 12 * config.num_hidden_layers * seq_len * config.hidden_size
 
 
+class Profiler:
+    """Profiles steps `first`..`first + count - 1` (1-based) from a trainer's step callbacks."""
+
+    def __init__(self, first: int, count: int):
+        self.first, self.count, self.prof, self.steps = first, count, None, 0
+
+    def begin(self, step: int) -> None:
+        if step + 1 == self.first:
+            import torch.profiler
+
+            self.prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+            self.prof.__enter__()
+
+    def end(self, step: int) -> None:
+        if self.prof is not None and self.steps < self.count:
+            self.steps += 1
+            if self.steps == self.count:
+                self.prof.__exit__(None, None, None)
+
+    def report(self) -> dict:
+        averages = self.prof.key_averages()
+        counts = {e.key: e.count for e in averages}
+        return {
+            "steps": self.steps,
+            "host_syncs": counts.get("aten::_local_scalar_dense", 0),
+            "operators": sum(c for k, c in counts.items() if k.startswith("aten::")),
+            "table": averages.table(sort_by="self_cpu_time_total", row_limit=25),
+        }
+
+
 def run_child(which: str, opts: argparse.Namespace) -> dict:
     """Train with one trainer in this process; return its figures."""
+    import warnings
+
+    warnings.filterwarnings("ignore")  # peers' deprecation chatter; figures only
+    if which == "original":
+        import typing
+
+        import typing_extensions
+
+        typing.override = typing_extensions.override  # the original needs Python 3.12's
+        sys.path.append(str(opts.original_deps))  # after this venv's packages
     import torch
+    from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    workdir = tempfile.mkdtemp(prefix=f"train_speed_{which}_")
-    model, train, collator = build_model_and_data(workdir, opts.seq_len)
+    workdir = Path(opts.workdir)
+    model = AutoModelForCausalLM.from_pretrained(workdir / f"model_{opts.preset}",
+                                                 trust_remote_code=True, dtype=torch.float32)  # fmt: skip
+    train = BlockDataset(workdir / f"blocks_{opts.seq_len}.npz")
+    outdir = tempfile.mkdtemp(prefix=f"train_speed_{which}_")
     step_times: list[float] = []
+    profiler = Profiler(opts.warmup + 1, opts.profile_steps) if opts.profile_steps else None
+
+    class Clock:
+        def on_step_begin(self, args, state, control, **kwargs):
+            if profiler:
+                profiler.begin(state.global_step)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            step_times.append(time.perf_counter())
+            if profiler:
+                profiler.end(state.global_step)
+
     common = dict(
         max_steps=opts.steps, per_device_train_batch_size=opts.batch_size,
-        learning_rate=1e-3, lr_scheduler_type="constant", logging_steps=1,
-        save_strategy="no", report_to="none", disable_tqdm=True, bf16=opts.bf16,
-        use_cpu=True, dataloader_num_workers=0, seed=0, torch_compile=opts.compile,
+        learning_rate=1e-3, lr_scheduler_type="constant", logging_steps=1, max_grad_norm=1.0,
+        save_strategy="no", use_cpu=True, dataloader_num_workers=0, seed=0,
+        torch_compile=opts.compile,
     )  # fmt: skip
     if which == "forgather":
         from forgather.ml.trainer import Trainer, TrainerCallback, TrainingArguments
 
-        class Clock(TrainerCallback):
-            def on_step_end(self, args, state, control, **kwargs):
-                step_times.append(time.perf_counter())
-
-        args = TrainingArguments(output_dir=workdir, **common)
-        trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=collator,
-                          callbacks=[Clock()])  # fmt: skip
-    else:
+        args = TrainingArguments(output_dir=outdir, report_to="none", disable_tqdm=True,
+                                 bf16=opts.bf16, **common)  # fmt: skip
+        trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=collate,
+                          callbacks=[type("Clock", (Clock, TrainerCallback), {})()])  # fmt: skip
+    elif which == "transformers":
         import transformers
 
-        class Clock(transformers.TrainerCallback):
-            def on_step_end(self, args, state, control, **kwargs):
-                step_times.append(time.perf_counter())
+        args = transformers.TrainingArguments(output_dir=outdir, report_to="none",
+                                              disable_tqdm=True, bf16=opts.bf16,
+                                              optim="adamw_torch_fused", **common)  # fmt: skip
+        trainer = transformers.Trainer(
+            model=model, args=args, train_dataset=train, data_collator=collate,
+            callbacks=[type("Clock", (Clock, transformers.TrainerCallback), {})()],
+        )  # fmt: skip
+    else:
+        from functools import partial
 
-        args = transformers.TrainingArguments(output_dir=workdir, optim="adamw_torch_fused",
-                                              **common)  # fmt: skip
-        trainer = transformers.Trainer(model=model, args=args, train_dataset=train,
-                                       data_collator=collator, callbacks=[Clock()])  # fmt: skip
+        from forgather.ml.distributed import StaticDistributedEnvironment
+        from forgather.ml.loss import CausalLoss
+        from forgather.ml.trainer import Trainer, TrainingArguments
+
+        if opts.bf16:
+            model = model.to(torch.bfloat16)  # its bf16: pure bf16 (it has no autocast)
+        args = TrainingArguments(output_dir=outdir, num_train_epochs=1000, **common)
+        trainer = Trainer(
+            model=model, args=args, train_dataset=train, data_collator=collate,
+            # It needs an eval dataset to start (its state takes the eval loader's length);
+            # eval_strategy is "no", so this block is never evaluated.
+            eval_dataset=BlockDataset.from_arrays(train.input_ids[-1:], train.position_ids[-1:]),
+            callbacks=[Clock()], distributed_env=StaticDistributedEnvironment(),
+            compute_loss_func=CausalLoss(),  # its trainer template's loss
+            optimizer_factory=partial(torch.optim.AdamW, lr=1e-3, fused=True),
+        )  # fmt: skip
     trainer.train()
-    shutil.rmtree(workdir, ignore_errors=True)
+    import shutil
+
+    shutil.rmtree(outdir, ignore_errors=True)
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     timed = step_times[opts.warmup :]
     # Median step time: robust to other processes stealing the (shared) cores for a while.
     step_seconds = statistics.median(b - a for a, b in zip(timed, timed[1:], strict=False))
-    return {
+    result = {
         "tokens_per_s": opts.batch_size * opts.seq_len / step_seconds,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "flops_per_token": flops_per_token(model, opts.seq_len),
+        "parameters": sum(p.numel() for p in model.parameters()),
         "first_loss": losses[0],
         "last_loss": losses[-1],
+        "threads": torch.get_num_threads(),
     }
+    if profiler:
+        result["profile"] = profiler.report()
+    return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=2, help="steps not timed")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--seq-len", type=int, default=512)
-    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--compile", action="store_true", help="torch_compile in both trainers")
-    parser.add_argument("--repeats", type=int, default=2, help="runs per trainer, best kept")
-    parser.add_argument("--only", choices=["forgather", "transformers"])
-    parser.add_argument("--child", choices=["forgather", "transformers"], help=argparse.SUPPRESS)
-    opts = parser.parse_args()
-    if opts.steps <= opts.warmup + 1:
-        parser.error("--steps must exceed --warmup + 1")
-    if opts.child:
-        print(json.dumps(run_child(opts.child, opts)))
-        return
+# ----------------------------------------------------------------------------- main
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--preset", default="llama_4m", help="a model in templatelib/models/")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=2, help="steps not timed")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seq-len", type=int, default=512)
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--compile", action="store_true", help="torch_compile in every trainer")
+    p.add_argument("--repeats", type=int, default=2, help="runs per trainer, best kept")
+    p.add_argument("--only", choices=PEERS, action="append", help="run only these (repeatable)")
+    p.add_argument("--original", type=Path, help="a checkout of the original Forgather")
+    p.add_argument("--original-deps", type=Path, default=DEFAULT_DEPS_DIR,
+                   help="where the original's missing dependencies are installed")  # fmt: skip
+    p.add_argument("--profile", action="store_true", help="profile our trainer's steps")
+    p.add_argument("--profile-steps", type=int, default=3)
+    p.add_argument("--workdir", type=Path, help="reuse prepared data and models here")
+    p.add_argument("--child", choices=PEERS, help=argparse.SUPPRESS)
+    return p
 
-    precision = "bfloat16" if opts.bf16 else "float32"
-    peak = matmul_peak(precision)
-    print(f"matmul peak ({precision}, 2048^2): {peak:,.0f} GFLOP/s")
-    print(f"batch {opts.batch_size}x{opts.seq_len}, {opts.steps} steps ({opts.warmup} untimed), "
-          f"bf16 autocast {'on' if opts.bf16 else 'off'}, "
-          f"torch.compile {'on' if opts.compile else 'off'}")  # fmt: skip
-    child_argv = [
-        *("--steps", str(opts.steps), "--warmup", str(opts.warmup)),
-        *("--batch-size", str(opts.batch_size), "--seq-len", str(opts.seq_len)),
-        "--bf16" if opts.bf16 else "--no-bf16",
-        *(["--compile"] if opts.compile else []),
-    ]
-    results: dict[str, dict] = {}
-    # Interleaved repeats, best kept: the machine's other load changes over minutes.
-    for _ in range(opts.repeats):
-        for which in [opts.only] if opts.only else ["forgather", "transformers"]:
-            proc = subprocess.run(
-                [sys.executable, __file__, *child_argv, "--child", which],
-                capture_output=True, text=True, check=False,
-            )  # fmt: skip
-            if proc.returncode != 0:
-                sys.exit(f"{which} run failed:\n{proc.stderr}")
-            result = json.loads(proc.stdout.strip().splitlines()[-1])
-            if which not in results or result["tokens_per_s"] > results[which]["tokens_per_s"]:
-                results[which] = result
 
+def aim_text(value: float, aim: float, at_most: bool = False) -> str:
+    met = value <= aim if at_most else value >= aim
+    return f"(aim {'<=' if at_most else '>='} {aim:.2f}x: {'met' if met else 'not met'})"
+
+
+def print_results(results: dict[str, dict | str], opts: argparse.Namespace, peak: float) -> None:
     print(
         f"\n{'trainer':<14}{'tokens/s':>10}{'peak RSS MiB':>14}{'MFU':>8}{'loss first->last':>20}"
     )
     for which, r in results.items():
+        if isinstance(r, str):
+            print(f"{which:<14}failed: {r.splitlines()[-1] if r else ''}")
+            continue
         mfu = r["tokens_per_s"] * r["flops_per_token"] / (peak * 1e9)
         print(f"{which:<14}{r['tokens_per_s']:>10,.0f}{r['peak_rss_mib']:>14,.0f}{mfu:>8.1%}"
               f"{r['first_loss']:>11.3f} -> {r['last_loss']:.3f}")  # fmt: skip
-    if len(results) == 2:
-        ours, theirs = results["forgather"], results["transformers"]
-        print(f"\nspeed ratio (forgather / transformers): "
-              f"{ours['tokens_per_s'] / theirs['tokens_per_s']:.2f}x; peak RSS ratio: "
-              f"{ours['peak_rss_mib'] / theirs['peak_rss_mib']:.2f}x")  # fmt: skip
+    ours = results.get("forgather")
+    if not isinstance(ours, dict):
+        return
+    print()
+    if opts.bf16:
+        mfu = ours["tokens_per_s"] * ours["flops_per_token"] / (peak * 1e9)
+        print(f"MFU ours: {mfu:.1%} of the bf16 matmul peak (aim >= {MFU_AIM_BF16:.0%}: "
+              f"{'met' if mfu >= MFU_AIM_BF16 else 'not met'})")  # fmt: skip
+    for which, aim in SPEED_AIMS.items():
+        theirs = results.get(which)
+        if isinstance(theirs, dict):
+            ratio = ours["tokens_per_s"] / theirs["tokens_per_s"]
+            note = aim_text(ratio, aim) if opts.bf16 else "(aims are for bf16)"
+            print(f"speed ours/{which}: {ratio:.2f}x {note}")
+    for which, theirs in results.items():
+        if which != "forgather" and isinstance(theirs, dict):
+            ratio = ours["peak_rss_mib"] / theirs["peak_rss_mib"]
+            note = aim_text(ratio, RSS_AIM_ORIGINAL, at_most=True) if which == "original" else ""
+            print(f"peak RSS ours/{which}: {ratio:.2f}x {note}".rstrip())
+
+
+def print_profile(profile: dict) -> None:
+    steps = profile["steps"]
+    print(f"\nprofile of our trainer, {steps} steps after the warm-up (torch.profiler, CPU):")
+    print(f"host syncs (aten::_local_scalar_dense): {profile['host_syncs'] / steps:.1f} per step; "
+          f"aten operators dispatched: {profile['operators'] / steps:,.0f} per step")  # fmt: skip
+    print(profile["table"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = parser()
+    opts = p.parse_args(argv)
+    if opts.steps <= opts.warmup + 1:
+        p.error("--steps must exceed --warmup + 1")
+    if opts.child:
+        opts.profile_steps = opts.profile_steps if opts.profile else 0
+        print(json.dumps(run_child(opts.child, opts)))
+        return
+    peers = opts.only or [w for w in PEERS if w != "original" or opts.original]
+    if "original" in peers and not opts.original:
+        p.error("--only original needs --original PATH")
+
+    workdir = opts.workdir or Path(tempfile.mkdtemp(prefix="train_speed_"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    prepare_data(workdir, opts.seq_len)
+    prepare_model(workdir, opts.preset)
+    if "original" in peers:
+        ensure_original_deps(opts.original_deps)
+
+    precision = "bfloat16" if opts.bf16 else "float32"
+    peak = matmul_peak(precision)
+    load = os.getloadavg()[0]
+    print(f"matmul peak ({precision}, 2048^2): {peak:,.0f} GFLOP/s; load average {load:.2f} "
+          f"on {os.cpu_count()} CPUs")  # fmt: skip
+    print(f"{opts.preset}, batch {opts.batch_size}x{opts.seq_len}, {opts.steps} steps "
+          f"({opts.warmup} untimed), bf16 {'on' if opts.bf16 else 'off'} (ours, HF: autocast; "
+          f"original: pure bf16), torch.compile {'on' if opts.compile else 'off'}")  # fmt: skip
+    results: dict[str, dict | str] = {}
+    # Interleaved repeats, best kept: the machine's other load changes over minutes.
+    for _ in range(opts.repeats):
+        for which in peers:
+            result = run_peer(which, opts, workdir)
+            best = results.get(which)
+            if isinstance(result, str):
+                results.setdefault(which, result)
+            elif not isinstance(best, dict) or result["tokens_per_s"] > best["tokens_per_s"]:
+                results[which] = result
+    print_results(results, opts, peak)
+    for which, r in results.items():
+        if isinstance(r, str):
+            print(f"\n{which} failed:\n{r}")
+    if opts.profile:
+        profile_opts = argparse.Namespace(**vars(opts))
+        profile_opts.steps = opts.warmup + opts.profile_steps + 1
+        result = run_peer("forgather", profile_opts, workdir, "--profile",
+                          "--profile-steps", str(opts.profile_steps))  # fmt: skip
+        if isinstance(result, str):
+            print(f"\nprofile run failed:\n{result}")
+        else:
+            print_profile(result["profile"])
+    if not opts.workdir:
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
