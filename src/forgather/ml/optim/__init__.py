@@ -1,12 +1,12 @@
 """Optimizers and learning-rate schedules for `forgather.ml.trainer`.
 
-AdamW and SGD are torch's own, re-exported so a config names every optimizer
-from one place; Adafactor is ours (factored second moments).
+AdamW and SGD are torch's, with the fused kernels chosen by default where
+torch has them (`fused.py`), so a config names every optimizer from one place;
+Adafactor is ours (factored second moments).
 """
 
-from torch.optim import SGD, AdamW
-
 from .adafactor import Adafactor
+from .fused import SGD, AdamW, fused_supported
 from .schedules import (
     ScheduleMultiplier,
     constant_with_warmup,
@@ -25,6 +25,7 @@ __all__ = [
     "constant_with_warmup",
     "continue_schedule",
     "cosine_with_warmup",
+    "fused_supported",
     "get_scheduler",
     "linear_with_warmup",
     "warmup_stable_decay",

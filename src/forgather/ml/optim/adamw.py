@@ -1,4 +1,4 @@
-"""The original Forgather's `AdamW` signature (`eps=1e-6`, `torch_compile`) on torch's AdamW.
+"""The original Forgather's `AdamW` signature (`eps=1e-6`, `torch_compile`) on our fused AdamW.
 
 Decoupled weight decay and bias-corrected moments, as torch implements them.
 The original's own loop put `eps` before the bias correction (its effective
@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import torch
+from .fused import AdamW as FusedAdamW
 
 __all__ = ["AdamW"]
 
 
-class AdamW(torch.optim.AdamW):
-    """`torch.optim.AdamW` with the original's defaults.
+class AdamW(FusedAdamW):
+    """`torch.optim.AdamW` with the original's defaults, fused where supported (`fused.py`).
 
     Args:
         params: Parameters, parameter groups or (name, parameter) pairs.

@@ -1,15 +1,15 @@
-"""The original Forgather's minimal `SGD` (`p -= lr * grad`, `lr=1e-3`) on torch's SGD."""
+"""The original Forgather's minimal `SGD` (`p -= lr * grad`, `lr=1e-3`) on our fused SGD."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-import torch
+from .fused import SGD as FusedSGD
 
 __all__ = ["SGD"]
 
 
-class SGD(torch.optim.SGD):
+class SGD(FusedSGD):
     """Plain gradient descent: no momentum, no weight decay.
 
     Args:

@@ -47,11 +47,10 @@ def default_optimizer(params: list[nn.Parameter], args: TrainingArguments) -> Op
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": args.weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
-    # The fused kernel (CPU and CUDA) is what HF's default "adamw_torch_fused" uses.
-    fused = all(p.device.type in ("cpu", "cuda") for p in params) or None
+    # Fused where torch has the kernel (CPU, CUDA): what HF's default "adamw_torch_fused" uses.
     return AdamW(
         groups, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
-        eps=args.adam_epsilon, fused=fused,
+        eps=args.adam_epsilon,
     )  # fmt: skip
 
 
