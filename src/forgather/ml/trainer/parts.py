@@ -10,7 +10,8 @@ The loop knows nothing about devices or processes: wherever the single-device
 of these methods, whose defaults are one process on one device:
 
 - placement: `_setup` places (wraps, compiles or splits) `model` and returns
-  `local_model`, the module this process runs and steps; `_callback_model`;
+  `local_model`, the module this process runs and steps; `_should_compile`
+  (`args.torch_compile`, "auto" decided for the run); `_callback_model`;
 - numerics: `_autocast`, `_backward`, `_no_sync`, `_gradient_norm`;
 - processes: `is_main_process`, `_barrier`, `_reduce_mean`, `_sum_over_replicas`,
   `_gradient_divisor` (the step's token accounting, see `step_tokens`), and the
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -66,10 +68,17 @@ from .sampler import ResumableShuffleSampler
 from .state import TrainerControl, TrainerState
 from .step_tokens import count_target_tokens
 from .stop_signals import StopSignals
-from .torch_settings import apply_global_settings
+from .torch_settings import (
+    apply_global_settings,
+    compile_decision,
+    compiler_available,
+    planned_steps,
+)
 from .training_args import TrainingArguments
 
 __all__ = ["TrainerParts"]
+
+logger = logging.getLogger(__name__)
 
 
 class TrainerParts:
@@ -227,6 +236,31 @@ class TrainerParts:
             `local_model`: the module this process runs forward and steps.
         """
         raise NotImplementedError
+
+    def _should_compile(self) -> bool:
+        """`args.torch_compile` for this run: "auto" compiles long runs the backend can compile.
+
+        Called by `_setup` once `self.device` is chosen. A backend other than
+        inductor is taken to compile anywhere (it cannot be checked).
+        """
+        setting = self.args.torch_compile
+        if setting != "auto":
+            return bool(setting)
+        dataset = self.train_dataset
+        length = None
+        if dataset is not None and not isinstance(dataset, IterableDataset):
+            length = len(dataset) if hasattr(dataset, "__len__") else None
+        steps = planned_steps(self.args, length)
+        backend = self.args.torch_compile_backend
+        if backend not in (None, "inductor"):
+            decision = compile_decision(setting, steps, True)
+        else:
+            decision = compile_decision(
+                setting, steps, lambda: compiler_available(self.device.type)
+            )
+        if decision:
+            logger.info("torch_compile='auto': compiling the model for a run of %d steps", steps)
+        return decision
 
     def _callback_model(self) -> nn.Module | None:
         """The `model` callbacks receive; None where using it on one process alone would hang."""

@@ -1,11 +1,12 @@
 """Process-wide torch settings a run's arguments ask for, and the contexts a run executes in.
 
-`TrainingArguments` fields from the original Forgather that set torch itself
-rather than the loop: anomaly detection, float32 matmul precision, the dynamo
-recompile limit and activation budget (`apply_global_settings`, when the
-trainer is built, as the original did); the SDPA backends and activation
-offloading (`run_context`, around `train()` and `evaluate()`); and the dtype
-a `model_init` builds the model in (`model_dtype_context`).
+`TrainingArguments` fields that set torch itself rather than the loop: CPU
+threads (`threads.py`) and, from the original Forgather, anomaly detection,
+float32 matmul precision, the dynamo recompile limit and activation budget
+(`apply_global_settings`, when the trainer is built, as the original did); the SDPA backends and activation
+offloading (`run_context`, around `train()` and `evaluate()`); the dtype
+a `model_init` builds the model in (`model_dtype_context`); and whether
+`torch_compile="auto"` compiles (`compile_decision`).
 
 The decision a reader may question: the global settings are applied when the
 trainer is constructed, not undone afterwards. They are process-wide torch
@@ -16,16 +17,36 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
+import os
+import shutil
+from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack
 from typing import Any
 
 import torch
 
-__all__ = ["apply_global_settings", "model_dtype_context", "run_context", "torch_dtype"]
+from .threads import configure_threads
+
+__all__ = [
+    "AUTO_COMPILE_MIN_STEPS",
+    "apply_global_settings",
+    "compile_decision",
+    "compiler_available",
+    "model_dtype_context",
+    "planned_steps",
+    "run_context",
+    "torch_dtype",
+]
 
 logger = logging.getLogger(__name__)
 
 _SDPA = ("math", "flash", "efficient", "cudnn")
+
+# `torch_compile="auto"` compiles runs of at least this many optimizer steps. Measured
+# on llama_4m (CPU, docs/training.md "Compiling"): compiling forward and backward
+# costs about as much as the saving of several hundred steps.
+AUTO_COMPILE_MIN_STEPS = 1000
 
 
 def torch_dtype(name: str | torch.dtype) -> torch.dtype:
@@ -39,7 +60,8 @@ def torch_dtype(name: str | torch.dtype) -> torch.dtype:
 
 
 def apply_global_settings(args: Any) -> None:
-    """Anomaly detection, matmul precision and dynamo limits from `args` (when set)."""
+    """CPU threads, anomaly detection, matmul precision and dynamo limits from `args`."""
+    configure_threads(getattr(args, "torch_threads", None))
     if getattr(args, "detect_anomaly", False):
         logger.warning("detect_anomaly: autograd anomaly detection is on (slow)")
         torch.autograd.set_detect_anomaly(True)
@@ -98,3 +120,67 @@ def model_dtype_context(args: Any):
         yield
     finally:
         torch.set_default_dtype(previous)
+
+
+def planned_steps(args: Any, dataset_length: int | None) -> int:
+    """Optimizer steps a run will take, known before its DataLoader exists.
+
+    Args:
+        args: The run's `TrainingArguments`.
+        dataset_length: `len(train_dataset)`, or None for a dataset without a length
+            (`args.epoch_train_steps` batches per epoch then, as `total_steps`).
+    """
+    if args.max_steps > 0:
+        return args.max_steps
+    if dataset_length is None:
+        batches = args.epoch_train_steps
+    else:
+        batches = math.ceil(dataset_length / args.per_device_train_batch_size)
+    return max(1, math.ceil(args.num_train_epochs * batches / args.gradient_accumulation_steps))
+
+
+def compiler_available(device_type: str) -> bool:
+    """Whether inductor (torch's default compile backend) can generate code for `device_type`.
+
+    CPU needs a C++ compiler (`CXX`, else g++, c++ or clang++), CUDA needs Triton;
+    other devices are not compiled automatically.
+    """
+    try:
+        import torch._dynamo
+
+        if not torch._dynamo.is_dynamo_supported():
+            return False
+    except ImportError:
+        return False
+    if device_type == "cpu":
+        names = [os.environ.get("CXX"), "g++", "c++", "clang++"]
+        return any(name and shutil.which(name) for name in names)
+    if device_type == "cuda":
+        from torch.utils._triton import has_triton
+
+        return has_triton()
+    return False
+
+
+def compile_decision(
+    setting: bool | str,
+    steps: int,
+    compilable: bool | Callable[[], bool],
+    min_steps: int = AUTO_COMPILE_MIN_STEPS,
+) -> bool:
+    """Whether a run compiles its model.
+
+    Args:
+        setting: `TrainingArguments.torch_compile`: True or False decide (as in
+            Hugging Face's); "auto" compiles when the run is long enough to repay it.
+        steps: The run's optimizer steps (`planned_steps`).
+        compilable: Whether the backend can compile on the run's device
+            (`compiler_available`, for the default backend); a callable is
+            asked only for a run long enough (checking imports dynamo: seconds).
+        min_steps: The shortest run "auto" compiles.
+    """
+    if setting != "auto":
+        return bool(setting)
+    if steps < min_steps:
+        return False
+    return bool(compilable() if callable(compilable) else compilable)

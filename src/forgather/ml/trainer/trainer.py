@@ -3,7 +3,8 @@
 Everything about the loop lives in `BaseTrainer`, and bf16 autocast is the
 default of its hooks; this class only answers the device questions: which
 device (`args.device`, else CUDA, then MPS, then CPU, unless `args.use_cpu`),
-and `torch.compile`.
+and `torch.compile` (`torch_compile`: True, False, or "auto": runs of at least
+`AUTO_COMPILE_MIN_STEPS` steps where inductor can compile; `_should_compile`).
 
 The decision a reader may question: the model is compiled in place with
 `nn.Module.compile()` rather than wrapped by `torch.compile(model)`, so its
@@ -35,7 +36,7 @@ class Trainer(BaseTrainer):
     def _setup(self) -> nn.Module:
         self.device = self._select_device()
         self.model.to(self.device)
-        if self.args.torch_compile:
+        if self._should_compile():
             options = {
                 "mode": self.args.torch_compile_mode,
                 "backend": self.args.torch_compile_backend,

@@ -64,9 +64,15 @@ class TrainingArguments:
 
     # Numerics and speed.
     bf16: bool = False  # bf16 autocast for forward and loss; weights stay fp32
-    torch_compile: bool = False
+    # True/False as in HF; "auto" (not in HF): compile runs of at least
+    # AUTO_COMPILE_MIN_STEPS optimizer steps where the backend can (torch_settings.py).
+    torch_compile: bool | str = "auto"
     torch_compile_mode: str | None = None  # e.g. "max-autotune"; None: torch's default
     use_cpu: bool = False  # train on the CPU even when CUDA or MPS is available
+    # Not in HF: torch's CPU threads. None: the cores this process may use, shared among
+    # the node's ranks, unless OMP_NUM_THREADS is set or the program set them; 0: leave
+    # torch's setting (threads.py).
+    torch_threads: int | None = None
 
     # Logging, evaluation and checkpoints: "no", "steps" (every *_steps) or "epoch".
     logging_strategy: str = "steps"
@@ -146,6 +152,12 @@ class TrainingArguments:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.torch_compile not in (True, False, "auto"):
+            raise ValueError(
+                f"torch_compile must be True, False or 'auto', got {self.torch_compile!r}"
+            )
+        if self.torch_threads is not None and self.torch_threads < 0:
+            raise ValueError(f"torch_threads must be >= 0 or None, got {self.torch_threads}")
         if self.eval_steps is None:
             self.eval_steps = self.logging_steps
         if self.eval_steps < 1:

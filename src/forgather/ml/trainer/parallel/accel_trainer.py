@@ -142,7 +142,7 @@ class AccelTrainer(MultiProcessTrainer):
         check_joined(launched_world_size(), self.accelerator.num_processes)
         destroy_process_group_at_exit()
         self.device = self.accelerator.device
-        if self.args.torch_compile:
+        if self._should_compile():
             self.model.compile(mode=self.args.torch_compile_mode)
         if self.strategy == "fsdp" and self.accelerator.num_processes > 1:
             self.model.to(self.device)

@@ -163,7 +163,7 @@ class PipelineTrainer(MultiProcessTrainer):
         merge_checkpoints: bool = False,
         timeout_seconds: float = 600.0,
     ) -> None:
-        if args is not None and args.torch_compile:
+        if args is not None and args.torch_compile is True:  # "auto": not compiled
             raise ValueError("PipelineTrainer does not compile stages; set torch_compile=False")
         # The last stage computes next-token cross-entropy itself (`_ChunkLoss`).
         if compute_loss_func is not None and not _is_causal_loss(compute_loss_func):
