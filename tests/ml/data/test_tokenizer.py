@@ -103,3 +103,31 @@ def test_load_or_train_trains_once_then_loads_from_cache(small_source, caplog):
     other = load_or_train_tokenizer(small_source, vocab_size=420)
     assert len(other) == 420
     assert other.name_or_path != first.name_or_path
+
+
+def test_load_tokenizer_from_a_generated_model_directory_does_not_ask(
+    tmp_path, small_tokenizer, capfd
+):
+    """A Forgather model directory's config.json names a type only its own code
+    knows; transformers asks on the terminal before running it (and on a
+    terminal waits for an answer). The loader trusts the directory's code, as
+    the model loader does, instead of asking."""
+    from forgather.config import ConfigEnvironment
+    from forgather.project.workspace import templatelib_searchdirs
+
+    out = str(tmp_path / "model")
+    config = ConfigEnvironment(templatelib_searchdirs()).load("llama_4m.yaml", output_dir=out)
+    sizes = {"vocab_size": len(small_tokenizer), "hidden_size": 32, "intermediate_size": 64,
+             "num_attention_heads": 2, "num_key_value_heads": 2, "num_hidden_layers": 1}  # fmt: skip
+    for key, value in sizes.items():
+        config.set_value(f"model.hyperparameters.{key}", value)
+    config.build("model").save_pretrained(out)
+    small_tokenizer.save_pretrained(out)
+    assert "auto_map" in json.loads((tmp_path / "model" / "config.json").read_text())
+
+    capfd.readouterr()
+    loaded = load_tokenizer(out)
+    asked = capfd.readouterr()
+    assert "custom code" not in asked.out + asked.err
+    text = "def f(x):\n    return x"
+    assert loaded(text)["input_ids"] == small_tokenizer(text)["input_ids"]

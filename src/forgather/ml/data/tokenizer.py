@@ -143,11 +143,27 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase | Tokenizer) -> str
     return hashlib.sha256(backend.to_str().encode()).hexdigest()[:16]
 
 
+def brings_own_code(model_path: str | os.PathLike) -> bool:
+    """Whether a model directory brings its own model code (``auto_map``: a Forgather model)."""
+    try:
+        with open(os.path.join(model_path, "config.json")) as f:
+            return "auto_map" in json.load(f)
+    except (OSError, ValueError):
+        return False
+
+
 def load_tokenizer(path: str | os.PathLike) -> PreTrainedTokenizerFast:
-    """Load a tokenizer directory written by ``save_pretrained``."""
+    """Load a tokenizer directory written by ``save_pretrained``.
+
+    In a generated model directory, ``config.json`` names a model type only the
+    directory's own code knows; transformers would then ask on the terminal
+    whether to run it. That code is trusted when the model is loaded, so it is
+    trusted here too, instead of prompting.
+    """
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(path))
+    path = os.fspath(path)
+    return AutoTokenizer.from_pretrained(path, trust_remote_code=brings_own_code(path))
 
 
 def _texts(source: TextSource, limit_chars: int | None) -> Iterator[str]:

@@ -22,7 +22,6 @@ own models build their masks from ``position_ids`` and need no hook.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -30,14 +29,9 @@ from typing import Any
 import torch
 from torch import nn
 
-
-def _is_generated(model_path: str) -> bool:
-    """Whether the directory brings its own model code (``auto_map``: a Forgather model)."""
-    try:
-        with open(os.path.join(model_path, "config.json")) as f:
-            return "auto_map" in json.load(f)
-    except (OSError, ValueError):
-        return False
+# `load_tokenizer` is part of this package's API (the fine-tune template calls it here).
+from forgather.ml.data.tokenizer import brings_own_code
+from forgather.ml.data.tokenizer import load_tokenizer as load_tokenizer
 
 
 def _drop_unneeded_mask(
@@ -72,19 +66,6 @@ def attend_within_documents(model: nn.Module) -> nn.Module:
     return model
 
 
-def load_tokenizer(model_path: str | os.PathLike) -> Any:
-    """The tokenizer saved in a model directory, without transformers' remote-code prompt.
-
-    A Forgather model directory's ``config.json`` names a model type only its
-    own code knows; the tokenizer is then loaded trusting that code, as the
-    model is (:func:`load_pretrained`), instead of asking on the terminal.
-    """
-    from transformers import AutoTokenizer
-
-    path = os.fspath(model_path)
-    return AutoTokenizer.from_pretrained(path, trust_remote_code=_is_generated(path))
-
-
 def load_pretrained(
     model_path: str | os.PathLike,
     *,
@@ -117,7 +98,7 @@ def load_pretrained(
         from .lora import require_peft
 
         require_peft()  # before the (possibly long) load
-    options: dict[str, Any] = {"trust_remote_code": _is_generated(path)}
+    options: dict[str, Any] = {"trust_remote_code": brings_own_code(path)}
     if attn_implementation is not None:
         options["attn_implementation"] = attn_implementation
     if isinstance(dtype, str) and dtype != "auto":

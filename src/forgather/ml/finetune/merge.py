@@ -27,7 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .loading import _is_generated
+from forgather.ml.data.tokenizer import brings_own_code
+
 from .lora import (
     ADAPTER_WEIGHTS_FILE,
     PEFT_PREFIX,
@@ -133,7 +134,7 @@ def merge_lora(
     recorded = read_adapter_config(adapter_dir).get("base_model_name_or_path")
     base = _resolve_base(adapter_dir, recorded, os.fspath(base_model) if base_model else None)
 
-    trust = _is_generated(base)
+    trust = brings_own_code(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, trust_remote_code=trust)
     config = peft.LoraConfig.from_pretrained(adapter_dir)
     config.inference_mode = True
