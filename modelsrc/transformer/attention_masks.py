@@ -23,6 +23,14 @@ separated when nothing is cached (training and prefill); a generation step
 continues one document per row. Every query may attend to itself, so a
 padding query never has an all-masked row (which would give NaN); outputs at
 padding positions are meaningless and are ignored by the loss.
+
+Second decision: whether a batch is plain causal (no padding, no document
+restarts) can only be known by reading the tensors, which is a host sync on an
+accelerator and a graph break under ``torch.compile``. Outside compilation the
+mask reads them once (one combined check) so SDPA can take its ``is_causal``
+path; while compiling it never reads data and builds the dense mask whenever
+the caller gave a padding mask or positions that may restart (on a CPU the
+masked SDPA kernel costs about the same as the causal one).
 """
 
 import torch
@@ -41,8 +49,22 @@ def document_ids(position_ids: torch.Tensor) -> torch.Tensor:
 
 
 def has_document_boundaries(position_ids: torch.Tensor) -> bool:
-    """True if any row restarts its positions at 0 after its first token."""
+    """True if any row restarts its positions at 0 after its first token (reads the tensor)."""
     return bool((position_ids[:, 1:] == 0).any())
+
+
+def _is_plain_causal(
+    attention_mask: torch.Tensor | None, position_ids: torch.Tensor | None
+) -> bool:
+    """No padding and no document restart: both checks in one host read."""
+    restart = None
+    if position_ids is not None and position_ids.shape[-1] > 1:
+        restart = (position_ids[:, 1:] == 0).any()
+    padding = None if attention_mask is None else ~attention_mask.to(torch.bool).all()
+    if restart is not None and padding is not None:
+        return not bool(restart.to(padding.device) | padding)
+    flag = restart if restart is not None else padding
+    return flag is None or not bool(flag)
 
 
 def default_position_ids(
@@ -91,7 +113,8 @@ def dense_causal_mask(
     k_pos = torch.arange(kv_length, device=device)  # (S,)
     is_self = k_pos[None, :] == q_pos[:, None]  # (T, S)
     allowed = (k_pos[None, :] <= q_pos[:, None])[None]  # (1, T, S)
-    if position_ids is not None and past_length == 0 and has_document_boundaries(position_ids):
+    if position_ids is not None and past_length == 0 and query_length > 1:
+        # Without a read of the data: rows without restarts are one document anyway.
         doc = document_ids(position_ids.to(device))  # (B|1, T) and S == T here
         allowed = allowed & (doc[:, :, None] == doc[:, None, :])
     if attention_mask is not None:
@@ -133,19 +156,20 @@ def causal_attention_mask(
     """
     if attention_mask is not None and attention_mask.dim() == 4:
         return attention_mask  # already prepared by the caller
+    compiling = torch.compiler.is_compiling()
     if attn_implementation.startswith("flash_attention"):
-        if attention_mask is None or bool(attention_mask.all()):
+        if attention_mask is None or (not compiling and bool(attention_mask.all())):
             return None
         return attention_mask
     if attn_implementation not in _DENSE_MASK_IMPLEMENTATIONS:
         return None
-    if attn_implementation == "sdpa":
-        no_padding = attention_mask is None or bool(attention_mask.all())
-        no_documents = (
-            position_ids is None or past_length > 0 or not has_document_boundaries(position_ids)
-        )
+    if attn_implementation == "sdpa" and (past_length == 0 or query_length == 1):
         # One new token attends to the whole cache; a fresh sequence is plain causal.
-        if no_padding and no_documents and (past_length == 0 or query_length == 1):
+        if past_length > 0 or query_length == 1:
+            position_ids = None  # a cached step continues one document per row
+        if attention_mask is None and position_ids is None:
+            return None
+        if not compiling and _is_plain_causal(attention_mask, position_ids):
             return None
     mask = dense_causal_mask(query_length, past_length, attention_mask, position_ids, device)
     if attn_implementation == "flex_attention":

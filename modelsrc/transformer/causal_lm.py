@@ -33,7 +33,7 @@ from transformers.cache_utils import DynamicCache
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 from .attention_masks import causal_attention_mask, default_position_ids
-from .causal_loss import causal_lm_loss
+from .causal_loss import causal_lm_loss, linear_cross_entropy
 from .layer_stack import run_layers
 
 # transformers 5.2x renamed the KV cache argument and output field from
@@ -65,6 +65,13 @@ class DecoderParts:
     output_norm: nn.Module | None = None
     init_weights: Callable[[str, torch.Tensor], None] | None = None
     activation_checkpointing: bool = False
+
+
+def compute_dtype(tensor: torch.Tensor) -> torch.dtype:
+    """The dtype linear layers produce from ``tensor``: autocast's when it is on, else its own."""
+    if tensor.is_floating_point() and torch.is_autocast_enabled(tensor.device.type):
+        return torch.get_autocast_dtype(tensor.device.type)
+    return tensor.dtype
 
 
 def builder_arguments(builder: Callable, config) -> dict:
@@ -130,6 +137,14 @@ class CausalTransformerModel(CausalTransformerPreTrainedModel):
         for module in self.layers.modules():
             if hasattr(module, "layer_idx"):
                 module.__dict__["config"] = config  # plain attribute, not a submodule
+        # One rotary module shared by every layer (as the templates build it): its cos/sin
+        # tables are computed once per forward here instead of once per layer.
+        rotaries = {
+            id(module.rotary): module.rotary
+            for module in self.layers.modules()
+            if hasattr(getattr(module, "rotary", None), "tables")
+        }
+        self.__dict__["_shared_rotary"] = rotaries.popitem()[1] if len(rotaries) == 1 else None
         self.post_init()
 
     def _weight_init_fn(self) -> Callable[[str, torch.Tensor], None] | None:
@@ -189,10 +204,11 @@ class CausalTransformerModel(CausalTransformerPreTrainedModel):
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
         past_length = cache.get_seq_length() if cache is not None else 0
+        given_positions = position_ids
         if position_ids is None:
             position_ids = default_position_ids(attention_mask, past_length, seq_len, device)
         elif position_ids.dim() == 1:
-            position_ids = position_ids[None]  # (T,) -> (1, T): one flattened row
+            position_ids = given_positions = position_ids[None]  # (T,) -> (1, T): one flattened row
 
         hidden_states = self.input_encoder(tokens, position_ids)
         attn_implementation = self.config._attn_implementation or "eager"
@@ -202,10 +218,15 @@ class CausalTransformerModel(CausalTransformerPreTrainedModel):
             seq_len,
             past_length,
             attention_mask,
-            position_ids,
+            given_positions,  # default positions never restart a document
             hidden_states.dtype,
             device,
         )
+        rotary = self.__dict__.get("_shared_rotary")
+        if rotary is not None:
+            kwargs["rotary_tables"] = rotary.tables(
+                position_ids, compute_dtype(hidden_states), device
+            )
         all_hidden_states = [] if output_hidden_states else None
         hidden_states = run_layers(
             self.layers,
@@ -252,6 +273,17 @@ class CausalTransformerForCausalLM(CausalTransformerPreTrainedModel, GenerationM
     def get_input_embeddings(self) -> nn.Module:
         return self.model.get_input_embeddings()
 
+    def _fusable_head(self, logits_to_keep: int | torch.Tensor) -> bool:
+        """All positions, and a plain bias-free linear head on plain tensors."""
+        head = self.lm_head
+        return (
+            isinstance(logits_to_keep, int)
+            and logits_to_keep == 0
+            and type(head) is nn.Linear
+            and head.bias is None
+            and type(head.weight.data) is torch.Tensor  # not a DTensor shard
+        )
+
     def set_input_embeddings(self, value: nn.Module) -> None:
         self.model.set_input_embeddings(value)
 
@@ -273,18 +305,29 @@ class CausalTransformerForCausalLM(CausalTransformerPreTrainedModel, GenerationM
         logits_to_keep: int | torch.Tensor = 0,
         return_dict: bool | None = None,
         past_key_values=None,
+        skip_logits: bool | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast | tuple:
         """Logits for every position (or the last ``logits_to_keep``), and the loss given ``labels``.
+
+        With ``labels`` in training mode (and ``logits_to_keep`` 0) the loss
+        comes from :func:`linear_cross_entropy` on the final hidden states,
+        which never materialises the (B, T, V) logits, and ``logits`` is None:
+        a training step needs only the loss. In eval mode logits are returned
+        (generation, evaluation metrics). ``skip_logits`` overrides the choice
+        (the name Liger-Kernel's fused loss uses for the same switch).
 
         Args:
             labels: (B, T) unshifted targets, -100 where ignored.
             logits_to_keep: 0 keeps all positions; N keeps the last N; a
                 tensor selects positions.
+            skip_logits: True computes the loss without logits (needs
+                ``labels``); False always returns logits; None (default):
+                skip them in training mode when ``labels`` are given.
             Others: as :meth:`CausalTransformerModel.forward`.
 
         Returns:
-            ``CausalLMOutputWithPast`` with ``logits`` (B, T', V) and ``loss``.
+            ``CausalLMOutputWithPast`` with ``logits`` (B, T', V) or None, and ``loss``.
         """
         num_items_in_batch = kwargs.pop("num_items_in_batch", None)
         outputs = self.model(
@@ -298,14 +341,24 @@ class CausalTransformerForCausalLM(CausalTransformerPreTrainedModel, GenerationM
             **kwargs,
         )
         hidden_states = outputs.last_hidden_state
-        if isinstance(logits_to_keep, int):
-            keep = slice(-logits_to_keep, None) if logits_to_keep else slice(None)
+        if skip_logits is None:
+            skip_logits = labels is not None and self.training
+        if skip_logits and labels is None:
+            raise ValueError("skip_logits=True needs labels")
+        if skip_logits and self._fusable_head(logits_to_keep):
+            loss = linear_cross_entropy(
+                hidden_states, self.lm_head.weight, labels, num_items_in_batch=num_items_in_batch
+            )
+            logits = None
         else:
-            keep = logits_to_keep
-        logits = self.lm_head(hidden_states[:, keep, :])
-        loss = None
-        if labels is not None:
-            loss = causal_lm_loss(logits, labels, num_items_in_batch=num_items_in_batch)
+            if isinstance(logits_to_keep, int):
+                keep = slice(-logits_to_keep, None) if logits_to_keep else slice(None)
+            else:
+                keep = logits_to_keep
+            logits = self.lm_head(hidden_states[:, keep, :])
+            loss = None
+            if labels is not None:
+                loss = causal_lm_loss(logits, labels, num_items_in_batch=num_items_in_batch)
         output = CausalLMOutputWithPast(
             loss=loss,
             logits=logits,

@@ -10,6 +10,11 @@ Every layer takes ``hidden_states`` first, returns a tensor, and passes the
 remaining keyword arguments (mask, positions, cache, kernel options) to its
 attention, which is what vLLM's pipeline parallelism requires.
 
+Under autocast a pre-norm layer casts each norm's output to the autocast dtype
+once, so the projections that read it (q, k, v; gate, up) share one copy
+instead of each casting the float32 activations again (and their gradients
+meet in one cast back in the backward pass).
+
 Decision a reader may question: layers receive factories, not modules. A
 layer calls ``attention_factory(layer_idx=...)`` itself, so one config entry
 describes every layer while each gets its own weights and cache index.
@@ -19,6 +24,14 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+
+
+def autocast_input(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in the autocast dtype when autocast is on for its device, else unchanged."""
+    device_type = x.device.type
+    if torch.is_autocast_enabled(device_type):
+        return x.to(torch.get_autocast_dtype(device_type))
+    return x
 
 
 def deepnet_alpha(num_hidden_layers: int) -> float:
@@ -59,8 +72,9 @@ class PreLNLayer(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor, **attention_kwargs) -> torch.Tensor:
         x = hidden_states
-        x = x + self.dropout(self.self_attn(self.input_layernorm(x), **attention_kwargs))
-        return x + self.dropout(self.mlp(self.post_attention_layernorm(x)))
+        attn_in = autocast_input(self.input_layernorm(x))
+        x = x + self.dropout(self.self_attn(attn_in, **attention_kwargs))
+        return x + self.dropout(self.mlp(autocast_input(self.post_attention_layernorm(x))))
 
 
 class PostLNLayer(nn.Module):

@@ -12,10 +12,11 @@ only on their relative position. Channels are paired as (i, i + head_dim/2)
 
 Decision a reader may question: the module holds no buffers; inverse
 frequencies and the cos/sin tables are computed from ``position_ids`` on each
-call. That is a handful of element-wise ops on (T, head_dim) tensors per
-layer, and in exchange the module works unchanged on the ``meta`` device,
-after ``from_pretrained``, when shared by every layer, and with packed
-sequences whose positions restart at 0.
+forward. The base model computes them once per forward with :meth:`RotaryEmbedding.tables`
+(when its layers share one rotary module, as the templates build them) and
+hands them to every layer; a layer given none computes its own. In exchange
+the module works unchanged on the ``meta`` device, after ``from_pretrained``,
+and with packed sequences whose positions restart at 0.
 """
 
 import math
@@ -209,12 +210,15 @@ class RotaryEmbedding(nn.Module):
             inv_freq = llama3_inv_freq(inv_freq, **self.llama3_scaling)
         return inv_freq
 
-    def forward(
-        self, query: torch.Tensor, key: torch.Tensor, position_ids: torch.Tensor
+    def tables(
+        self, position_ids: torch.Tensor, dtype: torch.dtype, device: torch.device
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rotate ``query`` (B, Hq, T, hd) and ``key`` (B, Hkv, T, hd) by ``position_ids`` (B|1, T)."""
+        """cos and sin, (B|1, 1, T, hd) in ``dtype``, for ``position_ids`` (B|1, T).
+
+        Computed in float32 (scaled by YaRN's attention factor), then cast.
+        """
         if self.rope_parameters is None:
-            inv_freq, attention_factor = self.inv_freq(query.device), 1.0
+            inv_freq, attention_factor = self.inv_freq(device), 1.0
         else:
             dynamic = self.rope_parameters.get("rope_type") == "dynamic"
             # Only dynamic NTK depends on the length (and pays for a device sync to read it).
@@ -224,17 +228,31 @@ class RotaryEmbedding(nn.Module):
                 self.rope_theta,
                 self.rope_parameters,
                 seq_len,
-                query.device,
+                device,
                 self.max_position_embeddings,
             )
-        freqs = position_ids[..., None].float() * inv_freq  # (B, T, hd/2)
+        freqs = position_ids.to(device)[..., None].float() * inv_freq  # (B, T, hd/2)
         angles = torch.cat((freqs, freqs), dim=-1)  # (B, T, hd)
         cos, sin = angles.cos(), angles.sin()
         if attention_factor != 1.0:
             cos, sin = cos * attention_factor, sin * attention_factor
         # (B, 1, T, hd): broadcast over heads
-        cos = cos.to(query.dtype).unsqueeze(1)
-        sin = sin.to(query.dtype).unsqueeze(1)
+        return cos.to(dtype).unsqueeze(1), sin.to(dtype).unsqueeze(1)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        position_ids: torch.Tensor,
+        tables: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotate ``query`` (B, Hq, T, hd) and ``key`` (B, Hkv, T, hd) by ``position_ids`` (B|1, T).
+
+        ``tables``: this module's :meth:`tables` for ``position_ids``, when already computed.
+        """
+        if tables is None:
+            tables = self.tables(position_ids, query.dtype, query.device)
+        cos, sin = (t.to(query.dtype) for t in tables)
         query = query * cos + rotate_half(query) * sin
         key = key * cos + rotate_half(key) * sin
         return query, key
