@@ -27,5 +27,5 @@ def test_model_test_prints_losses_and_shapes(tmp_path):
     assert len(losses) == 2 and losses[1] < losses[0]
     assert lines[1] == "ln(vocab_size) = 4.159; lr 0.001"
     assert lines[2].startswith(
-        f"step 1: loss {losses[0]:.4f}, input_ids (3, 8), 3 documents, logits (3, 8, 64), "
+        f"step 1: loss {losses[0]:.4f}, input_ids (3, 8), 3 documents, logits not kept, "
     )

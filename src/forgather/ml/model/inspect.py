@@ -208,9 +208,11 @@ def run_model_test(
             elapsed = time.perf_counter() - start
             losses.append(output.loss.item())
             tokens = int(batch["attention_mask"].sum())
+            # A generated model's chunked loss in training never builds the (B, T, V) logits.
+            logits = "not kept" if output.logits is None else tuple(output.logits.shape)
             print_fn(
                 f"step {step}: loss {losses[-1]:.4f}, input_ids {tuple(batch['input_ids'].shape)}, "
-                f"{documents} documents, logits {tuple(output.logits.shape)}, "
+                f"{documents} documents, logits {logits}, "
                 f"{tokens / elapsed:,.0f} tokens/s"
             )
     finally:
