@@ -41,11 +41,12 @@ packages its trainer imports but this venv lacks (torchdata, aiohttp) are
 installed once with pip into `--original-deps` and appended to `sys.path`
 (after this venv's packages).
 
-`--profile` runs `--profile-steps` steps of our trainer (after the warm-up)
-under `torch.profiler` in one more process and prints the operators with the
-most self CPU time and the number of host syncs per step (reads of a tensor's
-value into Python: `aten::_local_scalar_dense`, what `.item()` and
-`bool(tensor)` call; on a GPU each waits for the device).
+`--profile` runs `--profile-steps` steps of each trainer (after the warm-up)
+under `torch.profiler`, one more process each, and prints per step the host
+syncs (reads of a tensor's value into Python: `aten::_local_scalar_dense`,
+what `.item()` and `bool(tensor)` call; on a GPU each waits for the device)
+and the aten operators dispatched, then our trainer's operators with the most
+self CPU time.
 
 FLOPs per token: 6 * N (N: parameters except the input embedding; forward and
 backward matmuls) + 12 * layers * seq_len * hidden (attention scores and
@@ -81,7 +82,11 @@ DEFAULT_DEPS_DIR = DEFAULT_DEPS_DIR / "forgather-bench" / "original-deps"
 
 # ----------------------------------------------------------------------------- parent side
 def matmul_peak(dtype_name: str, size: int = 2048, repeats: int = 10) -> float:
-    """Measured GFLOP/s of a size x size matmul in this process."""
+    """Measured GFLOP/s of a size x size matmul in this process (the fastest of `repeats`).
+
+    The fastest, not the mean: on a shared machine other processes steal whole
+    time slices, and a peak is what the hardware does when it gets the cores.
+    """
     import torch
 
     dtype = getattr(torch, dtype_name)
@@ -89,10 +94,12 @@ def matmul_peak(dtype_name: str, size: int = 2048, repeats: int = 10) -> float:
     b = torch.randn(size, size, dtype=dtype)
     for _ in range(2):
         a @ b
-    start = time.perf_counter()
+    best = float("inf")
     for _ in range(repeats):
+        start = time.perf_counter()
         a @ b
-    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
 
 
 def prepare_data(workdir: Path, seq_len: int) -> None:
@@ -395,7 +402,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--original", type=Path, help="a checkout of the original Forgather")
     p.add_argument("--original-deps", type=Path, default=DEFAULT_DEPS_DIR,
                    help="where the original's missing dependencies are installed")  # fmt: skip
-    p.add_argument("--profile", action="store_true", help="profile our trainer's steps")
+    p.add_argument("--profile", action="store_true",
+                   help="profile each trainer's steps; print ours in full")  # fmt: skip
     p.add_argument("--profile-steps", type=int, default=3)
     p.add_argument("--workdir", type=Path, help="reuse prepared data and models here")
     p.add_argument("--child", choices=PEERS, help=argparse.SUPPRESS)
@@ -439,12 +447,25 @@ def print_results(results: dict[str, dict | str], opts: argparse.Namespace, peak
             print(f"peak RSS ours/{which}: {ratio:.2f}x {note}".rstrip())
 
 
-def print_profile(profile: dict) -> None:
-    steps = profile["steps"]
-    print(f"\nprofile of our trainer, {steps} steps after the warm-up (torch.profiler, CPU):")
-    print(f"host syncs (aten::_local_scalar_dense): {profile['host_syncs'] / steps:.1f} per step; "
-          f"aten operators dispatched: {profile['operators'] / steps:,.0f} per step")  # fmt: skip
-    print(profile["table"])
+def profile(opts: argparse.Namespace, peers: list[str], workdir: Path) -> None:
+    """Profile a few steps of every peer (one more child each); print ours in full."""
+    profile_opts = argparse.Namespace(**vars(opts))
+    profile_opts.steps = opts.warmup + opts.profile_steps + 1
+    extra = ("--profile", "--profile-steps", str(opts.profile_steps))
+    profiles = {which: run_peer(which, profile_opts, workdir, *extra) for which in peers}
+    print(f"\nprofiled: {opts.profile_steps} steps after the warm-up (torch.profiler, CPU)")
+    print(f"{'trainer':<14}{'host syncs/step':>17}{'aten ops/step':>15}")
+    for which, r in profiles.items():
+        if isinstance(r, str):
+            print(f"{which:<14}failed: {r.splitlines()[-1] if r else ''}")
+            continue
+        steps = r["profile"]["steps"]
+        print(f"{which:<14}{r['profile']['host_syncs'] / steps:>17.1f}"
+              f"{r['profile']['operators'] / steps:>15,.0f}")  # fmt: skip
+    ours = profiles.get("forgather")
+    if isinstance(ours, dict):
+        print("\nour trainer, operators by self CPU time:")
+        print(ours["profile"]["table"])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -490,14 +511,7 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(r, str):
             print(f"\n{which} failed:\n{r}")
     if opts.profile:
-        profile_opts = argparse.Namespace(**vars(opts))
-        profile_opts.steps = opts.warmup + opts.profile_steps + 1
-        result = run_peer("forgather", profile_opts, workdir, "--profile",
-                          "--profile-steps", str(opts.profile_steps))  # fmt: skip
-        if isinstance(result, str):
-            print(f"\nprofile run failed:\n{result}")
-        else:
-            print_profile(result["profile"])
+        profile(opts, peers, workdir)
     if not opts.workdir:
         import shutil
 
