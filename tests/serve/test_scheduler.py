@@ -117,16 +117,74 @@ def test_queue_limit_and_failing_callback(scheduler, model_and_tokenizer):
     assert running.stats()["cancelled"] == 1
 
 
+def _own_cache(model, tokens: list[int]) -> DynamicCache:
+    cache = DynamicCache(config=model.config)
+    model(torch.tensor([tokens]), use_cache=True, **{cache_keyword(model): cache})
+    return cache
+
+
 def test_padded_batch_trims_columns_no_row_uses(model_and_tokenizer):
     model, _ = model_and_tokenizer
     batch = PaddedKVBatch(model.config)
     for length in (3, 7, 5):
-        cache = DynamicCache(config=model.config)
-        model(torch.arange(length)[None] + 10, use_cache=True, **{cache_keyword(model): cache})
-        batch.add(cache, length)
+        batch.add(_own_cache(model, list(range(10, 10 + length))), length)
     assert batch.mask.sum(dim=1).tolist() == [3, 7, 5] and batch.mask.shape[1] == 7
     batch.keep([2, 0])
     assert batch.lengths == [5, 3] and batch.mask.shape == (2, 5)
     assert batch.cache.layers[0].keys.shape[2] == 5
     batch.keep([])
-    assert len(batch) == 0 and batch.cache is None
+    assert len(batch) == 0 and batch.mask is None
+
+
+def test_padded_batch_rows_hold_their_own_keys_through_joins_and_leaves(model_and_tokenizer):
+    """Whatever rows joined (alone or left-padded together), left or grew, each row holds
+    exactly the keys and values of its own tokens, zeros before them, and a mask to match."""
+    model, _ = model_and_tokenizer
+    batch = PaddedKVBatch(model.config)
+    tokens: list[list[int]] = []  # per batch row
+
+    def join(prompts: list[list[int]]) -> None:
+        width = max(map(len, prompts))
+        cache = DynamicCache(config=model.config)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        model(
+            torch.tensor([[0] * (width - len(p)) + p for p in prompts]),
+            attention_mask=mask,
+            position_ids=(mask.cumsum(dim=1) - 1).clamp(min=0),
+            use_cache=True,
+            **{cache_keyword(model): cache},
+        )
+        batch.add_rows(cache, [len(p) for p in prompts])
+        tokens.extend(prompts)
+
+    def step() -> None:
+        inputs = batch.step_inputs([row[-1] for row in tokens])
+        model(**inputs, **{cache_keyword(model): batch.cache})
+        for row in tokens:
+            row.append(row[-1])
+
+    def check() -> None:
+        assert batch.lengths == [len(row) for row in tokens]
+        width = batch.mask.shape[1]
+        for b, row in enumerate(tokens):
+            assert batch.mask[b].tolist() == [0] * (width - len(row)) + [1] * len(row)
+            for own, shared in zip(_own_cache(model, row).layers, batch.cache.layers, strict=True):
+                torch.testing.assert_close(shared.keys[b, :, width - len(row) :], own.keys[0])
+                torch.testing.assert_close(shared.values[b, :, width - len(row) :], own.values[0])
+                assert not shared.keys[b, :, : width - len(row)].any()
+
+    join([[11, 12, 13]])
+    join([[20 + i for i in range(9)], [30, 31]])  # longer than the batch: it moves right
+    step()
+    check()
+    order = batch.drop([0])  # the last row takes its place
+    tokens = [tokens[row] for row in order]
+    assert order == [2, 1] and batch.mask.shape[1] == 10  # the 9-token row still needs all
+    join([[40, 41, 42, 43 + i] for i in range(3)])  # more rows than allocated
+    for _ in range(70):  # past the first column capacity
+        step()
+    check()
+    order = batch.drop([1, 3])
+    tokens = [tokens[row] for row in order]
+    step()
+    check()

@@ -1,19 +1,23 @@
 """A batch of sequences of different lengths sharing one left-padded KV cache.
 
-Rows join after their own prefill (their cache is merged in) and leave at any
-step (their rows are dropped); one decode step then feeds every row its last
-token. Shapes: keys and values are (B, H_kv, S, D) per layer, the padding mask
-is (B, S) with 1 for real tokens, and row ``b`` holds ``lengths[b]`` real
-tokens right-aligned at the end of its S columns.
+Rows join after their prefill (their keys and values are copied in) and leave
+at any step; one decode step then feeds every row its last token. Shapes:
+keys and values are (B, H_kv, S, D) per layer, the padding mask is (B, S) with
+1 for real tokens, and row ``b`` holds ``lengths[b]`` real tokens
+right-aligned at the end of its S columns.
 
-Decision a reader may question: this uses the plain ``DynamicCache`` and the
-2D attention mask + ``position_ids`` interface that ``generate()`` itself uses
-for left-padded batches, not a paged cache. Any Hugging Face causal LM that
-supports batched ``generate()`` therefore works unchanged, and every row's
-numbers are those of decoding it alone (padding columns get zero attention
-weight). The cost is copying the cache when a longer row joins and padding
-columns while lengths differ; leading columns that no row uses any more are
-trimmed whenever rows leave.
+Decision a reader may question: this keeps the plain 2D attention mask +
+``position_ids`` interface that ``generate()`` itself uses for left-padded
+batches, not a paged cache, so any Hugging Face causal LM that supports
+batched ``generate()`` works unchanged and every row's numbers are those of
+decoding it alone (padding columns get zero attention weight). But the keys
+and values live in preallocated slabs (rows x columns, grown by doubling),
+and the cache the model sees is a view of them: a decode step writes one
+column in place instead of concatenating the whole cache, a leaving row is
+replaced by the last row (one row copied, not the batch), and leading columns
+no row uses are dropped by moving the view's start. Slab cells outside a
+row's real tokens are kept at zero, so masked columns never hold a NaN that
+``0 * NaN`` could spread into other rows.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import inspect
 import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
+
+_MIN_COLUMNS = 64  # first column capacity; doubled when full
 
 
 def cache_keyword(model) -> str:
@@ -54,12 +60,39 @@ def check_cache_supported(config) -> None:
         )
 
 
-def _left_pad(x: torch.Tensor, columns: int) -> torch.Tensor:
-    """(B, H, S, D) -> (B, H, S + columns, D) with zeros in front."""
-    if columns == 0:
-        return x
-    batch, heads, _, dim = x.shape
-    return torch.cat([x.new_zeros(batch, heads, columns, dim), x], dim=2)
+class _SlabLayer(DynamicLayer):
+    """One layer's keys and values: views of (rows, H, columns, D) slabs owned by the batch.
+
+    ``update`` writes the step's keys at the batch's write column and returns
+    the columns from the batch's start through them.
+    """
+
+    def __init__(self, batch: PaddedKVBatch) -> None:
+        super().__init__()
+        self._batch = batch
+        self.key_slab: torch.Tensor | None = None
+        self.value_slab: torch.Tensor | None = None
+        self.is_initialized = True
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        batch = self._batch
+        rows, at = key_states.shape[0], batch.write_column
+        end = at + key_states.shape[2]
+        self.key_slab[:rows, :, at:end] = key_states
+        self.value_slab[:rows, :, at:end] = value_states
+        self.keys = self.key_slab[:rows, :, batch.start : end]
+        self.values = self.value_slab[:rows, :, batch.start : end]
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self._batch.write_column - self._batch.start
+
+    def refresh(self) -> None:
+        """Point ``keys``/``values`` at the batch's current rows and columns."""
+        batch = self._batch
+        columns = slice(batch.start, batch.end)
+        self.keys = self.key_slab[: len(batch), :, columns]
+        self.values = self.value_slab[: len(batch), :, columns]
 
 
 class PaddedKVBatch:
@@ -72,69 +105,171 @@ class PaddedKVBatch:
     def __init__(self, config) -> None:
         self._config = config
         self.cache: DynamicCache | None = None
-        self.mask: torch.Tensor | None = None  # (B, S) long, 1 = real token
+        self._mask_slab: torch.Tensor | None = None  # (rows, columns) long, 1 = real token
         self.lengths: list[int] = []  # real tokens per row (= position of its next token)
+        self.start = 0  # first column any row uses
+        self.end = 0  # one past the last written column
+        self.write_column = 0  # where the model's next keys go (during a step: end - 1)
 
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def add(self, cache: DynamicCache, length: int) -> None:
-        """Append a prefilled sequence as the last row.
+    @property
+    def mask(self) -> torch.Tensor | None:
+        """(B, S) padding mask of the rows, 1 for real tokens."""
+        if not self.lengths:
+            return None
+        return self._mask_slab[: len(self.lengths), self.start : self.end]
+
+    @property
+    def _layers(self) -> list[_SlabLayer]:
+        return self.cache.layers
+
+    def _allocate(self, rows: int, columns: int, like: torch.Tensor, end: int) -> None:
+        """New zero slabs of ``rows`` x ``columns``; the current rows' used columns move to end
+        at column ``end``."""
+        keep, used = len(self.lengths), slice(self.start, self.end)
+        start = end - (self.end - self.start)
+        moved = slice(start, end)
+        if self.cache is None:
+            self.cache = DynamicCache(config=self._config)
+            self.cache.layers = [_SlabLayer(self) for _ in self.cache.layers]
+        for layer in self._layers:
+            for name in ("key_slab", "value_slab"):
+                old = getattr(layer, name)
+                heads, dim = (like.shape[1], like.shape[3]) if old is None else old.shape[1::2]
+                new = like.new_zeros(rows, heads, columns, dim)
+                if old is not None and keep:
+                    new[:keep, :, moved] = old[:keep, :, used]
+                setattr(layer, name, new)
+        mask = torch.zeros(rows, columns, dtype=torch.long, device=like.device)
+        if self._mask_slab is not None and keep:
+            mask[:keep, moved] = self._mask_slab[:keep, used]
+        self._mask_slab = mask
+        self.start, self.end = start, end
+
+    def add_rows(
+        self, cache: DynamicCache, lengths: list[int], rows: list[int] | None = None
+    ) -> None:
+        """Append prefilled sequences as the last rows.
 
         Args:
-            cache: Its own cache, batch size 1, holding ``length`` tokens.
-            length: Its number of tokens.
+            cache: Their own cache, holding L columns; a row's tokens are its
+                last columns (left padding before them is ignored).
+            lengths: The numbers of tokens of the rows added.
+            rows: Which rows of ``cache`` to add (default: all, in order).
         """
-        layers = [(layer.keys, layer.values) for layer in cache.layers]
-        device = layers[0][0].device
-        row_mask = torch.ones(1, length, dtype=torch.long, device=device)
-        if self.cache is None:
-            self.cache, self.mask = cache, row_mask
-            self.lengths = [length]
-            return
-        width = max(self.mask.shape[1], length)
-        old_pad, new_pad = width - self.mask.shape[1], width - length
-        merged = DynamicCache(config=self._config)
-        for index, ((keys, values), old) in enumerate(zip(layers, self.cache.layers, strict=True)):
-            merged.update(
-                torch.cat([_left_pad(old.keys, old_pad), _left_pad(keys, new_pad)], dim=0),
-                torch.cat([_left_pad(old.values, old_pad), _left_pad(values, new_pad)], dim=0),
-                index,
-            )
-        self.mask = torch.cat(
-            [
-                torch.nn.functional.pad(self.mask, (old_pad, 0)),
-                torch.nn.functional.pad(row_mask, (new_pad, 0)),
-            ],
-            dim=0,
+        sources = [(layer.keys, layer.values) for layer in cache.layers]
+        if rows is not None and rows != list(range(sources[0][0].shape[0])):
+            index = torch.tensor(rows, device=sources[0][0].device)
+            sources = [(keys[index], values[index]) for keys, values in sources]
+        keys0 = sources[0][0]
+        new, width = len(lengths), keys0.shape[2]
+        current = len(self.lengths)
+        if not current:
+            self.start = self.end = width
+        capacity_rows, capacity_columns = (
+            (0, 0) if self._mask_slab is None else tuple(self._mask_slab.shape)
         )
-        self.cache = merged
-        self.lengths.append(length)
+        # The new rows end at `end` like every row: they need `width` columns before it, and
+        # the next step one column after it.
+        if current + new > capacity_rows or self.end < width or self.end + 1 > capacity_columns:
+            end = max(self.end - self.start, width)
+            columns = max(_MIN_COLUMNS, capacity_columns, 2 * end + 1)
+            self._allocate(max(capacity_rows, current + new, 2 * current), columns, keys0, end)
+        first = self.end - width
+        if first < self.start:  # columns no current row uses: zero them (stale rows' values)
+            for layer in self._layers:
+                layer.key_slab[:current, :, first : self.start] = 0
+                layer.value_slab[:current, :, first : self.start] = 0
+            self._mask_slab[:current, first : self.start] = 0
+            self.start = first
+        block = slice(current, current + new)
+        for layer, (keys, values) in zip(self._layers, sources, strict=True):
+            for slab, source in ((layer.key_slab, keys), (layer.value_slab, values)):
+                slab[block, :, self.start : first] = 0
+                slab[block, :, first : self.end] = source
+        self._mask_slab[block, self.start : self.end] = 0
+        for i, length in enumerate(lengths):
+            if length < width:  # this row's left padding: zeros, not the model's pad-token keys
+                for layer in self._layers:
+                    layer.key_slab[current + i, :, first : self.end - length] = 0
+                    layer.value_slab[current + i, :, first : self.end - length] = 0
+            self._mask_slab[current + i, self.end - length : self.end] = 1
+        self.lengths += list(lengths)
+        self._refresh()
+
+    def add(self, cache: DynamicCache, length: int) -> None:
+        """Append one prefilled sequence (batch size 1, ``length`` tokens) as the last row."""
+        self.add_rows(cache, [length])
+
+    def _refresh(self) -> None:
+        self.write_column = self.end
+        for layer in self._layers:
+            layer.refresh()
+
+    def drop(self, rows: list[int]) -> list[int]:
+        """Remove ``rows``; the last rows move into their places.
+
+        Returns:
+            The old index of each remaining row, in the new order.
+        """
+        dropped = set(rows)
+        kept = [row for row in range(len(self.lengths)) if row not in dropped]
+        if not kept:
+            self.keep([])
+            return []
+        count = len(kept)
+        holes = [row for row in sorted(dropped) if row < count]
+        movers = [row for row in kept if row >= count]
+        order = list(range(count))
+        for hole, mover in zip(holes, movers, strict=True):
+            order[hole] = mover
+        self._gather(order, holes, movers)
+        return order
 
     def keep(self, rows: list[int]) -> None:
         """Keep only ``rows`` (in that order); drop the others and unused columns."""
         if not rows:
-            self.cache, self.mask, self.lengths = None, None, []
+            self.lengths = []
+            if self.cache is not None:
+                self._refresh()
             return
         if rows == list(range(len(self.lengths))):
             return
-        index = torch.tensor(rows, device=self.mask.device)
-        self.lengths = [self.lengths[row] for row in rows]
-        unused = self.mask.shape[1] - max(self.lengths)  # leading columns every kept row pads
-        self.mask = self.mask[index, unused:]
-        for layer in self.cache.layers:
-            layer.keys = layer.keys[index, :, unused:]
-            layer.values = layer.values[index, :, unused:]
+        targets = [i for i, row in enumerate(rows) if row != i]
+        self._gather(rows, targets, [rows[i] for i in targets])
+
+    def _gather(self, order: list[int], targets: list[int], sources: list[int]) -> None:
+        if targets:
+            device = self._mask_slab.device
+            to = torch.tensor(targets, device=device)
+            source = torch.tensor(sources, device=device)
+            for layer in self._layers:
+                # Indexing on the right copies first, so overlapping rows are safe.
+                layer.key_slab[to] = layer.key_slab[source]
+                layer.value_slab[to] = layer.value_slab[source]
+            self._mask_slab[to] = self._mask_slab[source]
+        self.lengths = [self.lengths[row] for row in order]
+        self.start = self.end - max(self.lengths)  # leading columns every kept row pads
+        self._refresh()
 
     def step_inputs(self, last_tokens: list[int]) -> dict[str, torch.Tensor | bool]:
         """Model keyword arguments for one decode step that feeds each row its last token.
 
         The mask gains the new token's column here; the caller passes
         :attr:`cache` under the model's :func:`cache_keyword` and the model
-        appends its keys and values to it.
+        writes its keys and values into that column.
         """
-        device = self.mask.device
-        self.mask = torch.nn.functional.pad(self.mask, (0, 1), value=1)
+        rows = len(self.lengths)
+        if self.end + 1 > self._mask_slab.shape[1]:  # full: move to the left edge, double
+            used = self.end - self.start
+            like = self._layers[0].key_slab
+            self._allocate(self._mask_slab.shape[0], max(_MIN_COLUMNS, 2 * used + 2), like, used)
+        device = self._mask_slab.device
+        self._mask_slab[:rows, self.end] = 1
+        self.write_column = self.end
+        self.end += 1
         positions = torch.tensor(self.lengths, device=device)[:, None]  # (B, 1)
         self.lengths = [length + 1 for length in self.lengths]
         return {

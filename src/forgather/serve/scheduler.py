@@ -6,8 +6,8 @@
     scheduler.stop()
 
 Requests wait in a FIFO queue; each loop iteration admits waiting requests
-(prefilling each alone and merging its cache into the batch) while the batch
-has fewer than ``max_batch_size`` rows and their reserved tokens (prompt +
+(prefilling them together, left-padded, and copying their keys and values into
+the batch) while the batch has fewer than ``max_batch_size`` rows and their reserved tokens (prompt +
 ``max_tokens``) fit ``max_batch_tokens``, then runs one decode step for all
 rows. A row leaves the moment it finishes or is cancelled, so a request joins
 and leaves the batch at any step. Output is delivered per token through a
@@ -129,6 +129,9 @@ class BatchScheduler:
         use_cache: False recomputes every sequence from its first token at each
             step, one sequence at a time (``inf server --disable-kv-cache``: for
             models whose cache is broken or unsupported; slow).
+        max_prefill_tokens: Prompts admitted together are prefilled in one
+            forward pass while their count times the longest one's length
+            stays within this.
     """
 
     def __init__(
@@ -139,6 +142,7 @@ class BatchScheduler:
         max_batch_tokens: int = 32768,
         max_waiting: int = 256,
         use_cache: bool = True,
+        max_prefill_tokens: int = 2048,
     ) -> None:
         if use_cache:
             check_cache_supported(model.config)
@@ -148,6 +152,7 @@ class BatchScheduler:
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
         self.max_waiting = max_waiting
+        self.max_prefill_tokens = max_prefill_tokens
         self._device = next(model.parameters()).device
         # Only pass `logits_to_keep` to models that take it (saves a (T, V) logits tensor).
         self._prefill_kwargs = (
@@ -259,8 +264,8 @@ class BatchScheduler:
                         return
                     self._drop_cancelled()
                     admitted = self._take_admissible()
-                for sequence in admitted:
-                    self._prefill(sequence)
+                if admitted:
+                    self._prefill_all(admitted)
                 if self._running:
                     self._decode_step()
 
@@ -271,10 +276,7 @@ class BatchScheduler:
         cancelled, self._cancelled = self._cancelled, set()
         before = len(self._waiting) + len(self._running)
         self._waiting = collections.deque(s for s in self._waiting if s.id not in cancelled)
-        rows = [row for row, s in enumerate(self._running) if s.id not in cancelled]
-        self._running = [self._running[row] for row in rows]
-        if self.use_cache:
-            self._batch.keep(rows)
+        self._remove_rows([row for row, s in enumerate(self._running) if s.id in cancelled])
         self.counters["cancelled"] += before - len(self._waiting) - len(self._running)
 
     def _take_admissible(self) -> list[_Sequence]:
@@ -290,39 +292,80 @@ class BatchScheduler:
             reserved += candidate.reserved_tokens
         return admitted
 
-    def _prefill(self, sequence: _Sequence) -> None:
-        """Run the prompt alone, emit the first token, and add the row to the batch."""
-        prompt = sequence.request.prompt_ids
+    def _prefill_all(self, sequences: list[_Sequence]) -> None:
+        """Prefill newly admitted sequences, together in groups of at most
+        ``max_prefill_tokens`` padded prompt tokens (a longer prompt alone)."""
+        if not self.use_cache:
+            for sequence in sequences:
+                self._prefill([sequence])
+            return
+        group: list[_Sequence] = []
+        width = 0
+        # Shortest first: prompts of similar lengths share a group, so little of it is padding.
+        for sequence in sorted(sequences, key=lambda s: len(s.request.prompt_ids)):
+            length = len(sequence.request.prompt_ids)
+            if group and max(width, length) * (len(group) + 1) > self.max_prefill_tokens:
+                self._prefill(group)
+                group, width = [], 0
+            group.append(sequence)
+            width = max(width, length)
+        if group:
+            self._prefill(group)
+
+    def _prefill(self, group: list[_Sequence]) -> None:
+        """Run the prompts together, emit their first tokens, and add the rows to the batch.
+
+        One prompt runs alone exactly as ``generate()`` runs it; several are
+        left-padded with a padding mask, as batched ``generate()`` does. When a
+        group fails, each prompt is retried alone, so a bad prompt fails only itself.
+        """
+        prompts = [sequence.request.prompt_ids for sequence in group]
         try:
-            input_ids = torch.tensor([prompt], device=self._device)
-            if self.use_cache:
-                cache = DynamicCache(config=self.model.config)
-                output = self.model(
-                    input_ids=input_ids,
-                    use_cache=True,
-                    **{self._cache_keyword: cache},
-                    **self._prefill_kwargs,
-                )
-            else:
-                output = self.model(input_ids=input_ids, use_cache=False, **self._prefill_kwargs)
-            [choice] = choose_tokens(
-                output.logits[:, -1],
-                [sequence.request.params],
-                [sequence.generator],
-                [sequence.history],
-                [0],
+            logits, cache = self._prefill_forward(prompts)
+            choices = choose_tokens(
+                logits,
+                [s.request.params for s in group],
+                [s.generator for s in group],
+                [s.history for s in group],
+                [0] * len(group),
             )
         except Exception as error:  # a bad prompt must not stop the server
+            if len(group) > 1:
+                for sequence in group:
+                    self._prefill([sequence])
+                return
             logger.exception("prefill failed")
-            self._fail([sequence], error)
+            self._fail(group, error)
             return
-        if isinstance(choice, SamplingError):
-            self._fail([sequence], choice)
-            return
-        if not self._advance(sequence, choice):
-            if self.use_cache:
-                self._batch.add(cache, len(prompt))  # the model appended the prompt's keys/values
-            self._running.append(sequence)
+        joining = []
+        for row, (sequence, choice) in enumerate(zip(group, choices, strict=True)):
+            if isinstance(choice, SamplingError):
+                self._fail([sequence], choice)
+            elif not self._advance(sequence, choice):
+                joining.append(row)
+        if joining and self.use_cache:  # the model appended the prompts' keys/values
+            self._batch.add_rows(cache, [len(prompts[row]) for row in joining], joining)
+        self._running += [group[row] for row in joining]
+
+    def _prefill_forward(self, prompts: list[list[int]]) -> tuple[torch.Tensor, Any]:
+        """(n, V) next-token logits of left-padded ``prompts``, and their cache (None without)."""
+        width = max(len(prompt) for prompt in prompts)
+        # Any valid id pads: padding columns are masked out and their keys zeroed in the batch.
+        input_ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts], device=self._device)
+        inputs: dict[str, Any] = {"input_ids": input_ids}
+        if any(len(prompt) < width for prompt in prompts):
+            mask = torch.tensor(
+                [[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self._device
+            )
+            inputs["attention_mask"] = mask
+            inputs["position_ids"] = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        if not self.use_cache:
+            return self.model(**inputs, use_cache=False, **self._prefill_kwargs).logits[:, -1], None
+        cache = DynamicCache(config=self.model.config)
+        output = self.model(
+            **inputs, use_cache=True, **{self._cache_keyword: cache}, **self._prefill_kwargs
+        )
+        return output.logits[:, -1], cache
 
     def _decode_step(self) -> None:
         """Feed every running row its last token and advance each by one token."""
@@ -348,15 +391,25 @@ class BatchScheduler:
                 self._batch.keep([])
             self._fail(failed, error)
             return
-        keep = []
+        finished = []
         for row, (sequence, choice) in enumerate(zip(self._running, choices, strict=True)):
             if isinstance(choice, SamplingError):
                 self._fail([sequence], choice)  # only this row: the others go on
-            elif not self._advance(sequence, choice):
-                keep.append(row)
-        self._running = [self._running[row] for row in keep]
+                finished.append(row)
+            elif self._advance(sequence, choice):
+                finished.append(row)
+        self._remove_rows(finished)
+
+    def _remove_rows(self, rows: list[int]) -> None:
+        """Drop these rows of the batch (the batch may reorder the others)."""
+        if not rows:
+            return
         if self.use_cache:
-            self._batch.keep(keep)
+            order = self._batch.drop(rows)
+        else:
+            dropped = set(rows)
+            order = [row for row in range(len(self._running)) if row not in dropped]
+        self._running = [self._running[row] for row in order]
 
     def _uncached_logits(self, tokens: list[int]) -> torch.Tensor:
         """(1, V) next-token logits of ``tokens``, computed without a KV cache."""
