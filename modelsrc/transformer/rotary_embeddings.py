@@ -167,6 +167,40 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x2, x1), dim=-1)
 
 
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, sign: float) -> torch.Tensor:
+    """``x * cos + sign * rotate_half(x) * sin`` in four in-place half-width ops.
+
+    ``cos``/``sin`` are the half-width tables (..., hd/2); ``sign`` -1 rotates back.
+    """
+    x1, x2 = x.chunk(2, dim=-1)
+    out = torch.empty_like(x)
+    o1, o2 = out.chunk(2, dim=-1)
+    torch.mul(x1, cos, out=o1)
+    o1.addcmul_(x2, sin, value=-sign)
+    torch.mul(x2, cos, out=o2)
+    o2.addcmul_(x1, sin, value=sign)
+    return out
+
+
+class _Rotate(torch.autograd.Function):
+    """RoPE whose backward is the inverse rotation: saves only the tables, two passes each way.
+
+    Autograd through ``x * cos + rotate_half(x) * sin`` takes about five
+    full-size passes forward and again backward (negation, concatenation,
+    two products, a sum).
+    """
+
+    @staticmethod
+    def forward(ctx, x, cos, sin):
+        ctx.save_for_backward(cos, sin)
+        return _rotate(x, cos, sin, 1.0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        cos, sin = ctx.saved_tensors
+        return _rotate(grad, cos, sin, -1.0), None, None
+
+
 class RotaryEmbedding(nn.Module):
     """Applies RoPE to queries and keys inside attention.
 
@@ -253,6 +287,13 @@ class RotaryEmbedding(nn.Module):
         if tables is None:
             tables = self.tables(position_ids, query.dtype, query.device)
         cos, sin = (t.to(query.dtype) for t in tables)
+        training = torch.is_grad_enabled() and (query.requires_grad or key.requires_grad)
+        if training and not torch.compiler.is_compiling():
+            # Identical values up to rounding; inference keeps the reference formula below
+            # (bit-identical to earlier versions), compiled code leaves fusion to the compiler.
+            half = cos.shape[-1] // 2
+            cos, sin = cos[..., :half], sin[..., :half]
+            return _Rotate.apply(query, cos, sin), _Rotate.apply(key, cos, sin)
         query = query * cos + rotate_half(query) * sin
         key = key * cos + rotate_half(key) * sin
         return query, key
