@@ -35,6 +35,7 @@ from .parts import TrainerParts
 from .rng import set_seed
 from .state import TrainerControl, TrainerState, TrainOutput
 from .step_tokens import StepTokens
+from .threads import check_oversubscription
 from .torch_settings import model_dtype_context, run_context, torch_dtype
 
 __all__ = ["BaseTrainer"]
@@ -81,6 +82,8 @@ class BaseTrainer(TrainerParts):
     def _train(self, resume_from_checkpoint: bool | str | None) -> TrainOutput:
         args = self.args
         self._ensure_setup()
+        if self.is_main_process and self.device.type == "cpu":
+            check_oversubscription()  # a warning naming the thread count that fits
         # After setup, so dropout and data draw the same numbers however the model was built.
         set_seed(args.seed)
         self.batches = BatchStream(self.get_train_dataloader(), seed=args.data_seed)

@@ -95,9 +95,9 @@ def oversubscription_message(load: float, own_load: float, cores: int, threads: 
         return None
     free = max(1, round(cores - others))
     return (
-        f"the cores are oversubscribed: other processes keep about {others:.1f} of the "
-        f"{cores} cores this process may use busy (load average {load:.1f}), and torch runs "
-        f"{threads} threads. Each step waits for its slowest thread (2 threads on 2 shared "
+        f"the cores are oversubscribed: other processes run about {others:.1f} threads on "
+        f"the {cores} cores this process may use (load average {load:.1f}), beside torch's "
+        f"{threads}. Each step waits for its slowest thread (2 threads on 2 shared "
         f"cores ran 9x slower than 1): set OMP_NUM_THREADS={free} (or TrainingArguments"
         f".torch_threads={free}), or stop the other work."
     )
