@@ -120,18 +120,23 @@ class _LinearCrossEntropySum(torch.autograd.Function):
             )
             for start in range(0, h.shape[0], chunk_rows):
                 rows = slice(start, start + chunk_rows)
-                logits = (h[rows] @ w.T).float()  # (n, V)
+                logits = (h[rows] @ w.T).float()  # (n, V), overwritten below
                 valid = targets[rows] != ignore_index  # (n,)
                 index = targets[rows].masked_fill(~valid, 0)[:, None]  # (n, 1)
-                lse = torch.logsumexp(logits, dim=-1)  # (n,)
                 picked = logits.gather(1, index).squeeze(1)
+                # log-sum-exp by hand, keeping exp(logits - max) for the softmax below
+                top = logits.amax(dim=-1, keepdim=True)  # (n, 1)
+                exps = logits.sub_(top).exp_()
+                sums = exps.sum(dim=-1)  # (n,)
+                lse = top.squeeze(1) + sums.log()
                 total += ((lse - picked) * valid).sum()
                 if not (need_hidden or need_weight):
                     continue
                 # d loss / d logits = softmax - one_hot, zero on ignored rows
-                grad = logits.sub_(lse[:, None]).exp_()
-                grad.scatter_add_(1, index, -torch.ones_like(index, dtype=grad.dtype))
-                grad = (grad * valid[:, None]).to(dtype)
+                weights = valid.to(exps.dtype)
+                grad = exps.mul_((weights / sums)[:, None])
+                grad.scatter_add_(1, index, -weights[:, None])
+                grad = grad.to(dtype)
                 if need_hidden:
                     torch.mm(grad, w, out=grad_h[rows])
                 if need_weight and dtype == torch.float32:
