@@ -27,6 +27,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
+import weakref
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -54,6 +56,51 @@ class _Choice:
     num_generated: int = 0
 
 
+class _Mailbox:
+    """Hands outputs from the scheduler thread to one event loop, waking it once per batch.
+
+    The first item posted schedules a drain on the loop; items posted before the drain
+    runs ride along, so one decode step's outputs for many requests cost one wake-up
+    (a pipe write), not one each.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._items: list[tuple[asyncio.Queue, tuple[int, SequenceOutput]]] = []
+
+    def post(self, queue: asyncio.Queue, item: tuple[int, SequenceOutput]) -> None:
+        with self._lock:
+            self._items.append((queue, item))
+            if len(self._items) > 1:
+                return
+        try:
+            self._loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # the loop is closed: let the next post raise too
+            with self._lock:
+                self._items.clear()
+            raise
+
+    def _drain(self) -> None:
+        with self._lock:
+            items, self._items = self._items, []
+        for queue, item in items:
+            queue.put_nowait(item)
+
+
+_mailboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _mailbox(loop: asyncio.AbstractEventLoop) -> _Mailbox:
+    """The loop's mailbox (only ever called on the loop's own thread)."""
+    mailbox = _mailboxes.get(loop)
+    if mailbox is None:
+        mailbox = _mailboxes[loop] = _Mailbox(loop)
+    return mailbox
+
+
 class _Run:
     """The scheduler sequences of one HTTP request, their outputs delivered on the event loop."""
 
@@ -66,10 +113,10 @@ class _Run:
     ):
         self._served = served
         self._queue: asyncio.Queue[tuple[int, SequenceOutput]] = asyncio.Queue()
-        loop = asyncio.get_running_loop()
+        mailbox = _mailbox(asyncio.get_running_loop())
 
         def deliver_to(index: int) -> Callable[[SequenceOutput], None]:
-            return lambda output: loop.call_soon_threadsafe(self._queue.put_nowait, (index, output))
+            return lambda output: mailbox.post(self._queue, (index, output))
 
         requests = [
             GenerationRequest(p, s, deliver_to(i), stream)
@@ -91,6 +138,15 @@ class _Run:
             if output.finish_reason is not None:
                 self._unfinished -= 1
             yield index, output
+
+    async def batches(self) -> AsyncIterator[list[tuple[int, SequenceOutput]]]:
+        """Like :meth:`outputs`, but each time every output that has already arrived."""
+        while self._unfinished:
+            batch = [await self._queue.get()]
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            self._unfinished -= sum(output.finish_reason is not None for _, output in batch)
+            yield batch
 
     def cancel(self) -> None:
         """Drop the sequences still running (a no-op for finished ones)."""
@@ -310,23 +366,28 @@ def _stream(
                     yield _sse(form.chunk([form.delta_choice(index, delta, None)], include_usage))
             for index, text in enumerate(echoes or ()):
                 yield _sse(form.chunk([form.choice(index, text, None, None)], include_usage))
-            async for index, output in run.outputs():
-                if output.finish_reason == "error":
-                    error = APIError(
-                        500, f"generation failed: {output.error}", code="generation_error"
-                    )
-                    yield _sse(error.body())
-                    continue
-                generated[index] = output.num_generated
-                tokens = output.tokens if with_logprobs else None
-                if chat:
-                    delta = {"content": output.text} if output.text else {}
-                    choice = form.delta_choice(index, delta, output.finish_reason, tokens)
-                else:
-                    offset = offsets.get(index, 0)
-                    choice = form.choice(index, output.text, output.finish_reason, tokens, offset)
-                    offsets[index] = offset + len(output.text)
-                yield _sse(form.chunk([choice], include_usage))
+            async for batch in run.batches():
+                events = []  # every output that has arrived, sent in one write
+                for index, output in batch:
+                    if output.finish_reason == "error":
+                        error = APIError(
+                            500, f"generation failed: {output.error}", code="generation_error"
+                        )
+                        events.append(_sse(error.body()))
+                        continue
+                    generated[index] = output.num_generated
+                    tokens = output.tokens if with_logprobs else None
+                    if chat:
+                        delta = {"content": output.text} if output.text else {}
+                        choice = form.delta_choice(index, delta, output.finish_reason, tokens)
+                    else:
+                        offset = offsets.get(index, 0)
+                        choice = form.choice(
+                            index, output.text, output.finish_reason, tokens, offset
+                        )
+                        offsets[index] = offset + len(output.text)
+                    events.append(_sse(form.chunk([choice], include_usage)))
+                yield "".join(events)
             if include_usage:
                 yield _sse(form.usage_chunk(usage(prompt_tokens, sum(generated.values()))))
             yield _sse("[DONE]")

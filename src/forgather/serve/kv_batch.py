@@ -110,6 +110,7 @@ class PaddedKVBatch:
         self.start = 0  # first column any row uses
         self.end = 0  # one past the last written column
         self.write_column = 0  # where the model's next keys go (during a step: end - 1)
+        self._widest = 0  # the longest prompt added so far: room kept for it left of `end`
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -165,16 +166,18 @@ class PaddedKVBatch:
             sources = [(keys[index], values[index]) for keys, values in sources]
         keys0 = sources[0][0]
         new, width = len(lengths), keys0.shape[2]
+        self._widest = max(self._widest, width)
         current = len(self.lengths)
         if not current:
-            self.start = self.end = width
+            self.start = self.end = self._widest
         capacity_rows, capacity_columns = (
             (0, 0) if self._mask_slab is None else tuple(self._mask_slab.shape)
         )
         # The new rows end at `end` like every row: they need `width` columns before it, and
         # the next step one column after it.
         if current + new > capacity_rows or self.end < width or self.end + 1 > capacity_columns:
-            end = max(self.end - self.start, width)
+            # Room for the longest prompt seen on the left, as much again on the right.
+            end = max(self.end - self.start, self._widest)
             columns = max(_MIN_COLUMNS, capacity_columns, 2 * end + 1)
             self._allocate(max(capacity_rows, current + new, 2 * current), columns, keys0, end)
         first = self.end - width
@@ -262,10 +265,10 @@ class PaddedKVBatch:
         writes its keys and values into that column.
         """
         rows = len(self.lengths)
-        if self.end + 1 > self._mask_slab.shape[1]:  # full: move to the left edge, double
-            used = self.end - self.start
+        if self.end + 1 > self._mask_slab.shape[1]:  # full: move left (keep room for a prompt)
+            end = max(self.end - self.start, self._widest)
             like = self._layers[0].key_slab
-            self._allocate(self._mask_slab.shape[0], max(_MIN_COLUMNS, 2 * used + 2), like, used)
+            self._allocate(self._mask_slab.shape[0], max(_MIN_COLUMNS, 2 * end + 2), like, end)
         device = self._mask_slab.device
         self._mask_slab[:rows, self.end] = 1
         self.write_column = self.end
