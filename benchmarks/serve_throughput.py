@@ -25,7 +25,7 @@ to first token (TTFT) is, per request, the time from sending it to the first
 chunk carrying text, given as the median and 99th percentile of that run's
 requests. Each row is the run with the best tokens/s of ``--repeat`` runs,
 since other processes on a shared machine only ever slow a run down. The
-client is a plain ``httpx`` SSE reader in this process (the same for both
+client is a bare asyncio HTTP reader in this process (the same for both
 servers), so its own cost per chunk is small. The reference row is
 ``model.generate()`` run sequentially on a few prompts in this process.
 vLLM runs from ``.venv-vllm`` (``scripts/test_vllm.sh`` builds it;
@@ -130,16 +130,30 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-async def _stream_one(client, url: str, body: dict) -> tuple[int, float]:
-    """Send one streaming completion; return (completion tokens, seconds to the first text)."""
+async def _stream_one(host: str, port: int, body: dict) -> tuple[int, float]:
+    """Send one streaming completion; return (completion tokens, seconds to the first text).
+
+    A bare HTTP/1.1 client over asyncio streams (one connection per request, the
+    chunked SSE body read line by line), so the client costs little CPU per chunk.
+    """
+    payload = json.dumps(body).encode()
     start = time.perf_counter()
-    first = None
-    tokens = None
-    async with client.stream("POST", url + "/v1/completions", json=body) as response:
-        if response.status_code != 200:
-            raise RuntimeError(f"HTTP {response.status_code}: {(await response.aread())[:300]!r}")
-        async for line in response.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(
+        f"POST /v1/completions HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+        "Connection: close\r\n\r\n".encode()
+        + payload
+    )
+    first = tokens = None
+    try:
+        status = (await reader.readline()).decode()
+        if " 200 " not in status:
+            raise RuntimeError(f"{status.strip()}: {(await reader.read(300))!r}")
+        while (await reader.readline()).strip():  # headers
+            pass
+        async for line in reader:  # SSE lines (chunk sizes and blank lines skipped)
+            if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
                 continue
             chunk = json.loads(line[6:])
             if "error" in chunk:
@@ -148,48 +162,49 @@ async def _stream_one(client, url: str, body: dict) -> tuple[int, float]:
                 first = time.perf_counter() - start
             if chunk.get("usage"):
                 tokens = chunk["usage"]["completion_tokens"]
+    finally:
+        writer.close()
     if tokens is None or first is None:
         raise RuntimeError("the stream had no usage chunk or no text")
     return tokens, first
 
 
-async def _load(url: str, model: str, texts: list[str], clients: int, args) -> dict:
+async def _load(port: int, model: str, texts: list[str], clients: int, args) -> dict:
     """The best of ``args.repeat`` runs of ``clients`` concurrent streaming clients."""
-    import httpx
 
-    limits = httpx.Limits(max_connections=max(CONCURRENCY) + 4)
-    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+    def body_of(request: int) -> dict:
+        return {
+            "model": model,
+            "prompt": texts[request % len(texts)],
+            "max_tokens": args.max_tokens,
+            "temperature": 0,
+            "ignore_eos": True,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
 
-        async def one_client(index: int) -> list[tuple[int, float]]:
-            results = []
-            for k in range(args.requests):
-                body = {
-                    "model": model,
-                    "prompt": texts[(index * args.requests + k) % len(texts)],
-                    "max_tokens": args.max_tokens,
-                    "temperature": 0,
-                    "ignore_eos": True,
-                    "stream": True,
-                    "stream_options": {"include_usage": True},
-                }
-                results.append(await _stream_one(client, url, body))
-            return results
+    async def one_client(index: int) -> list[tuple[int, float]]:
+        return [
+            await _stream_one("127.0.0.1", port, body_of(index * args.requests + k))
+            for k in range(args.requests)
+        ]
 
-        await asyncio.gather(*(one_client(i) for i in range(min(clients, 4))))  # warm-up
-        best: dict = {"tokens_per_s": 0.0}
-        for _ in range(args.repeat):
-            start = time.perf_counter()
-            per_client = await asyncio.gather(*(one_client(i) for i in range(clients)))
-            elapsed = time.perf_counter() - start
-            results = [r for rs in per_client for r in rs]
-            tokens_per_s = sum(tokens for tokens, _ in results) / elapsed
-            if tokens_per_s > best["tokens_per_s"]:
-                ttfts = [first for _, first in results]
-                best = {
-                    "tokens_per_s": tokens_per_s,
-                    "ttft_p50": _percentile(ttfts, 50),
-                    "ttft_p99": _percentile(ttfts, 99),
-                }
+    warm_up = {**body_of(0), "max_tokens": 4}
+    await asyncio.gather(*(_stream_one("127.0.0.1", port, warm_up) for _ in range(min(clients, 4))))
+    best: dict = {"tokens_per_s": 0.0}
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        per_client = await asyncio.gather(*(one_client(i) for i in range(clients)))
+        elapsed = time.perf_counter() - start
+        results = [r for rs in per_client for r in rs]
+        tokens_per_s = sum(tokens for tokens, _ in results) / elapsed
+        if tokens_per_s > best["tokens_per_s"]:
+            ttfts = [first for _, first in results]
+            best = {
+                "tokens_per_s": tokens_per_s,
+                "ttft_p50": _percentile(ttfts, 50),
+                "ttft_p99": _percentile(ttfts, 99),
+            }
     return best
 
 
@@ -206,7 +221,7 @@ def serve_and_measure(command: list[str], port: int, name: str, texts, args, env
         )
         try:
             _wait_healthy(url, process, timeout=600)
-            return {c: asyncio.run(_load(url, name, texts, c, args)) for c in CONCURRENCY}
+            return {c: asyncio.run(_load(port, name, texts, c, args)) for c in CONCURRENCY}
         except Exception as error:
             log.seek(0)
             tail = "\n    ".join(log.read().strip().splitlines()[-8:])
@@ -262,7 +277,9 @@ def main() -> None:
         "--preset", help="build this model template as a generated model (e.g. llama_100m)"
     )
     parser.add_argument("--max-tokens", type=int, default=64, help="tokens per request")
-    parser.add_argument("--requests", type=int, default=2, help="requests per client")
+    parser.add_argument(
+        "--requests", type=int, help="requests per client (default: 2; 1 with --preset)"
+    )
     parser.add_argument(
         "--repeat", type=int, help="runs per row; the best is shown (default: 3; 2 with --preset)"
     )
@@ -271,6 +288,7 @@ def main() -> None:
     parser.add_argument("--skip-vllm", action="store_true", help="measure our server only")
     args = parser.parse_args()
     args.repeat = args.repeat or (2 if args.preset else 3)
+    args.requests = args.requests or (1 if args.preset else 2)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     load_before = os.getloadavg()
@@ -300,7 +318,8 @@ def main() -> None:
             f"streamed requests per client, prompts of 8-40 words, best of {args.repeat} runs\n"
         )
 
-        reference_prompts = texts[:4]
+        small = config.get("hidden_size", 0) < 512  # the reference is cheap: measure it twice
+        reference_prompts = texts[: 4 if small else 2]
         reference = sequential_generate(model_dir, reference_prompts, args.max_tokens, args)
         name = "bench"
         port = _free_port()
@@ -326,8 +345,7 @@ def main() -> None:
         else:
             notes.append(f"vllm: skipped, {VLLM_PYTHON} not found (scripts/test_vllm.sh builds it)")
 
-        if config.get("hidden_size", 0) < 512:  # cheap: measured again after the servers, so a
-            # busy spell cannot distort the reference alone
+        if small:  # measured again after the servers, so a busy spell cannot distort it alone
             reference = max(
                 reference, sequential_generate(model_dir, reference_prompts, args.max_tokens, args)
             )
