@@ -253,8 +253,8 @@ class CausalMultiheadAttention(nn.Module):
         else:
             kernel = ALL_ATTENTION_FUNCTIONS[attn_implementation]
         upcast = upcast_for_backward(attn_implementation, query)
+        input_dtype = query.dtype
         if upcast:
-            # o_proj casts the float32 output back under autocast.
             query, key, value = query.float(), key.float(), value.float()
             if attention_mask is not None and attention_mask.is_floating_point():
                 attention_mask = attention_mask.float()
@@ -271,5 +271,6 @@ class CausalMultiheadAttention(nn.Module):
                 position_ids=position_ids,
                 **kwargs,
             )
-        output = output.reshape(batch, seq_len, -1).contiguous()  # (B, T, Hq * hd)
+        # Back to the input's dtype: a model held in bf16 (no autocast) has bf16 o_proj weights.
+        output = output.to(input_dtype).reshape(batch, seq_len, -1).contiguous()  # (B, T, Hq * hd)
         return self.o_proj(output)

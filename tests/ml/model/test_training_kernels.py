@@ -149,6 +149,18 @@ def test_sdpa_upcasts_only_bf16_training_on_cpus_without_bf16():
         assert not attention.upcast_for_backward("sdpa", query)
 
 
+def test_a_model_held_in_bf16_trains_without_autocast(model):
+    """Pure bf16 (the original Forgather's `default_dtype: bfloat16`): the attention
+    upcast hands o_proj its bf16 input back, and every gradient is bf16."""
+    import copy
+
+    held = copy.deepcopy(model).to(torch.bfloat16).train()
+    out = held(**packed_batch())
+    out.loss.backward()
+    assert out.loss.dtype == torch.float32 and torch.isfinite(out.loss)
+    assert all(p.grad.dtype == torch.bfloat16 for p in held.parameters())
+
+
 # Dynamo itself instantiates torch.autograd.Function when tracing a custom one (torch 2.13).
 @pytest.mark.filterwarnings("ignore:.*should not be instantiated:DeprecationWarning")
 def test_compiled_training_forward_has_no_graph_breaks(model):
