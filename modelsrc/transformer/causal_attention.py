@@ -25,6 +25,8 @@ import torch
 from torch import nn
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+from .saved_activations import CPUAttentionFunction
+
 
 def _cpu_has_native_bf16() -> bool:
     cpu = torch.cpu
@@ -253,6 +255,14 @@ class CausalMultiheadAttention(nn.Module):
         else:
             kernel = ALL_ATTENTION_FUNCTIONS[attn_implementation]
         upcast = upcast_for_backward(attn_implementation, query)
+        if self._saves_less_with_cpu_kernel(attn_implementation, query, key, attention_mask):
+            dtype = torch.float32 if upcast else query.dtype
+            groups = query.shape[1] // key.shape[1]
+            key, value = key.repeat_interleave(groups, 1), value.repeat_interleave(groups, 1)
+            output = CPUAttentionFunction.apply(
+                query, key, value, attention_mask, self.scaling, dtype
+            )  # (B, Hq, T, hd)
+            return self.o_proj(output.transpose(1, 2).reshape(batch, seq_len, -1))
         input_dtype = query.dtype
         if upcast:
             query, key, value = query.float(), key.float(), value.float()
@@ -274,3 +284,21 @@ class CausalMultiheadAttention(nn.Module):
         # Back to the input's dtype: a model held in bf16 (no autocast) has bf16 o_proj weights.
         output = output.to(input_dtype).reshape(batch, seq_len, -1).contiguous()  # (B, T, Hq * hd)
         return self.o_proj(output)
+
+    def _saves_less_with_cpu_kernel(self, attn_implementation, query, key, mask) -> bool:
+        """Whether to train through :class:`CPUAttentionFunction` (see ``saved_activations.py``).
+
+        That is SDPA's own CPU kernel for a training forward without cache or
+        dropout, outside ``torch.compile``; it saves one boolean mask for all
+        layers instead of a float copy per layer.
+        """
+        return (
+            attn_implementation == "sdpa"
+            and query.device.type == "cpu"
+            and query.requires_grad
+            and torch.is_grad_enabled()
+            and not torch.compiler.is_compiling()
+            and (self.dropout == 0.0 or not self.training)
+            and key.shape[-2] == query.shape[-2]
+            and (mask is None or mask.dim() == 4)
+        )

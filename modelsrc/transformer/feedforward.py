@@ -12,6 +12,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from .saved_activations import SwiGLUFunction
+
 
 def _gelu_tanh() -> nn.Module:
     # GPT-2's "gelu_new": the tanh approximation of GELU.
@@ -74,4 +76,24 @@ class GatedMLP(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._saves_less_with_function(x):
+            return self.dropout(
+                SwiGLUFunction.apply(
+                    x, self.gate_proj.weight, self.up_proj.weight, self.down_proj.weight
+                )
+            )
         return self.dropout(self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x)))
+
+    def _saves_less_with_function(self, x: torch.Tensor) -> bool:
+        """Train through :class:`SwiGLUFunction` (see ``saved_activations.py``): SiLU,
+        plain bias-free projections, a backward to come, outside ``torch.compile``."""
+        projections = (self.gate_proj, self.up_proj, self.down_proj)
+        return (
+            type(self.act) is nn.SiLU
+            # Not when something wraps or replaces them (LoRA, quantisation, tensor parallel).
+            and all(type(p) is nn.Linear and p.bias is None for p in projections)
+            and all(type(p.weight) in (nn.Parameter, torch.Tensor) for p in projections)
+            and torch.is_grad_enabled()
+            and (x.requires_grad or self.gate_proj.weight.requires_grad)
+            and not torch.compiler.is_compiling()
+        )

@@ -177,3 +177,114 @@ def test_compiled_training_forward_has_no_graph_breaks(model):
         torch._dynamo.reset()
     assert explanation.graph_break_count == 0, explanation.break_reasons
     assert explanation.graph_count == 1
+
+
+# --- saved_activations.py: the same numbers as the plain operators, fewer saved tensors
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_swiglu_function_equals_the_plain_gated_mlp(autocast):
+    mlp = component("feedforward").GatedMLP(32, 48).train()
+    x = torch.randn(3, 17, 32, requires_grad=True)
+    grad = torch.randn(3, 17, 32)
+    params = [x, mlp.gate_proj.weight, mlp.up_proj.weight, mlp.down_proj.weight]
+    assert mlp._saves_less_with_function(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        got = mlp(x)
+        want = mlp.down_proj(F.silu(mlp.gate_proj(x)) * mlp.up_proj(x))
+    got_grads = torch.autograd.grad(got, params, grad)
+    want_grads = torch.autograd.grad(want, params, grad)
+    assert got.dtype == want.dtype
+    torch.testing.assert_close(got, want)
+    # bf16 rounds the element-wise products in another order than autograd does.
+    tolerance = dict(atol=2e-2, rtol=2e-2) if autocast else {}
+    for got_grad, want_grad in zip(got_grads, want_grads, strict=True):
+        assert got_grad.dtype == torch.float32
+        torch.testing.assert_close(got_grad, want_grad, **tolerance)
+
+
+def test_swiglu_function_is_not_used_on_wrapped_projections():
+    """LoRA and other wrappers replace nn.Linear: their own forward must run."""
+    feedforward = component("feedforward")
+
+    class Wrapped(torch.nn.Linear):
+        pass
+
+    mlp = feedforward.GatedMLP(8, 16).train()
+    x = torch.randn(2, 3, 8, requires_grad=True)
+    assert mlp._saves_less_with_function(x)
+    mlp.up_proj = Wrapped(8, 16, bias=False)
+    assert not mlp._saves_less_with_function(x)
+    with torch.no_grad():
+        assert not feedforward.GatedMLP(8, 16)._saves_less_with_function(x)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "compute_dtype"),
+    [
+        (torch.float32, torch.float32),
+        (torch.bfloat16, torch.float32),
+        (torch.bfloat16, torch.bfloat16),
+    ],
+)
+@pytest.mark.parametrize("packed", [True, False])
+def test_cpu_attention_function_equals_sdpa(dtype, compute_dtype, packed):
+    cpu_attention = component("saved_activations").CPUAttentionFunction
+    gen = torch.Generator().manual_seed(3)
+    q, k, v = (
+        torch.randn(2, 4, 24, 16, generator=gen, dtype=dtype, requires_grad=True) for _ in range(3)
+    )
+    mask = None
+    if packed:
+        position_ids = torch.tensor([list(range(15)) + list(range(9)), list(range(24))])
+        mask = component("attention_masks").dense_causal_mask(24, 0, None, position_ids, q.device)
+    grad = torch.randn(2, 4, 24, 16, generator=gen, dtype=dtype)
+    got = cpu_attention.apply(q, k, v, mask, 0.25, compute_dtype)
+    want = F.scaled_dot_product_attention(
+        *(t.to(compute_dtype) for t in (q, k, v)),
+        attn_mask=mask,
+        is_causal=mask is None,
+        scale=0.25,
+    ).to(dtype)
+    assert torch.equal(got, want)
+    got_grads = torch.autograd.grad(got, (q, k, v), grad)
+    want_grads = torch.autograd.grad(want, (q, k, v), grad)
+    # Upcast: the output is saved in bf16, so the backward's row sums round once more.
+    tolerance = dict(atol=2e-2, rtol=2e-2) if dtype != compute_dtype else dict(atol=0, rtol=0)
+    for got_grad, want_grad in zip(got_grads, want_grads, strict=True):
+        assert got_grad.dtype == dtype
+        torch.testing.assert_close(got_grad, want_grad, **tolerance)
+
+
+def saved_tensor_shapes(model, batch):
+    """(shape, dtype) of each distinct storage a training forward saves for its backward."""
+    saved = {}
+
+    def pack(tensor):
+        saved[tensor.untyped_storage().data_ptr()] = (tuple(tensor.shape), tensor.dtype)
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(**batch).loss.backward()
+    return list(saved.values())
+
+
+def test_a_training_forward_saves_one_mask_and_two_mlp_tensors_per_layer(model):
+    batch = packed_batch()
+    batch["attention_mask"] = torch.ones_like(batch["input_ids"])
+    model.train()
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            shapes = saved_tensor_shapes(model, batch)
+    finally:
+        model.eval()
+        model.zero_grad(set_to_none=True)
+    layers = TINY["num_hidden_layers"]
+    masks = [s for s in shapes if s[0] == (2, 1, 12, 12)]
+    assert masks == [((2, 1, 12, 12), torch.bool)]  # shared by every layer, never a float copy
+    intermediate = [s for s in shapes if s[0] == (2, 12, TINY["intermediate_size"])]
+    assert len(intermediate) == 2 * layers  # gate and up; not silu(gate) nor the product
+    attention = [
+        s for s in shapes if s[0] == (2, TINY["num_attention_heads"], 12, TINY["head_dim"])
+    ]
+    assert attention and all(dtype == torch.bfloat16 for _, dtype in attention)

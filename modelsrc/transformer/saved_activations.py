@@ -1,0 +1,124 @@
+"""Training-only autograd functions that save fewer activations than autograd would.
+
+A training step's peak memory is mostly what the forward saves for the
+backward. Two blocks save far more than their backward needs when autograd
+records their plain operators:
+
+* SwiGLU (``down(silu(gate(x)) * up(x))``) keeps ``gate``, ``silu(gate)``,
+  ``up`` and their product, four (tokens, intermediate) tensors per layer.
+  :class:`SwiGLUFunction` keeps ``gate`` and ``up`` and recomputes the two
+  element-wise products in the backward, which costs no matmul.
+* SDPA on a CPU turns a boolean mask into a float mask inside every layer's
+  call and saves that copy, one (B, 1, T, S) float tensor per layer, and in
+  bf16 training on a CPU without native bf16 it runs in float32 (see
+  ``causal_attention.upcast_for_backward``), saving float32 inputs and output.
+  :class:`CPUAttentionFunction` saves the boolean mask (shared by every layer)
+  and the inputs and output in their own dtype, and rebuilds the float mask and
+  the float32 copies in the backward.
+
+Both compute what the plain operators compute (the same kernels in the same
+dtypes), so losses and gradients match them; ``tests/ml/model/
+test_training_kernels.py`` checks that. They are used only outside
+``torch.compile``, which fuses and schedules the plain operators itself.
+"""
+
+import torch
+import torch.nn.functional as F
+
+_flash_forward = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default
+_flash_backward = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward.default
+
+
+def _compute_dtype(device_type: str, dtype: torch.dtype) -> torch.dtype:
+    """The dtype autocast would run a matmul in, here and now."""
+    if torch.is_autocast_enabled(device_type) and dtype.is_floating_point:
+        return torch.get_autocast_dtype(device_type)
+    return dtype
+
+
+class SwiGLUFunction(torch.autograd.Function):
+    """``F.linear(silu(x @ Wg.T) * (x @ Wu.T), Wd)`` saving ``x``, ``gate`` and ``up`` only.
+
+    Autocast is applied by hand (inputs cast once to the autocast dtype, the
+    backward run in that dtype) so it behaves like ``nn.Linear`` under autocast
+    on any device; gradients come back in each input's own dtype.
+    """
+
+    @staticmethod
+    def forward(ctx, x, gate_weight, up_weight, down_weight):
+        device_type = x.device.type
+        dtype = _compute_dtype(device_type, x.dtype)
+        with torch.autocast(device_type, enabled=False):
+            xc, wg, wu, wd = (t.to(dtype) for t in (x, gate_weight, up_weight, down_weight))
+            gate = F.linear(xc, wg)
+            up = F.linear(xc, wu)
+            output = F.linear(F.silu(gate) * up, wd)
+        ctx.save_for_backward(xc, gate, up, wg, wu, wd)
+        ctx.dtypes = (x.dtype, gate_weight.dtype, up_weight.dtype, down_weight.dtype)
+        return output
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        xc, gate, up, wg, wu, wd = ctx.saved_tensors
+        with torch.autocast(grad_output.device.type, enabled=False):
+            grad_output = grad_output.to(gate.dtype).flatten(0, -2)  # (N, D)
+            gate2, up2, x2 = gate.flatten(0, -2), up.flatten(0, -2), xc.flatten(0, -2)
+            sig = torch.sigmoid(gate2)
+            silu = gate2 * sig
+            grad_down = grad_output.T @ (silu * up2) if ctx.needs_input_grad[3] else None
+            grad_hidden = grad_output @ wd  # (N, I)
+            grad_up = grad_hidden * silu
+            # d silu(g) / dg = sig * (1 + g * (1 - sig))
+            grad_gate = grad_hidden.mul_(up2).mul_(sig * (1 + gate2 * (1 - sig)))
+            grad_x = None
+            if ctx.needs_input_grad[0]:
+                grad_x = torch.addmm(grad_up @ wu, grad_gate, wg).view(xc.shape)
+            grad_wg = grad_gate.T @ x2 if ctx.needs_input_grad[1] else None
+            grad_wu = grad_up.T @ x2 if ctx.needs_input_grad[2] else None
+        grads = (grad_x, grad_wg, grad_wu, grad_down)
+        return tuple(
+            None if g is None else g.to(dtype) for g, dtype in zip(grads, ctx.dtypes, strict=True)
+        )
+
+
+def _float_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """SDPA's additive form of ``mask`` in ``dtype`` (what SDPA itself would build)."""
+    if mask is None or mask.dtype != torch.bool:
+        return None if mask is None else mask.to(dtype)
+    additive = torch.zeros(mask.shape, dtype=dtype, device=mask.device)
+    return additive.masked_fill_(~mask, float("-inf"))
+
+
+class CPUAttentionFunction(torch.autograd.Function):
+    """PyTorch's CPU flash-attention kernels, saving the mask once and the inputs as given.
+
+    ``compute_dtype`` is the dtype the kernels run in (float32 for bf16
+    training on a CPU that emulates bf16); the output comes back, and is saved,
+    in the inputs' dtype. Query, key and value must have the same head count
+    (the caller repeats grouped key/value heads).
+    """
+
+    @staticmethod
+    def forward(ctx, query, key, value, mask, scale, compute_dtype):
+        q, k, v = (t.to(compute_dtype) for t in (query, key, value))
+        out, logsumexp = _flash_forward(
+            q, k, v, is_causal=mask is None, attn_mask=_float_mask(mask, compute_dtype), scale=scale
+        )
+        out = out.to(query.dtype)
+        ctx.save_for_backward(query, key, value, mask, out, logsumexp)
+        ctx.scale, ctx.compute_dtype = scale, compute_dtype
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        query, key, value, mask, out, logsumexp = ctx.saved_tensors
+        dtype = ctx.compute_dtype
+        grads = _flash_backward(
+            grad_out.to(dtype).contiguous(), query.to(dtype), key.to(dtype), value.to(dtype),
+            out.to(dtype), logsumexp, 0.0, mask is None,
+            attn_mask=_float_mask(mask, dtype), scale=ctx.scale,
+        )  # fmt: skip
+        grad_q, grad_k, grad_v = (
+            g.to(t.dtype) for g, t in zip(grads, (query, key, value), strict=True)
+        )
+        return grad_q, grad_k, grad_v, None, None, None
