@@ -29,6 +29,7 @@ import inspect
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,7 @@ from forgather.serve.sampling import (
     choose_tokens,
     make_generator,
 )
+from forgather.serve.threads import ThreadTuner
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +164,7 @@ class BatchScheduler:
         self._cache_keyword = cache_keyword(model)
         # Decode attention per group of similar-length rows (transformers' own models).
         self._segmented = use_cache and segmented_attention.enable(model)
+        self._threads = ThreadTuner(torch.get_num_threads())
         self._ids = itertools.count()
         self._lock = threading.Condition()
         self._waiting: collections.deque[_Sequence] = collections.deque()
@@ -366,6 +369,10 @@ class BatchScheduler:
     def _decode_step(self) -> None:
         """Feed every running row its last token and advance each by one token."""
         running = self._running
+        threads = self._threads.next_threads()
+        if self._threads.enabled and threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
+        started = time.perf_counter()
         try:
             if self._segmented:
                 order = self._batch.sort_rows()
@@ -393,6 +400,7 @@ class BatchScheduler:
                 self._batch.keep([])
             self._fail(failed, error)
             return
+        self._threads.record(threads, len(running), time.perf_counter() - started)
         finished = []
         for row, (sequence, choice) in enumerate(zip(self._running, choices, strict=True)):
             if isinstance(choice, SamplingError):
