@@ -3,6 +3,8 @@ cut exactly with no part of one ever released (property-tested)."""
 
 from __future__ import annotations
 
+import copy
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -52,3 +54,20 @@ def test_stop_filter_cuts_at_the_first_stop_and_never_leaks(text, stops, cuts):
     released += stop_filter.flush()
     assert released == expected
     assert stop_filter.stopped == (expected != text or any(s in text for s in stops))
+
+
+def test_plain_fast_tokenizers_decode_through_their_backend(model_and_tokenizer):
+    """The fast path the tests above compare with ``tokenizer.decode`` is the one taken;
+    a tokenizer that cleans up spaces keeps the Python ``decode``."""
+    from forgather.serve.detokenize import _plain_backend
+
+    _, tokenizer = model_and_tokenizer
+    assert _plain_backend(tokenizer) is tokenizer._tokenizer
+    cleaning = copy.deepcopy(tokenizer)
+    cleaning.clean_up_tokenization_spaces = True
+    assert _plain_backend(cleaning) is None
+    detokenizer = IncrementalDetokenizer(cleaning)
+    text = "a , b ."
+    ids = cleaning(text)["input_ids"]
+    streamed = "".join(detokenizer.push(token) for token in ids) + detokenizer.flush()
+    assert streamed == cleaning.decode(ids, skip_special_tokens=True)

@@ -34,8 +34,11 @@ class IncrementalDetokenizer:
         self._ids: list[int] = []
         self._prefix_offset = 0  # window start: context tokens already returned as text
         self._read_offset = 0  # tokens before this have been returned as text
+        self._backend = _plain_backend(tokenizer)
 
     def _decode(self, ids: list[int]) -> str:
+        if self._backend is not None:
+            return self._backend.decode(ids, skip_special_tokens=self._skip)
         return self._tokenizer.decode(ids, skip_special_tokens=self._skip)
 
     def push(self, token_id: int) -> str:
@@ -57,6 +60,30 @@ class IncrementalDetokenizer:
         full_text = self._decode(self._ids[self._prefix_offset :])
         self._prefix_offset = self._read_offset = len(self._ids)
         return full_text[len(prefix_text) :]
+
+
+def _plain_backend(tokenizer: Any) -> Any:
+    """The Rust tokenizer behind a fast tokenizer whose ``decode`` adds nothing to it, else None.
+
+    Called twice per generated token, the Python wrapper of ``decode`` costs more than
+    the decoding; when the class does not override decoding and no clean-up of
+    spaces is configured, the backend gives the same text.
+    """
+    try:
+        from transformers import PreTrainedTokenizerFast
+    except ImportError:  # pragma: no cover - transformers is a dependency of serving
+        return None
+    cls = type(tokenizer)
+    if not isinstance(tokenizer, PreTrainedTokenizerFast):
+        return None
+    if (
+        cls.decode is not PreTrainedTokenizerFast.decode
+        or cls._decode is not PreTrainedTokenizerFast._decode
+    ):
+        return None
+    if getattr(tokenizer, "clean_up_tokenization_spaces", True):
+        return None
+    return getattr(tokenizer, "_tokenizer", None)
 
 
 class StopStringFilter:

@@ -196,7 +196,10 @@ def choose_tokens(
     """
     logits = logits.float()
     # NaN or +inf anywhere in a row leaves no distribution to sample (-inf is a masked token).
-    broken = (logits.isnan() | (logits == float("inf"))).any(dim=-1).tolist()
+    # One reduction: a row's max is NaN if it holds a NaN (amax propagates it), else +inf if
+    # it holds +inf.
+    best = logits.amax(dim=-1)
+    broken = (best.isnan() | (best == float("inf"))).tolist()
     generated = num_generated or [0] * len(params)
     scores = logits  # what tokens are chosen from; logprobs stay the model's own
     for row, p in enumerate(params):
