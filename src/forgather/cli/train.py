@@ -98,6 +98,9 @@ def _train(ctx: CommandContext, args: argparse.Namespace) -> int:
 
 
 def _train_in_process(ctx: CommandContext) -> int:
+    # Before torch allocates: its CPU allocator backs blocks of 2 MiB and more with huge
+    # pages, so a step's fresh pages cost 1/512 of the faults (docs/training.md, "Host memory").
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     config = ctx.config
     project = ctx.project
     template = ctx.template_name()

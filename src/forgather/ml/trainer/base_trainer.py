@@ -29,6 +29,7 @@ from forgather.ml import checkpoint_layout as layout
 
 from . import checkpoint
 from .batch_stream import BatchStream
+from .host_memory import release_freed_memory
 from .log_window import LogWindow
 from .optimization import materialize_adam_state, total_steps
 from .parts import TrainerParts
@@ -135,6 +136,9 @@ class BaseTrainer(TrainerParts):
         state, control = self.state, self.control
         window = LogWindow(state.num_input_tokens_seen)
         loss_sum = 0.0
+        release_memory = getattr(self.args, "release_host_memory", None)
+        if release_memory is None:
+            release_memory = self.device.type == "cpu"
         self.local_model.train()
         if state.global_step < state.max_steps:
             self._call("on_epoch_begin")
@@ -146,6 +150,8 @@ class BaseTrainer(TrainerParts):
             self.optimizer.step()
             self.lr_scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
+            if release_memory:
+                release_freed_memory()  # the step's freed heap back to the OS (host_memory.py)
 
             epoch_before = int(state.epoch)
             state.global_step += 1

@@ -73,6 +73,9 @@ class TrainingArguments:
     # the node's ranks, unless OMP_NUM_THREADS is set or the program set them; 0: leave
     # torch's setting (threads.py).
     torch_threads: int | None = None
+    # Not in HF: return the heap's freed pages to the OS after each optimizer step, so
+    # peak RSS stays what a step holds (host_memory.py). None: on when training on a CPU.
+    release_host_memory: bool | None = None
 
     # Logging, evaluation and checkpoints: "no", "steps" (every *_steps) or "epoch".
     logging_strategy: str = "steps"
