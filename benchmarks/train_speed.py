@@ -1,8 +1,12 @@
 """Training throughput and peak memory: Forgather's Trainer next to its peers, in one run.
 
-The peers: Hugging Face's `transformers.Trainer` and, with `--original PATH`,
-the original Forgather's own `forgather.ml.trainer.Trainer` (a checkout of
-github.com/jdinalt/forgather). Every peer trains the same model (a Llama preset
+The peers: Hugging Face's `transformers.Trainer` (`transformers`), the same
+Trainer training transformers' own `LlamaForCausalLM` built with the preset's
+hyperparameters and loaded with the same weights (`hf-llama`: what a Hugging
+Face user runs for this model, so the gain of our generated model's code shows
+against it), and, with `--original PATH`, the original Forgather's own
+`forgather.ml.trainer.Trainer` (a checkout of github.com/jdinalt/forgather).
+Every other peer trains the same model (a Llama preset
 from `templatelib/models/`, `llama_4m` by default, built once with seed 0 and
 saved as a generated model directory that each peer loads with
 `AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True)`) on the
@@ -41,6 +45,12 @@ packages its trainer imports but this venv lacks (torchdata, aiohttp) are
 installed once with pip into `--original-deps` and appended to `sys.path`
 (after this venv's packages).
 
+Every peer runs with `THP_MEM_ALLOC_ENABLE=1` (torch's CPU allocator backs
+blocks of 2 MiB and more with huge pages), the environment `forgather train`
+gives a run; `--no-thp` runs every peer without it. Our trainer also hands the
+heap's freed pages back to the OS after each step on a CPU (its
+`release_host_memory` default); the peers do what they do by default.
+
 `--profile` runs `--profile-steps` steps of each trainer (after the warm-up)
 under `torch.profiler`, one more process each, and prints per step the host
 syncs (reads of a tensor's value into Python: `aten::_local_scalar_dense`,
@@ -69,9 +79,9 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-PEERS = ("forgather", "transformers", "original")
+PEERS = ("forgather", "transformers", "hf-llama", "original")
 # Issue 18's aims (bf16, with and without compile): ours / peer.
-SPEED_AIMS = {"transformers": 1.3, "original": 1.5}
+SPEED_AIMS = {"transformers": 1.3, "hf-llama": 1.3, "original": 1.5}
 RSS_AIM_ORIGINAL = 0.6  # ours / original's peak RSS, at most
 MFU_AIM_BF16 = 0.35
 # What the original's trainer imports that this venv may lack (its pyproject's ranges).
@@ -191,6 +201,8 @@ def child_command(which: str, opts: argparse.Namespace, workdir: Path, *extra: s
 def run_peer(which: str, opts: argparse.Namespace, workdir: Path, *extra: str) -> dict | str:
     """Run one peer in a child process; its figures, or its error text when it failed."""
     env = dict(os.environ)
+    if opts.thp:
+        env.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as `forgather train` sets it
     if which == "original":
         env["PYTHONPATH"] = str(Path(opts.original).resolve() / "src")
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # the checkout stays as it is
@@ -289,6 +301,26 @@ class Profiler:
         }
 
 
+def transformers_llama(ours):
+    """transformers' own `LlamaForCausalLM` with our model's hyperparameters and weights."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    c = ours.config
+    config = LlamaConfig(
+        vocab_size=c.vocab_size, hidden_size=c.hidden_size,
+        intermediate_size=c.intermediate_size, num_hidden_layers=c.num_hidden_layers,
+        num_attention_heads=c.num_attention_heads, num_key_value_heads=c.num_key_value_heads,
+        head_dim=c.head_dim, max_position_embeddings=c.max_position_embeddings,
+        rms_norm_eps=c.rms_norm_eps, rope_parameters={"rope_type": "default", "rope_theta": c.rope_theta},
+        tie_word_embeddings=c.tie_word_embeddings, attn_implementation="sdpa",
+    )  # fmt: skip
+    model = LlamaForCausalLM(config)
+    # The same start: our parameter names are Llama's but for the embedding's module.
+    weights = {k.replace("input_encoder.", ""): v for k, v in ours.state_dict().items()}
+    model.load_state_dict(weights)
+    return model
+
+
 def run_child(which: str, opts: argparse.Namespace) -> dict:
     """Train with one trainer in this process; return its figures."""
     import warnings
@@ -308,6 +340,8 @@ def run_child(which: str, opts: argparse.Namespace) -> dict:
     workdir = Path(opts.workdir)
     model = AutoModelForCausalLM.from_pretrained(workdir / f"model_{opts.preset}",
                                                  trust_remote_code=True, dtype=torch.float32)  # fmt: skip
+    if which == "hf-llama":
+        model = transformers_llama(model)
     train = BlockDataset(workdir / f"blocks_{opts.seq_len}.npz")
     outdir = tempfile.mkdtemp(prefix=f"train_speed_{which}_")
     step_times: list[float] = []
@@ -336,7 +370,7 @@ def run_child(which: str, opts: argparse.Namespace) -> dict:
                                  bf16=opts.bf16, **common)  # fmt: skip
         trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=collate,
                           callbacks=[type("Clock", (Clock, TrainerCallback), {})()])  # fmt: skip
-    elif which == "transformers":
+    elif which in ("transformers", "hf-llama"):
         import transformers
 
         args = transformers.TrainingArguments(output_dir=outdir, report_to="none",
@@ -397,6 +431,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=int, default=512)
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--compile", action="store_true", help="torch_compile in every trainer")
+    p.add_argument("--thp", action=argparse.BooleanOptionalAction, default=True,
+                   help="THP_MEM_ALLOC_ENABLE=1 for every peer (what `forgather train` sets)")  # fmt: skip
     p.add_argument("--repeats", type=int, default=2, help="runs per trainer, best kept")
     p.add_argument("--only", choices=PEERS, action="append", help="run only these (repeatable)")
     p.add_argument("--original", type=Path, help="a checkout of the original Forgather")
