@@ -339,8 +339,14 @@ class PaddedKVBatch:
             for first, end in self._runs
         ]
 
-    def step_inputs(self, last_tokens: list[int]) -> dict[str, torch.Tensor | bool]:
+    def step_inputs(
+        self, last_tokens: list[int], four_d: bool = False
+    ) -> dict[str, torch.Tensor | bool | None]:
         """Model keyword arguments for one decode step that feeds each row its last token.
+
+        ``four_d`` gives the mask as transformers' SDPA path builds it from the 2D
+        one, (B, 1, 1, S) bool or None without padding, so the model need not
+        build it each step (transformers models pass a 4D mask through as is).
 
         The mask gains the new token's column here; the caller passes
         :attr:`cache` under the model's :func:`cache_keyword` and the model
@@ -357,9 +363,14 @@ class PaddedKVBatch:
         self.end += 1
         positions = torch.tensor(self.lengths, device=device)[:, None]  # (B, 1)
         self.lengths = [length + 1 for length in self.lengths]
+        mask = self.mask
+        if four_d:  # what transformers' SDPA mask would be for one query per row
+            mask = (
+                None if min(self.lengths) == self.end - self.start else mask.bool()[:, None, None]
+            )
         return {
             "input_ids": torch.tensor(last_tokens, device=device)[:, None],  # (B, 1)
-            "attention_mask": self.mask,
+            "attention_mask": mask,
             "position_ids": positions,
             "use_cache": True,
         }

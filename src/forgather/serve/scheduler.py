@@ -379,7 +379,9 @@ class BatchScheduler:
                 if order is not None:
                     running = self._running = [running[row] for row in order]
             if self.use_cache:
-                inputs = self._batch.step_inputs([s.last_token for s in running])
+                inputs = self._batch.step_inputs(
+                    [s.last_token for s in running], four_d=self._segmented
+                )
                 segments = self._batch.segments() if self._segmented else []
                 with segmented_attention.decode_segments(segments):
                     output = self.model(**inputs, **{self._cache_keyword: self._batch.cache})
