@@ -34,9 +34,30 @@ masked SDPA kernel costs about the same as the causal one).
 """
 
 import torch
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 
 # Implementations that take a dense (B, 1, T, S) mask tensor.
 _DENSE_MASK_IMPLEMENTATIONS = ("eager", "sdpa", "flex_attention")
+
+
+def mask_kind(attn_implementation: str) -> str:
+    """The built-in implementation whose mask ``attn_implementation`` takes.
+
+    An implementation registered with transformers under another name (a
+    server's own decode kernel, say) declares its mask format by registering
+    one of transformers' mask functions for that name; it then gets the mask
+    and the handling of the built-in one. Unknown names are their own kind.
+
+    >>> mask_kind("sdpa"), mask_kind("vllm")
+    ('sdpa', 'vllm')
+    """
+    if attn_implementation in _DENSE_MASK_IMPLEMENTATIONS:
+        return attn_implementation
+    registered = ALL_MASK_ATTENTION_FUNCTIONS.get(attn_implementation)
+    for kind in _DENSE_MASK_IMPLEMENTATIONS:
+        if registered is not None and registered is ALL_MASK_ATTENTION_FUNCTIONS.get(kind):
+            return kind
+    return attn_implementation
 
 
 def document_ids(position_ids: torch.Tensor) -> torch.Tensor:
@@ -157,6 +178,7 @@ def causal_attention_mask(
     if attention_mask is not None and attention_mask.dim() == 4:
         return attention_mask  # already prepared by the caller
     compiling = torch.compiler.is_compiling()
+    attn_implementation = mask_kind(attn_implementation)
     if attn_implementation.startswith("flash_attention"):
         if attention_mask is None or (not compiling and bool(attention_mask.all())):
             return None

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+from .attention_masks import mask_kind
 from .saved_activations import CPUAttentionFunction
 
 
@@ -236,14 +237,15 @@ class CausalMultiheadAttention(nn.Module):
             query, key = self.rotary(query, key, position_ids, rotary_tables)
         if past_key_values is not None:
             key, value = past_key_values.update(key, value, self.layer_idx)  # (B, Hkv, S, hd)
+        kind = mask_kind(attn_implementation)
         if self.alibi is not None:
-            if attn_implementation not in _ALIBI_IMPLEMENTATIONS:
+            if kind not in _ALIBI_IMPLEMENTATIONS:
                 raise ValueError(
                     f"ALiBi needs attention implementation 'eager' or 'sdpa', not {attn_implementation!r}"
                 )
             attention_mask = self.alibi(attention_mask, query, key)
         if self.sliding_window is not None:
-            if attn_implementation in _DENSE_MASK_IMPLEMENTATIONS:
+            if kind in _DENSE_MASK_IMPLEMENTATIONS:
                 attention_mask = sliding_window_mask(
                     attention_mask, seq_len, key.shape[-2], self.sliding_window, query.device
                 )

@@ -136,3 +136,31 @@ def test_logits_to_keep_and_tuple_outputs(llama):
     torch.testing.assert_close(last, full[:, -1:])
     torch.testing.assert_close(as_tuple[0], full)
     assert len(hidden) == llama.config.num_hidden_layers + 1
+
+
+def test_an_implementation_registered_with_the_sdpa_mask_gets_sdpa_masks(any_model):
+    """A server's own kernel (registered under its own name with transformers' sdpa mask
+    function) sees the masks sdpa would, so padded batches stay right."""
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+    masks = []
+
+    def recording_sdpa(module, query, key, value, attention_mask, **kwargs):
+        masks.append(attention_mask)
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+    AttentionInterface.register("test_recording_sdpa", recording_sdpa)
+    ALL_MASK_ATTENTION_FUNCTIONS.register("test_recording_sdpa", sdpa_mask)
+    ids = tokens(2, 9, seed=6)
+    mask = torch.ones(2, 9, dtype=torch.long)
+    mask[1, :4] = 0  # a left-padded row
+    try:
+        got = logits(any_model, "test_recording_sdpa", input_ids=ids, attention_mask=mask)
+    finally:
+        any_model.set_attn_implementation("sdpa")
+    want = logits(any_model, "sdpa", input_ids=ids, attention_mask=mask)
+    assert masks and all(m is not None for m in masks)
+    real = mask.bool()
+    torch.testing.assert_close(got[real], want[real])
