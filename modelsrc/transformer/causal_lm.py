@@ -89,6 +89,9 @@ class CausalTransformerPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _supports_flex_attn = True
     _supports_attention_backend = True
+    # Not a transformers flag: an implementation registered under its own name gets the
+    # masks of the built-in one whose mask function it registers (attention_masks.mask_kind).
+    masks_follow_registered_implementations = True
     _skip_keys_device_placement = ["cache", "past_key_values"]
 
     def _parameter_names(self, module: nn.Module) -> str | None:
