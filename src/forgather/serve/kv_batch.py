@@ -344,9 +344,10 @@ class PaddedKVBatch:
     ) -> dict[str, torch.Tensor | bool | None]:
         """Model keyword arguments for one decode step that feeds each row its last token.
 
-        ``four_d`` gives the mask as transformers' SDPA path builds it from the 2D
-        one, (B, 1, 1, S) bool or None without padding, so the model need not
-        build it each step (transformers models pass a 4D mask through as is).
+        ``four_d`` gives the mask as SDPA uses it, (B, 1, 1, S) additive (0 or
+        -inf, in the cache's dtype) or None without padding, so neither the
+        model nor each SDPA call rebuilds it (transformers models pass a 4D mask
+        through as is; SDPA turns a bool mask into this one at every call).
 
         The mask gains the new token's column here; the caller passes
         :attr:`cache` under the model's :func:`cache_keyword` and the model
@@ -364,10 +365,15 @@ class PaddedKVBatch:
         positions = torch.tensor(self.lengths, device=device)[:, None]  # (B, 1)
         self.lengths = [length + 1 for length in self.lengths]
         mask = self.mask
-        if four_d:  # what transformers' SDPA mask would be for one query per row
-            mask = (
-                None if min(self.lengths) == self.end - self.start else mask.bool()[:, None, None]
-            )
+        if four_d:  # transformers' SDPA mask for one query per row, made additive once
+            if min(self.lengths) == self.end - self.start:
+                mask = None  # no padding
+            else:
+                # What SDPA turns a bool mask into at every call: 0 where attended, -inf elsewhere.
+                dtype = self._layers[0].key_slab.dtype
+                mask = torch.zeros(mask.shape, dtype=dtype, device=device).masked_fill_(
+                    mask == 0, float("-inf")
+                )[:, None, None]
         return {
             "input_ids": torch.tensor(last_tokens, device=device)[:, None],  # (B, 1)
             "attention_mask": mask,
