@@ -115,15 +115,17 @@ class ThreadTuner:
             self.hold = min(self.max_hold, 2 * self.hold)
         else:
             self.hold = self.min_hold
-            level = logging.WARNING if best < max(self.choices) else logging.INFO
+            other = rates.get(self.current, float("nan"))
+            # A warning only for a stall (the other setting far slower), not a close call.
+            stalled = best < max(self.choices) and other > self.abort * rates[best]
             logger.log(
-                level,
+                logging.WARNING if stalled else logging.INFO,
                 "decode steps are faster on %d intra-op thread(s) than on %d (%.3g vs %.3g ms per row)%s",
                 best,
                 self.current,
                 rates[best] * 1e3,
-                rates.get(self.current, float("nan")) * 1e3,
-                "; other processes seem to be using the cores" if best < max(self.choices) else "",
+                other * 1e3,
+                "; other processes seem to be using the cores" if stalled else "",
             )
         self.current, self._rate = best, rates[best]
         self._held, self._recent = 0, []
