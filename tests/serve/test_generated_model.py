@@ -14,7 +14,7 @@ import openai
 import pytest
 import torch
 
-from forgather.serve import ServerThread, load_for_serving, wrap_model
+from forgather.serve import ServerThread, load_for_serving, segmented_attention, wrap_model
 from tests.serve.conftest import greedy_reference, uncached_greedy
 from tests.serve.tiny_model import train_tokenizer
 
@@ -93,4 +93,25 @@ def test_generated_model_serves_concurrent_greedy_equal_to_generate(generated_mo
         return [r.choices[0].text for r in responses]
 
     with ServerThread(wrap_model(model, tokenizer, "gen_llama", max_batch_size=4)) as server:
+        # Decode attention runs per group of similar-length rows (segmented_attention.py).
+        assert model.config._attn_implementation == segmented_attention.NAME
         assert asyncio.run(ask_all(server.url)) == expected
+
+
+def test_generated_model_decodes_rows_of_very_different_lengths_in_groups(
+    generated_model_dir, request
+):
+    """The grouped decode attention (rows sorted, each group reading its own columns)
+    runs on generated models too, and every output is still generate()'s."""
+    if generated_model_dir.endswith(("gen_alibi", "gen_gpt2")):
+        # Known, not yet explained: with ALiBi and with learned absolute positions, one
+        # prompt's greedy output differs from generate() in this mix of 2- to 250-token
+        # prompts, with grouping off as well and in the server before grouping existed.
+        request.applymarker(
+            pytest.mark.xfail(strict=True, reason="long/short prompt mix differs from generate()")
+        )
+    from tests.serve.test_segmented_attention import (
+        test_scheduler_with_rows_of_very_different_lengths_equals_generate as check,
+    )
+
+    check(load_for_serving(generated_model_dir))

@@ -37,22 +37,27 @@ GROUP_COST_CELLS = 256
 SORT_HORIZON_STEPS = 16  # steps over which sorting the rows must repay its copy
 
 
-def row_groups(lengths: list[int], group_cost: int = GROUP_COST_CELLS) -> list[tuple[int, int]]:
-    """Split rows, in their order, into runs that minimise the cells attention reads.
+def cheapest_runs(
+    lengths: list[int], group_cost: int, max_cells: int | None = None
+) -> list[tuple[int, int]]:
+    """Split items, in their order, into consecutive runs of least total cost.
 
-    A run of rows reads as many columns per row as its longest row has tokens,
-    plus ``group_cost`` cells per run (exact dynamic programme, O(rows^2)).
+    A run costs ``group_cost`` plus its item count times its longest item;
+    a run of several items holds at most ``max_cells`` of that product (exact
+    dynamic programme, O(n^2)).
 
     Returns:
-        (first row, end row) of each run, in order, covering all rows.
+        (first, end) indices of each run, in order, covering all items.
     """
     count = len(lengths)
-    best = [0] + [0] * count
+    best = [0] + [-1] * count
     cut = [0] * (count + 1)
     for end in range(1, count + 1):
-        widest, best[end] = 0, -1
+        widest = 0
         for first in range(end - 1, -1, -1):
             widest = max(widest, lengths[first])
+            if max_cells is not None and end - first > 1 and (end - first) * widest > max_cells:
+                break  # longer runs only hold more
             cost = best[first] + group_cost + (end - first) * widest
             if best[end] < 0 or cost < best[end]:
                 best[end], cut[end] = cost, first
@@ -61,6 +66,18 @@ def row_groups(lengths: list[int], group_cost: int = GROUP_COST_CELLS) -> list[t
         runs.append((cut[end], end))
         end = cut[end]
     return runs[::-1]
+
+
+def row_groups(lengths: list[int], group_cost: int = GROUP_COST_CELLS) -> list[tuple[int, int]]:
+    """Split rows, in their order, into runs that minimise the cells attention reads.
+
+    A run of rows reads as many columns per row as its longest row has tokens,
+    plus ``group_cost`` cells per run.
+
+    Returns:
+        (first row, end row) of each run, in order, covering all rows.
+    """
+    return cheapest_runs(lengths, group_cost)
 
 
 def groups_cost(lengths: list[int], runs: list[tuple[int, int]], group_cost: int) -> int:

@@ -39,7 +39,12 @@ from transformers import DynamicCache
 
 from forgather.serve import segmented_attention
 from forgather.serve.detokenize import IncrementalDetokenizer, StopStringFilter
-from forgather.serve.kv_batch import PaddedKVBatch, cache_keyword, check_cache_supported
+from forgather.serve.kv_batch import (
+    PaddedKVBatch,
+    cache_keyword,
+    cheapest_runs,
+    check_cache_supported,
+)
 from forgather.serve.sampling import (
     SamplingError,
     SamplingParams,
@@ -496,22 +501,7 @@ def prefill_groups(
     Returns:
         (first, end) indices of each run, in order, covering all prompts.
     """
-    count = len(lengths)
-    best = [0] + [-1] * count
-    cut = [0] * (count + 1)
-    for end in range(1, count + 1):
-        widest = lengths[end - 1]
-        for first in range(end - 1, -1, -1):
-            if end - first > 1 and (end - first) * widest > max_tokens:
-                break
-            cost = best[first] + group_cost + (end - first) * widest
-            if best[end] < 0 or cost < best[end]:
-                best[end], cut[end] = cost, first
-    runs, end = [], count
-    while end:
-        runs.append((cut[end], end))
-        end = cut[end]
-    return runs[::-1]
+    return cheapest_runs(lengths, group_cost, max_tokens)
 
 
 def _forward_parameters(model: Any) -> set[str]:

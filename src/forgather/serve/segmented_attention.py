@@ -11,10 +11,12 @@ columns that group needs: the scheduler keeps rows roughly sorted by length
 groups for the step with :func:`decode_segments`. Outside that context (prefill,
 ``generate()``, other threads) it is plain ``sdpa``.
 
-Decision a reader may question: only transformers' own model classes whose
-implementation is ``sdpa`` are switched to it (:func:`enable`). Forgather's
-generated models choose kernels by the implementation's name (ALiBi, dense
-masks, CPU kernel choices), so they keep ``sdpa`` and the padded step. A row's
+Decision a reader may question: only models on ``sdpa`` that are known to
+build sdpa's masks for it are switched to it (:func:`enable`): transformers'
+own model classes, and Forgather-generated models that say so
+(``masks_follow_registered_implementations``; generated before that, their
+attention chose masks by the implementation's name alone, so they keep
+``sdpa`` and the padded step). A row's
 numbers are those of attending over fewer masked columns; masked columns get
 exactly zero weight either way, so the result is the same up to the order of
 floating-point sums, as with padding itself.
@@ -55,7 +57,11 @@ def segmented_sdpa_forward(
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     outputs = []
     for first, last, column in segments:
-        mask = None if attention_mask is None else attention_mask[first:last, ..., column:]
+        mask = None
+        if attention_mask is not None:
+            # A mask may broadcast over the batch (ALiBi's bias without padding, say).
+            rows = slice(None) if attention_mask.shape[0] == 1 else slice(first, last)
+            mask = attention_mask[rows, ..., column:]
         output, _ = sdpa_attention_forward(
             module,
             query[first:last],
@@ -73,14 +79,18 @@ ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)
 
 
 def enable(model: Any) -> bool:
-    """Switch a transformers model from ``sdpa`` to the segmented implementation.
+    """Switch a model from ``sdpa`` to the segmented implementation.
 
     Returns:
-        True when the model now uses it (a transformers model class that was on
-        ``sdpa``, or already on this implementation).
+        True when the model now uses it (a transformers model class or a
+        generated model that follows registered masks, on ``sdpa``, or already
+        on this implementation).
     """
     config = model.config
-    if not type(model).__module__.startswith("transformers.models."):
+    own_class = type(model).__module__.startswith("transformers.models.")
+    # A Forgather-generated model builds the mask its implementation's registered mask
+    # function names (older generated models do not, and keep plain sdpa).
+    if not own_class and not getattr(model, "masks_follow_registered_implementations", False):
         return False
     implementation = getattr(config, "_attn_implementation", None)
     if implementation == "sdpa":
