@@ -63,13 +63,12 @@ class SwiGLUFunction(torch.autograd.Function):
         with torch.autocast(grad_output.device.type, enabled=False):
             grad_output = grad_output.to(gate.dtype).flatten(0, -2)  # (N, D)
             gate2, up2, x2 = gate.flatten(0, -2), up.flatten(0, -2), xc.flatten(0, -2)
-            sig = torch.sigmoid(gate2)
-            silu = gate2 * sig
+            silu = F.silu(gate2)
             grad_down = grad_output.T @ (silu * up2) if ctx.needs_input_grad[3] else None
             grad_hidden = grad_output @ wd  # (N, I)
             grad_up = grad_hidden * silu
-            # d silu(g) / dg = sig * (1 + g * (1 - sig))
-            grad_gate = grad_hidden.mul_(up2).mul_(sig * (1 + gate2 * (1 - sig)))
+            # autograd's own kernel for silu's derivative: one pass.
+            grad_gate = torch.ops.aten.silu_backward(grad_hidden.mul_(up2), gate2)
             grad_x = None
             if ctx.needs_input_grad[0]:
                 grad_x = torch.addmm(grad_up @ wu, grad_gate, wg).view(xc.shape)
