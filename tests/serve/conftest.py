@@ -60,13 +60,19 @@ def async_client(server) -> openai.AsyncOpenAI:
 
 
 def greedy_reference(model, tokenizer, prompt_ids: list[int], max_new_tokens: int):
-    """``model.generate()``'s greedy continuation: (text, number of new tokens)."""
+    """``model.generate()``'s greedy continuation: (text, number of new tokens).
+
+    It stops at the tokenizer's end-of-sequence token, as the server does, even
+    for a model whose generation config names none (a generated model built
+    without a tokenizer).
+    """
     with torch.no_grad():
         output = model.generate(
             torch.tensor([prompt_ids]),
             max_new_tokens=max_new_tokens,
             do_sample=False,
             pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
         )
     new_tokens = output[0, len(prompt_ids) :]
     return tokenizer.decode(new_tokens, skip_special_tokens=True), len(new_tokens)
