@@ -331,13 +331,14 @@ class PaddedKVBatch:
             return None  # nothing changed since the last decision
         lengths = self.lengths
         order = sorted(range(len(lengths)), key=lambda row: -lengths[row])
-        now = groups_cost(lengths, row_groups(lengths), GROUP_COST_CELLS)
+        current = row_groups(lengths)
+        now = groups_cost(lengths, current, GROUP_COST_CELLS)
         ordered = [lengths[row] for row in order]
         runs = row_groups(ordered)
         moved = sum(row != i for i, row in enumerate(order))
         copy = 2 * moved * (self.end - self.start)
         if (now - groups_cost(ordered, runs, GROUP_COST_CELLS)) * horizon <= copy:
-            self._runs = row_groups(lengths)
+            self._runs = current
             return None
         self.keep(order)
         self._runs = runs

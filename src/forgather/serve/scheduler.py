@@ -167,7 +167,8 @@ class BatchScheduler:
             {"logits_to_keep": 1} if "logits_to_keep" in _forward_parameters(model) else {}
         )
         self._cache_keyword = cache_keyword(model)
-        # Decode attention per group of similar-length rows (transformers' own models).
+        # Decode attention per group of similar-length rows (segmented_attention.enable says
+        # which models).
         self._segmented = use_cache and segmented_attention.enable(model)
         self._threads = ThreadTuner(torch.get_num_threads())
         self._ids = itertools.count()
