@@ -259,10 +259,9 @@ class CausalMultiheadAttention(nn.Module):
         upcast = upcast_for_backward(attn_implementation, query)
         if self._saves_less_with_cpu_kernel(attn_implementation, query, key, attention_mask):
             dtype = torch.float32 if upcast else query.dtype
+            # Grouped-query heads: the kernel wants one key/value head per query head.
             groups = query.shape[1] // key.shape[1]
-            if (
-                groups > 1
-            ):  # grouped-query heads: the kernel wants one key/value head per query head
+            if groups > 1:
                 key, value = key.repeat_interleave(groups, 1), value.repeat_interleave(groups, 1)
             output = CPUAttentionFunction.apply(
                 query, key, value, attention_mask, self.scaling, dtype
