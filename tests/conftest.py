@@ -32,6 +32,20 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     gc.freeze()  # imports and collected items: never garbage during the run
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` need CUDA: where torch sees none they are skipped, saying so."""
+    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_items:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    for item in gpu_items:
+        item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _collect_garbage_at_session_end():
     yield
