@@ -92,13 +92,8 @@ def linear_cross_entropy(
         dtype = torch.promote_types(hidden_states.dtype, weight.dtype)
     if chunk_rows is None:
         chunk_rows = max(MIN_CHUNK_ROWS, CHUNK_ELEMENTS // weight.shape[0])
-    # Which gradients to compute is decided here, not from ctx.needs_input_grad inside
-    # the Function: torch.compile's tracing of that flag is not reliable in every torch
-    # release (2.11 compiled a forward that computed no gradients).
-    recording = torch.is_grad_enabled()
-    needs = (recording and hidden_states.requires_grad, recording and weight.requires_grad)
     total = _LinearCrossEntropySum.apply(
-        hidden_states.reshape(-1, hidden), weight, targets, ignore_index, chunk_rows, dtype, needs
+        hidden_states.reshape(-1, hidden), weight, targets, ignore_index, chunk_rows, dtype
     )
     if num_items_in_batch is None:
         return total / (targets != ignore_index).sum()
@@ -111,13 +106,13 @@ class _LinearCrossEntropySum(torch.autograd.Function):
     """Summed cross-entropy of ``hidden @ weight.T`` against ``targets``, chunk by chunk."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, targets, ignore_index, chunk_rows, dtype, needs):
-        # hidden (N, D), weight (V, D), targets (N,); needs: (grad of hidden, grad of weight)
-        need_hidden, need_weight = needs
+    def forward(ctx, hidden, weight, targets, ignore_index, chunk_rows, dtype):
+        # hidden (N, D), weight (V, D), targets (N,)
+        need_hidden, need_weight = ctx.needs_input_grad[:2]
         with torch.autocast(hidden.device.type, enabled=False):
             h, w = hidden.to(dtype), weight.to(dtype)
             total = torch.zeros((), dtype=torch.float32, device=hidden.device)
-            grad_h_chunks = []
+            grad_h = torch.empty_like(h) if need_hidden else None
             grad_w = (
                 torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
                 if need_weight
@@ -142,13 +137,12 @@ class _LinearCrossEntropySum(torch.autograd.Function):
                 grad = exps.mul_((weights / sums)[:, None])
                 grad.scatter_add_(1, index, -weights[:, None])
                 grad = grad.to(dtype)
-                if need_hidden:  # gathered by one cat: no out= into views (compiler-safe)
-                    grad_h_chunks.append(grad @ w)
+                if need_hidden:
+                    torch.mm(grad, w, out=grad_h[rows])
                 if need_weight and dtype == torch.float32:
                     grad_w.addmm_(grad.T, h[rows])
                 elif need_weight:
                     grad_w += (grad.T @ h[rows]).float()  # summed in float32 across chunks
-            grad_h = torch.cat(grad_h_chunks) if need_hidden else None
         ctx.save_for_backward(grad_h, grad_w)
         ctx.dtypes = (hidden.dtype, weight.dtype)
         return total
@@ -159,4 +153,4 @@ class _LinearCrossEntropySum(torch.autograd.Function):
         hidden_dtype, weight_dtype = ctx.dtypes
         grad_hidden = (grad_h * grad_total).to(hidden_dtype) if grad_h is not None else None
         grad_weight = (grad_w * grad_total).to(weight_dtype) if grad_w is not None else None
-        return grad_hidden, grad_weight, None, None, None, None, None
+        return grad_hidden, grad_weight, None, None, None, None
