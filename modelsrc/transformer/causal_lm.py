@@ -313,8 +313,8 @@ class CausalTransformerForCausalLM(CausalTransformerPreTrainedModel, GenerationM
     ) -> CausalLMOutputWithPast | tuple:
         """Logits for every position (or the last ``logits_to_keep``), and the loss given ``labels``.
 
-        With ``labels`` in training mode (and ``logits_to_keep`` 0) the loss
-        comes from :func:`linear_cross_entropy` on the final hidden states,
+        With ``labels`` in training mode (and ``logits_to_keep`` 0), outside
+        ``torch.compile``, the loss comes from :func:`linear_cross_entropy` on the final hidden states,
         which never materialises the (B, T, V) logits, and ``logits`` is None:
         a training step needs only the loss. In eval mode logits are returned
         (generation, evaluation metrics). ``skip_logits`` overrides the choice
@@ -326,7 +326,8 @@ class CausalTransformerForCausalLM(CausalTransformerPreTrainedModel, GenerationM
                 tensor selects positions.
             skip_logits: True computes the loss without logits (needs
                 ``labels``); False always returns logits; None (default):
-                skip them in training mode when ``labels`` are given.
+                skip them in training mode when ``labels`` are given, except
+                when compiled.
             Others: as :meth:`CausalTransformerModel.forward`.
 
         Returns:
@@ -345,7 +346,10 @@ class CausalTransformerForCausalLM(CausalTransformerPreTrainedModel, GenerationM
         )
         hidden_states = outputs.last_hidden_state
         if skip_logits is None:
-            skip_logits = labels is not None and self.training
+            # Compiled code takes the loss from logits, which Inductor fuses: traced by
+            # torch 2.11 on CUDA, the chunked loss's gradients came out as zeros
+            # (tests/gpu/test_cuda.py).
+            skip_logits = labels is not None and self.training and not torch.compiler.is_compiling()
         if skip_logits and labels is None:
             raise ValueError("skip_logits=True needs labels")
         if skip_logits and self._fusable_head(logits_to_keep):

@@ -288,3 +288,22 @@ def test_a_training_forward_saves_one_mask_and_two_mlp_tensors_per_layer(model):
         s for s in shapes if s[0] == (2, TINY["num_attention_heads"], 12, TINY["head_dim"])
     ]
     assert attention and all(dtype == torch.bfloat16 for _, dtype in attention)
+
+
+def test_compiled_training_takes_the_loss_from_logits(model):
+    """Under torch.compile the chunked loss is not used (traced by torch 2.11 on CUDA its
+    gradients were zeros); the logits path gives the same loss. Dynamo's "eager" backend
+    traces the model as compiling does, without Inductor's cost."""
+    import torch._dynamo
+
+    model.train()
+    torch._dynamo.reset()
+    try:
+        compiled = torch.compile(model, backend="eager", fullgraph=True)(**packed_batch())
+        eager = model(**packed_batch())
+    finally:
+        model.eval()
+        torch._dynamo.reset()
+    assert eager.logits is None
+    assert compiled.logits is not None
+    torch.testing.assert_close(compiled.loss, eager.loss)
