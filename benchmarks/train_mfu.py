@@ -111,6 +111,23 @@ class RandomBlocks(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return {"input_ids": self.blocks[index], "labels": self.blocks[index]}
 
+    def batches(self, batch: int, device: torch.device) -> list[dict[str, torch.Tensor]]:
+        """Every block, in batches of `batch`: what a run trains on, for the probe below."""
+        return [
+            {"input_ids": blocks, "labels": blocks}
+            for blocks in self.blocks.to(device).split(batch)
+        ]
+
+
+def probe_loss(model, batches: list[dict[str, torch.Tensor]], device: torch.device) -> float:
+    """The mean loss over `batches`, without gradients and outside any compiled wrapper.
+
+    Taken before and after a run: a side whose loss did not fall did not train
+    (for example, gradients that came out as zeros), and its speed means nothing.
+    """
+    with torch.no_grad(), torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+        return sum(float(model.forward(**sample).loss) for sample in batches) / len(batches)
+
 
 # ------------------------------------------------------------------------------ clock
 class StepClock:
@@ -260,11 +277,14 @@ def run_ours(
             dataloader_drop_last=True,
         )  # fmt: skip
         data = RandomBlocks(config.vocab_size, opts.seq_len, count=max(4 * batch, 16))
+        probe = data.batches(batch, device)
+        before = probe_loss(model, probe, device)
         trainer = Trainer(model=model, args=args, train_dataset=data, callbacks=[Clock()])
         trainer.train()
         # One log entry (logging_steps = every step of the run): the mean loss of the run.
         losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
         result = side_result(model, clock, device, batch, opts.seq_len, losses[-1])
+        result["probe_loss"] = [round(before, 4), round(probe_loss(model, probe, device), 4)]
         del trainer, model
         return result
     finally:
@@ -275,10 +295,12 @@ def run_hf(opts: argparse.Namespace, device: torch.device, batch: int, config) -
     """Train transformers' LlamaForCausalLM in a plain loop; returns its figures."""
     model = build_hf(config, device)
     model.train()
+    data = RandomBlocks(config.vocab_size, opts.seq_len, count=max(4 * batch, 16))
+    probe = data.batches(batch, device)
+    before = probe_loss(model, probe, device)
     if opts.compile:
         model.compile()
     clock = StepClock(device, opts.warmup, opts.steps, opts.profile_steps)
-    data = RandomBlocks(config.vocab_size, opts.seq_len, count=max(4 * batch, 16))
     loader = torch.utils.data.DataLoader(
         data, batch_size=batch, shuffle=True, drop_last=True,
         generator=torch.Generator().manual_seed(0), pin_memory=device.type == "cuda",
@@ -304,6 +326,7 @@ def run_hf(opts: argparse.Namespace, device: torch.device, batch: int, config) -
     result = side_result(
         model, clock, device, batch, opts.seq_len, float(loss_sum) / clock.total_steps
     )
+    result["probe_loss"] = [round(before, 4), round(probe_loss(model, probe, device), 4)]
     del model, optimizer
     return result
 
@@ -446,6 +469,12 @@ def report_side(which: str, r: dict | None, peak: float, spec: float | None, out
     print(f"\n{which}: {r['parameters'] / 1e6:,.1f}M parameters, batch {r['batch']}: "
           f"{r['tokens_per_s']:,.0f} tokens/s ({r['step_seconds'] * 1e3:,.1f} ms/step), {mfu}; "
           f"warm-up {r['warmup_seconds']} s{memory}; mean loss {r['mean_loss']}")  # fmt: skip
+    before, after = r["probe_loss"]
+    if after < before:
+        print(f"  mean loss over the blocks: {before} before the run, {after} after")
+    else:
+        print(f"  WARNING: the mean loss over the blocks did not fall ({before} -> {after}): "
+              "this side did not train, and its figures are void")  # fmt: skip
     profile = r.get("profile") or {}
     if profile.get("share_of_wall_time"):
         shares = ", ".join(f"{k} {v:.1%}" for k, v in profile["share_of_wall_time"].items())

@@ -1,5 +1,6 @@
-"""benchmarks/train_mfu.py end to end on a CPU: the 4.4M preset, one warm-up, one timed and one
-profiled step on each side (Forgather's Trainer, Hugging Face's Llama in a plain loop).
+"""benchmarks/train_mfu.py end to end on a CPU: the 4.4M preset, batch 4 of 16 blocks, one
+warm-up, two timed and one profiled step on each side (one epoch: every block trained on
+once), Forgather's Trainer against Hugging Face's Llama in a plain loop.
 
 The figures themselves (GPU, llama_1b) are in docs/performance.md; this checks that the
 script runs, that both sides train the same architecture, and what it writes.
@@ -37,8 +38,8 @@ def one_thread():
 
 
 def test_cpu_smoke_run_reports_both_sides(train_mfu, tmp_path, one_thread):
-    argv = ["--preset", "llama_4m", "--device", "cpu", "--steps", "1", "--warmup", "1",
-            "--profile-steps", "1", "--batch-size", "1", "--seq-len", "32", "--out", str(tmp_path)]  # fmt: skip
+    argv = ["--preset", "llama_4m", "--device", "cpu", "--steps", "2", "--warmup", "1",
+            "--profile-steps", "1", "--batch-size", "4", "--seq-len", "32", "--out", str(tmp_path)]  # fmt: skip
     results = train_mfu.main(argv)
 
     ours, hf = results["sides"]["forgather"], results["sides"]["hf"]
@@ -46,10 +47,12 @@ def test_cpu_smoke_run_reports_both_sides(train_mfu, tmp_path, one_thread):
     assert ours["parameters"] == hf["parameters"] == 4_458_752
     assert ours["flops_per_token"] == hf["flops_per_token"]
     for side in (ours, hf):
-        assert side["batch"] == 1
+        assert side["batch"] == 4
         assert side["tokens_per_s"] > 0 and side["mfu_measured_peak"] > 0
         # Random tokens over a 2,048 vocabulary: the loss starts near ln(2048).
         assert abs(side["mean_loss"] - math.log(2048)) < 1.0
+        before, after = side["probe_loss"]  # both sides train: the loss over the blocks falls
+        assert abs(before - math.log(2048)) < 1.0 and after < before
         assert (
             "aten::"
             in (tmp_path / f"profile_{'forgather' if side is ours else 'hf'}.txt").read_text()
