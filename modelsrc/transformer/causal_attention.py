@@ -26,18 +26,7 @@ from torch import nn
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from .attention_masks import mask_kind
-from .saved_activations import CPUAttentionFunction
-
-
-def _cpu_has_native_bf16() -> bool:
-    cpu = torch.cpu
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    # Unknown (an older or newer torch without these private checks): assume native.
-    return any(getattr(cpu, name, lambda: True)() for name in checks)
-
-
-#: Whether this machine's CPU computes bfloat16 natively (AVX512-BF16 or AMX).
-CPU_NATIVE_BF16 = _cpu_has_native_bf16()
+from .saved_activations import CPU_NATIVE_BF16, CPUAttentionFunction
 
 
 def upcast_for_backward(attn_implementation: str, query: torch.Tensor) -> bool:

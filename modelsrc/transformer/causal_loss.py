@@ -21,6 +21,8 @@ autograd records the call), and it cannot be differentiated twice.
 import torch
 import torch.nn.functional as F
 
+from .saved_activations import matmul
+
 #: Logit elements per chunk (16 MiB in float32), whatever the vocabulary.
 CHUNK_ELEMENTS = 1 << 22
 #: Fewer rows than this makes the chunk's matmuls inefficient.
@@ -120,7 +122,7 @@ class _LinearCrossEntropySum(torch.autograd.Function):
             )
             for start in range(0, h.shape[0], chunk_rows):
                 rows = slice(start, start + chunk_rows)
-                logits = (h[rows] @ w.T).float()  # (n, V), overwritten below
+                logits = matmul(h[rows], w.T).float()  # (n, V), overwritten below
                 valid = targets[rows] != ignore_index  # (n,)
                 index = targets[rows].masked_fill(~valid, 0)[:, None]  # (n, 1)
                 picked = logits.gather(1, index).squeeze(1)
@@ -138,11 +140,11 @@ class _LinearCrossEntropySum(torch.autograd.Function):
                 grad.scatter_add_(1, index, -weights[:, None])
                 grad = grad.to(dtype)
                 if need_hidden:
-                    torch.mm(grad, w, out=grad_h[rows])
+                    grad_h[rows] = matmul(grad, w)
                 if need_weight and dtype == torch.float32:
                     grad_w.addmm_(grad.T, h[rows])
                 elif need_weight:
-                    grad_w += (grad.T @ h[rows]).float()  # summed in float32 across chunks
+                    grad_w += matmul(grad.T, h[rows]).float()  # summed in float32 across chunks
         ctx.save_for_backward(grad_h, grad_w)
         ctx.dtypes = (hidden.dtype, weight.dtype)
         return total

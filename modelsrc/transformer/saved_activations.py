@@ -17,7 +17,9 @@ records their plain operators:
   the float32 copies in the backward.
 
 Both compute what the plain operators compute (the same kernels in the same
-dtypes), so losses and gradients match them; ``tests/ml/model/
+dtypes, except that bf16 matmuls on a CPU that only emulates bf16 run as
+float32 GEMMs on the same values, see :func:`matmul`), so losses and
+gradients match them; ``tests/ml/model/
 test_training_kernels.py`` checks that. They are used only outside
 ``torch.compile``, which fuses and schedules the plain operators itself.
 """
@@ -27,6 +29,41 @@ import torch.nn.functional as F
 
 _flash_forward = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default
 _flash_backward = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward.default
+
+
+def _cpu_has_native_bf16() -> bool:
+    cpu = torch.cpu
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    # Unknown (an older or newer torch without these private checks): assume native.
+    return any(getattr(cpu, name, lambda: True)() for name in checks)
+
+
+#: Whether this machine's CPU computes bfloat16 natively (AVX512-BF16 or AMX).
+CPU_NATIVE_BF16 = _cpu_has_native_bf16()
+
+
+def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b``, with bf16 on a CPU that only emulates bf16 run as a float32 GEMM.
+
+    There PyTorch's bf16 GEMM is 2-3x slower than the float32 one of the same
+    shape. A product of two bf16 numbers is exact in float32 and the bf16 GEMM
+    accumulates in float32 too, so converting the operands first and rounding
+    the result to bf16 gives the bf16 GEMM's numbers up to summation order.
+    """
+    if _emulated_bf16(a):
+        return (a.float() @ b.float()).to(torch.bfloat16)
+    return a @ b
+
+
+def matmul_sum(a1: torch.Tensor, b1: torch.Tensor, a2: torch.Tensor, b2: torch.Tensor):
+    """``a1 @ b1 + a2 @ b2`` rounded once, as :func:`matmul` runs it."""
+    if _emulated_bf16(a1):
+        return torch.addmm(a1.float() @ b1.float(), a2.float(), b2.float()).to(torch.bfloat16)
+    return torch.addmm(a1 @ b1, a2, b2)
+
+
+def _emulated_bf16(a: torch.Tensor) -> bool:
+    return a.dtype == torch.bfloat16 and a.device.type == "cpu" and not CPU_NATIVE_BF16
 
 
 def _compute_dtype(device_type: str, dtype: torch.dtype) -> torch.dtype:
@@ -50,9 +87,9 @@ class SwiGLUFunction(torch.autograd.Function):
         dtype = _compute_dtype(device_type, x.dtype)
         with torch.autocast(device_type, enabled=False):
             xc, wg, wu, wd = (t.to(dtype) for t in (x, gate_weight, up_weight, down_weight))
-            gate = F.linear(xc, wg)
-            up = F.linear(xc, wu)
-            output = F.linear(F.silu(gate) * up, wd)
+            gate = matmul(xc, wg.T)
+            up = matmul(xc, wu.T)
+            output = matmul(F.silu(gate) * up, wd.T)
         ctx.save_for_backward(xc, gate, up, wg, wu, wd)
         ctx.dtypes = (x.dtype, gate_weight.dtype, up_weight.dtype, down_weight.dtype)
         return output
@@ -64,16 +101,16 @@ class SwiGLUFunction(torch.autograd.Function):
             grad_output = grad_output.to(gate.dtype).flatten(0, -2)  # (N, D)
             gate2, up2, x2 = gate.flatten(0, -2), up.flatten(0, -2), xc.flatten(0, -2)
             silu = F.silu(gate2)
-            grad_down = grad_output.T @ (silu * up2) if ctx.needs_input_grad[3] else None
-            grad_hidden = grad_output @ wd  # (N, I)
+            grad_down = matmul(grad_output.T, silu * up2) if ctx.needs_input_grad[3] else None
+            grad_hidden = matmul(grad_output, wd)  # (N, I)
             grad_up = grad_hidden * silu
             # autograd's own kernel for silu's derivative: one pass.
             grad_gate = torch.ops.aten.silu_backward(grad_hidden.mul_(up2), gate2)
             grad_x = None
             if ctx.needs_input_grad[0]:
-                grad_x = torch.addmm(grad_up @ wu, grad_gate, wg).view(xc.shape)
-            grad_wg = grad_gate.T @ x2 if ctx.needs_input_grad[1] else None
-            grad_wu = grad_up.T @ x2 if ctx.needs_input_grad[2] else None
+                grad_x = matmul_sum(grad_up, wu, grad_gate, wg).view(xc.shape)
+            grad_wg = matmul(grad_gate.T, x2) if ctx.needs_input_grad[1] else None
+            grad_wu = matmul(grad_up.T, x2) if ctx.needs_input_grad[2] else None
         grads = (grad_x, grad_wg, grad_wu, grad_down)
         return tuple(
             None if g is None else g.to(dtype) for g, dtype in zip(grads, ctx.dtypes, strict=True)

@@ -307,3 +307,17 @@ def test_compiled_training_takes_the_loss_from_logits(model):
     assert eager.logits is None
     assert compiled.logits is not None
     torch.testing.assert_close(compiled.loss, eager.loss)
+
+
+def test_bf16_gemms_on_a_cpu_without_native_bf16_run_in_float32():
+    """Same numbers as the bf16 GEMM (exact products, float32 sums), rounded once to bf16."""
+    sa = component("saved_activations")
+    gen = torch.Generator().manual_seed(3)
+    a, b, c, d = (torch.randn(24, 24, generator=gen).bfloat16() for _ in range(4))
+    if sa.CPU_NATIVE_BF16:
+        assert torch.equal(sa.matmul(a, b), a @ b)
+        return
+    assert torch.equal(sa.matmul(a, b), (a.float() @ b.float()).bfloat16())
+    both = (a.float() @ b.float() + c.float() @ d.float()).bfloat16()
+    torch.testing.assert_close(sa.matmul_sum(a, b, c, d), both, atol=0, rtol=2**-7)
+    assert sa.matmul(a.float(), b.float()).dtype == torch.float32  # other dtypes as called
