@@ -62,6 +62,7 @@ from .callbacks import (
     TrainerCallback,
 )
 from .checkpoint import atomic_directory, load_model_weights, save_model_weights
+from .cpu_bf16 import Float32Gemms, resolve_bf16_gemm
 from .model_loss import ModelLoss
 from .optimization import OptimizerFactory, SchedulerFactory, default_optimizer, default_scheduler
 from .sampler import ResumableShuffleSampler
@@ -272,10 +273,26 @@ class TrainerParts:
         if not self.args.bf16:
             return contextlib.nullcontext()
         # Weights, gradients and optimizer state stay fp32; matmuls run in bf16.
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        autocast = torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        if not self._float32_gemms:
+            return autocast
+        stack = contextlib.ExitStack()
+        stack.enter_context(autocast)
+        stack.enter_context(Float32Gemms())
+        return stack
 
     def _backward(self, loss: torch.Tensor) -> None:
         loss.backward()
+
+    @functools.cached_property
+    def _float32_gemms(self) -> bool:
+        """Whether bf16 matmuls run as float32 GEMMs (`args.bf16_gemm`, `cpu_bf16.py`).
+
+        Eager runs only: a model compiled in place keeps the kernels its compiler chose.
+        """
+        if not self.args.bf16 or getattr(self.model, "_compiled_call_impl", None) is not None:
+            return False
+        return resolve_bf16_gemm(self.args.bf16_gemm, self.device) == "float32"
 
     def _no_sync(self, last_micro_batch: bool) -> AbstractContextManager:
         """Context for one micro-batch's backward; DDP skips the all-reduce until the last."""

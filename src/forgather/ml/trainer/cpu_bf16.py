@@ -1,0 +1,149 @@
+"""bf16 matmuls as float32 GEMMs on CPUs that only emulate bf16.
+
+On a CPU without AVX512-BF16 or AMX, PyTorch's bf16 GEMM converts inside its
+kernel and runs 2-3x slower than the float32 GEMM of the same shape (measured
+on a 2-core Xeon: (16384 x 256) @ (256 x 768) takes 155 ms in bf16, 72 ms
+converted to float32 and back). Converting the bf16 operands to float32
+outside the kernel loses nothing: a product of two bf16 numbers is exact in
+float32, and the bf16 GEMM accumulates in float32 too. So the result equals
+the bf16 GEMM's up to the order of the summation, and is then rounded to bf16
+as autocast's would be.
+
+`Float32Gemms` is a torch-function mode the trainer enters around the
+forward of a training step, inside bf16 autocast, when `bf16_gemm` resolves to
+"float32" (the default on such CPUs). A mode sees the calls made from Python
+while it is entered, not the backward (autograd runs that), so:
+
+- `F.linear` under CPU bf16 autocast (whose backward would be two more bf16
+  GEMMs) becomes `Bf16Linear`: it saves the bf16 operands autocast would save,
+  and computes forward and backward as float32 GEMMs, rounding each result to
+  bf16 as the bf16 kernels do;
+- a matmul (`F.linear`, `@`, `mm`, `addmm`, `bmm`, `matmul`) of bf16 CPU
+  tensors that autograd does not record (the forward of a custom autograd
+  function, a no-grad forward) runs as a float32 GEMM, rounded to bf16.
+
+A custom autograd function's own backward is out of its reach: Forgather's
+generated models make the same choice in theirs (`saved_activations.matmul`).
+
+Anything else (other dtypes, other devices, tensor subclasses such as DTensor,
+matmuls autograd records outside autocast) runs as called.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+BF16 = torch.bfloat16
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX)."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    # A torch without these private checks: assume native, which changes nothing.
+    return any(getattr(torch.cpu, name, lambda: True)() for name in checks)
+
+
+def resolve_bf16_gemm(setting: str, device: torch.device) -> str:
+    """`TrainingArguments.bf16_gemm` for this run: "float32" or "native".
+
+    "auto" is "float32" on a CPU without native bf16, "native" elsewhere.
+    """
+    if setting not in ("auto", "float32", "native"):
+        raise ValueError(f"bf16_gemm must be 'auto', 'float32' or 'native', not {setting!r}")
+    if setting != "auto":
+        return setting
+    return "float32" if device.type == "cpu" and not cpu_has_native_bf16() else "native"
+
+
+def _rounded(result: torch.Tensor) -> torch.Tensor:
+    """A float32 GEMM's result as the bf16 kernel returns it."""
+    return result.to(BF16)
+
+
+class Bf16Linear(torch.autograd.Function):
+    """`F.linear` under bf16 autocast, computed with float32 GEMMs.
+
+    Saves the bf16 input and weight (what autocast's linear saves); gradients
+    are rounded to bf16 (the bf16 GEMM's output) and returned in each input's
+    own dtype, as autocast's casts would.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        x16, w16 = x.to(BF16), weight.to(BF16)
+        b32 = None if bias is None else bias.to(BF16).float()
+        with torch.autocast("cpu", enabled=False):
+            out = _rounded(F.linear(x16.float(), w16.float(), b32))
+        ctx.save_for_backward(x16, w16)
+        ctx.dtypes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x16, w16 = ctx.saved_tensors
+        x_dtype, w_dtype, b_dtype = ctx.dtypes
+        grad_x = grad_w = grad_b = None
+        with torch.autocast("cpu", enabled=False):
+            g = grad_out.to(BF16).float().flatten(0, -2)  # (N, out)
+            if ctx.needs_input_grad[0]:
+                grad_x = _rounded(g @ w16.float()).to(x_dtype).view(x16.shape)
+            if ctx.needs_input_grad[1]:
+                grad_w = _rounded(g.T @ x16.flatten(0, -2).float()).to(w_dtype)
+            if ctx.needs_input_grad[2]:
+                grad_b = _rounded(g.sum(0)).to(b_dtype)
+        return grad_x, grad_w, grad_b
+
+
+_GEMMS = {
+    F.linear, torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__,
+    torch.mm, torch.Tensor.mm, torch.bmm, torch.Tensor.bmm, torch.addmm, torch.Tensor.addmm,
+}  # fmt: skip
+
+
+def _plain_cpu(tensor) -> bool:
+    return type(tensor) in (torch.Tensor, torch.nn.Parameter) and tensor.device.type == "cpu"
+
+
+class Float32Gemms(TorchFunctionMode):
+    """Runs CPU bf16 matmuls as float32 GEMMs (see the module docstring)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _GEMMS:
+            tensors = [a for a in args if isinstance(a, torch.Tensor)]
+            if tensors and all(_plain_cpu(t) for t in tensors):
+                if func is F.linear and _autocast_bf16():
+                    return Bf16Linear.apply(*_linear_args(args, kwargs))
+                if not _recorded(tensors) and all(t.dtype == BF16 for t in tensors):
+                    return _float32_gemm(func, args, kwargs)
+        return func(*args, **kwargs)
+
+
+def _autocast_bf16() -> bool:
+    return torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == BF16
+
+
+def _recorded(tensors: list[torch.Tensor]) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def _linear_args(args, kwargs):
+    x, weight, *rest = args
+    bias = rest[0] if rest else kwargs.get("bias")
+    return x, weight, bias
+
+
+def _float32_gemm(func, args, kwargs):
+    """`func` on the float32 copies of its bf16 tensors, rounded back to bf16."""
+    out = kwargs.pop("out", None)
+    args32 = [a.float() if isinstance(a, torch.Tensor) else a for a in args]
+    with torch.autocast("cpu", enabled=False):
+        result = _rounded(func(*args32, **kwargs))
+    if out is not None:
+        return out.copy_(result)
+    return result

@@ -1,0 +1,141 @@
+"""`bf16_gemm`: bf16 matmuls as float32 GEMMs give the numbers bf16 autocast gives.
+
+Speed is measured in benchmarks/train_speed.py, never asserted here.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+from forgather.ml.trainer import Trainer, TrainingArguments
+from forgather.ml.trainer.cpu_bf16 import (
+    Float32Gemms,
+    cpu_has_native_bf16,
+    resolve_bf16_gemm,
+)
+from tests.ml.trainer import tiny_lm
+
+BF16_ULP = 2.0**-7  # relative spacing of bf16 numbers: results may differ by one rounding
+
+
+def linear_step(float32_gemms: bool, bias: bool):
+    """Forward and backward of one linear under CPU bf16 autocast: output and gradients."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 96, 64, generator=gen, requires_grad=True)
+    weight = torch.randn(48, 64, generator=gen, requires_grad=True)
+    b = torch.randn(48, generator=gen, requires_grad=True) if bias else None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        if float32_gemms:
+            with Float32Gemms():
+                out = F.linear(x, weight, b)
+        else:
+            out = F.linear(x, weight, b)
+    (out.float() ** 2).sum().backward()
+    grads = [x.grad, weight.grad] + ([b.grad] if bias else [])
+    return out, grads
+
+
+def assert_within_one_rounding(got: torch.Tensor, want: torch.Tensor) -> None:
+    assert got.dtype == want.dtype and got.shape == want.shape
+    scale = want.float().abs().amax()
+    assert (got.float() - want.float()).abs().amax() <= 2 * BF16_ULP * scale
+    assert (got == want).float().mean() > 0.95  # most elements identical
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_linear_under_autocast_gives_autocasts_numbers(bias):
+    out, grads = linear_step(True, bias)
+    want_out, want_grads = linear_step(False, bias)
+    assert out.dtype == torch.bfloat16
+    assert_within_one_rounding(out, want_out)
+    for got, want in zip(grads, want_grads, strict=True):
+        assert got.dtype == torch.float32  # each input's own dtype, as autocast returns it
+        assert_within_one_rounding(got, want)
+
+
+class GemmDtypes(TorchFunctionMode):
+    """Entered outside `Float32Gemms`: records the dtypes the matmuls finally run in."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in (F.linear, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.mm, torch.addmm):
+            self.seen.append({a.dtype for a in args if isinstance(a, torch.Tensor)})
+        return func(*args, **(kwargs or {}))
+
+
+def test_the_gemms_run_in_float32():
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(8, 16, generator=gen, requires_grad=True)
+    weight = torch.randn(4, 16, generator=gen, requires_grad=True)
+    a = torch.randn(8, 8, generator=gen).bfloat16()
+    with GemmDtypes() as record, Float32Gemms():
+        a @ a
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            F.linear(x, weight)
+    assert record.seen and all(dtypes == {torch.float32} for dtypes in record.seen)
+    with GemmDtypes() as record:  # without the mode, autocast runs the linear in bf16
+        a @ a
+    assert record.seen == [{torch.bfloat16}]
+
+
+def test_unrecorded_bf16_matmuls_are_rounded_float32_gemms():
+    gen = torch.Generator().manual_seed(1)
+    a, b = (torch.randn(32, 32, generator=gen).bfloat16() for _ in range(2))
+    c = torch.randn(32, 32, generator=gen).bfloat16()
+    expected = (a.float() @ b.float()).bfloat16()
+    out = torch.empty(32, 32, dtype=torch.bfloat16)
+    with Float32Gemms():
+        assert torch.equal(a @ b, expected)
+        assert torch.equal(torch.matmul(a, b), expected)
+        assert torch.equal(torch.mm(a, b, out=out), expected) and torch.equal(out, expected)
+        assert torch.equal(torch.addmm(c, a, b), (c.float() + a.float() @ b.float()).bfloat16())
+        # Not bf16, or recorded by autograd outside autocast: run as called.
+        assert torch.equal(a.float() @ b.float(), a.float() @ b.float())
+        recorded = a.clone().requires_grad_()
+        assert (recorded @ b).grad_fn.name() == "MmBackward0"
+
+
+def test_resolution_of_the_setting():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_bf16_gemm("auto", cpu) == ("native" if cpu_has_native_bf16() else "float32")
+    assert resolve_bf16_gemm("auto", cuda) == "native"
+    assert resolve_bf16_gemm("float32", cuda) == "float32"
+    assert resolve_bf16_gemm("native", cpu) == "native"
+    with pytest.raises(ValueError, match="bf16_gemm"):
+        TrainingArguments("out", bf16_gemm="fp32")
+
+
+def make(tmp_path, **overrides) -> Trainer:
+    settings = dict(use_cpu=True, bf16=True, max_steps=3, per_device_train_batch_size=4,
+                    report_to="none", save_strategy="no")  # fmt: skip
+    args = TrainingArguments(str(tmp_path), **{**settings, **overrides})
+    return Trainer(tiny_lm.make_model(), args, train_dataset=tiny_lm.token_rows(16),
+                   data_collator=tiny_lm.collate)  # fmt: skip
+
+
+def test_trainer_enters_the_mode_only_where_asked(tmp_path):
+    forced = make(tmp_path / "f", bf16_gemm="float32", torch_compile=False)
+    forced.train()
+    assert forced._float32_gemms is True
+    native = make(tmp_path / "n", bf16_gemm="native", torch_compile=False)
+    assert native._float32_gemms is False
+    assert make(tmp_path / "a", torch_compile=False)._float32_gemms is not cpu_has_native_bf16()
+
+
+def test_training_with_float32_gemms_follows_bf16_autocast(tmp_path):
+    """The same run, both ways: the loss curves agree to bf16 rounding."""
+    curves = []
+    for setting in ("float32", "native"):
+        trainer = make(tmp_path / setting, bf16_gemm=setting, torch_compile=False,
+                       logging_steps=1, learning_rate=1e-2, max_steps=4)  # fmt: skip
+        trainer.train()
+        curves.append([e["loss"] for e in trainer.state.log_history if "loss" in e])
+    assert len(curves[0]) == 4
+    for got, want in zip(*curves, strict=True):
+        assert got == pytest.approx(want, rel=2e-2)
