@@ -51,15 +51,49 @@ def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     the result to bf16 gives the bf16 GEMM's numbers up to summation order.
     """
     if _emulated_bf16(a):
-        return (a.float() @ b.float()).to(torch.bfloat16)
+        product = _float32_gemms([(a.flatten(0, -2), b)])  # (..., K) @ (K, N)
+        return product.view(*a.shape[:-1], b.shape[-1])
     return a @ b
 
 
 def matmul_sum(a1: torch.Tensor, b1: torch.Tensor, a2: torch.Tensor, b2: torch.Tensor):
     """``a1 @ b1 + a2 @ b2`` rounded once, as :func:`matmul` runs it."""
     if _emulated_bf16(a1):
-        return torch.addmm(a1.float() @ b1.float(), a2.float(), b2.float()).to(torch.bfloat16)
+        return _float32_gemms([(a1, b1), (a2, b2)])
     return torch.addmm(a1 @ b1, a2, b2)
+
+
+#: Elements of the float32 copies made at a time: the copies stay a few MiB.
+_GEMM_CHUNK_ELEMENTS = 1 << 20
+
+
+def _float32_gemms(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """``sum(a @ b for a, b in pairs)`` of 2-D bf16 matrices in float32, rounded to bf16.
+
+    The operands are converted a block of rows (or, for a long inner dimension,
+    of the inner dimension) at a time, so the float32 copies never hold more
+    than a few MiB however large the matrices are.
+    """
+    rows, inner = pairs[0][0].shape
+    cols = pairs[0][1].shape[1]
+    if rows >= inner:  # chunk the rows of the result
+        out = torch.empty(rows, cols, dtype=torch.bfloat16, device=pairs[0][0].device)
+        b32 = [b.float() for _, b in pairs]
+        step = max(1, _GEMM_CHUNK_ELEMENTS // max(inner, cols))
+        for start in range(0, rows, step):
+            part = None
+            for (a, _), b in zip(pairs, b32, strict=True):
+                a32 = a[start : start + step].float()
+                part = a32 @ b if part is None else part.addmm_(a32, b)
+            out[start : start + step] = part
+        return out
+    # A long inner dimension (a weight gradient): sum float32 products over blocks of it.
+    total = torch.zeros(rows, cols, dtype=torch.float32, device=pairs[0][0].device)
+    step = max(1, _GEMM_CHUNK_ELEMENTS // max(rows, cols))
+    for a, b in pairs:
+        for start in range(0, inner, step):
+            total.addmm_(a[:, start : start + step].float(), b[start : start + step].float())
+    return total.to(torch.bfloat16)
 
 
 def _emulated_bf16(a: torch.Tensor) -> bool:

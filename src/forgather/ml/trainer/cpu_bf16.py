@@ -60,9 +60,34 @@ def resolve_bf16_gemm(setting: str, device: torch.device) -> str:
     return "float32" if device.type == "cpu" and not cpu_has_native_bf16() else "native"
 
 
-def _rounded(result: torch.Tensor) -> torch.Tensor:
-    """A float32 GEMM's result as the bf16 kernel returns it."""
-    return result.to(BF16)
+#: Elements of the float32 copies made at a time: the copies stay a few MiB.
+GEMM_CHUNK_ELEMENTS = 1 << 20
+
+
+def float32_gemm(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None):
+    """``a @ b (+ bias)`` of 2-D bf16 matrices computed in float32, rounded to bf16.
+
+    The operands are converted a block of rows (or, for a long inner dimension,
+    of the inner dimension) at a time, so the float32 copies hold a few MiB
+    however large the matrices are: peak memory stays near bf16 autocast's.
+    """
+    rows, inner = a.shape
+    cols = b.shape[1]
+    bias32 = None if bias is None else bias.to(BF16).float()
+    if rows >= inner:  # chunk the rows of the result
+        out = torch.empty(rows, cols, dtype=BF16, device=a.device)
+        b32 = b.float()
+        step = max(1, GEMM_CHUNK_ELEMENTS // max(inner, cols))
+        for start in range(0, rows, step):
+            part = a[start : start + step].float() @ b32
+            out[start : start + step] = part if bias32 is None else part.add_(bias32)
+        return out
+    # A long inner dimension (a weight gradient): sum float32 products over blocks of it.
+    total = torch.zeros(rows, cols, dtype=torch.float32, device=a.device)
+    step = max(1, GEMM_CHUNK_ELEMENTS // max(rows, cols))
+    for start in range(0, inner, step):
+        total.addmm_(a[:, start : start + step].float(), b[start : start + step].float())
+    return (total if bias32 is None else total.add_(bias32)).to(BF16)
 
 
 class Bf16Linear(torch.autograd.Function):
@@ -76,12 +101,11 @@ class Bf16Linear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias):
         x16, w16 = x.to(BF16), weight.to(BF16)
-        b32 = None if bias is None else bias.to(BF16).float()
         with torch.autocast("cpu", enabled=False):
-            out = _rounded(F.linear(x16.float(), w16.float(), b32))
+            out = float32_gemm(x16.flatten(0, -2), w16.T, bias)
         ctx.save_for_backward(x16, w16)
         ctx.dtypes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
-        return out
+        return out.view(*x.shape[:-1], weight.shape[0])
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -89,13 +113,13 @@ class Bf16Linear(torch.autograd.Function):
         x_dtype, w_dtype, b_dtype = ctx.dtypes
         grad_x = grad_w = grad_b = None
         with torch.autocast("cpu", enabled=False):
-            g = grad_out.to(BF16).float().flatten(0, -2)  # (N, out)
+            g = grad_out.to(BF16).flatten(0, -2)  # (N, out)
             if ctx.needs_input_grad[0]:
-                grad_x = _rounded(g @ w16.float()).to(x_dtype).view(x16.shape)
+                grad_x = float32_gemm(g, w16).to(x_dtype).view(x16.shape)
             if ctx.needs_input_grad[1]:
-                grad_w = _rounded(g.T @ x16.flatten(0, -2).float()).to(w_dtype)
+                grad_w = float32_gemm(g.T, x16.flatten(0, -2)).to(w_dtype)
             if ctx.needs_input_grad[2]:
-                grad_b = _rounded(g.sum(0)).to(b_dtype)
+                grad_b = g.float().sum(0).to(BF16).to(b_dtype)
         return grad_x, grad_w, grad_b
 
 
@@ -103,6 +127,15 @@ _GEMMS = {
     F.linear, torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__,
     torch.mm, torch.Tensor.mm, torch.bmm, torch.Tensor.bmm, torch.addmm, torch.Tensor.addmm,
 }  # fmt: skip
+
+
+_TWO_MATRICES = {
+    torch.matmul,
+    torch.Tensor.matmul,
+    torch.Tensor.__matmul__,
+    torch.mm,
+    torch.Tensor.mm,
+}
 
 
 def _plain_cpu(tensor) -> bool:
@@ -139,11 +172,14 @@ def _linear_args(args, kwargs):
 
 
 def _float32_gemm(func, args, kwargs):
-    """`func` on the float32 copies of its bf16 tensors, rounded back to bf16."""
+    """`func` on its bf16 tensors as float32 GEMMs, rounded back to bf16."""
     out = kwargs.pop("out", None)
-    args32 = [a.float() if isinstance(a, torch.Tensor) else a for a in args]
     with torch.autocast("cpu", enabled=False):
-        result = _rounded(func(*args32, **kwargs))
+        if func in _TWO_MATRICES and not kwargs and all(a.dim() == 2 for a in args):
+            result = float32_gemm(*args)
+        else:  # batched, broadcast or scaled forms: whole float32 copies
+            args32 = [a.float() if isinstance(a, torch.Tensor) else a for a in args]
+            result = func(*args32, **kwargs).to(BF16)
     if out is not None:
         return out.copy_(result)
     return result
