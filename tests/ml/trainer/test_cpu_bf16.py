@@ -119,6 +119,8 @@ def make(tmp_path, **overrides) -> Trainer:
                    data_collator=tiny_lm.collate)  # fmt: skip
 
 
+# Importing Inductor (torch.compile) defines a TorchScript class: torch's own deprecation warning.
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_trainer_enters_the_mode_only_where_asked(tmp_path):
     forced = make(tmp_path / "f", bf16_gemm="float32", torch_compile=False)
     forced.train()
@@ -126,6 +128,12 @@ def test_trainer_enters_the_mode_only_where_asked(tmp_path):
     native = make(tmp_path / "n", bf16_gemm="native", torch_compile=False)
     assert native._float32_gemms is False
     assert make(tmp_path / "a", torch_compile=False)._float32_gemms is not cpu_has_native_bf16()
+    compiled = make(tmp_path / "c", bf16_gemm="float32", torch_compile=True)
+    compiled._ensure_setup()  # compiles the model in place (the compiler runs at the first call)
+    assert compiled._float32_gemms is False
+    wrapped = Trainer(torch.compile(tiny_lm.make_model()), forced.args,
+                      train_dataset=tiny_lm.token_rows(16), data_collator=tiny_lm.collate)  # fmt: skip
+    assert wrapped._float32_gemms is False
 
 
 def test_training_with_float32_gemms_follows_bf16_autocast(tmp_path):
