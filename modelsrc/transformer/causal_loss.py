@@ -140,7 +140,7 @@ class _LinearCrossEntropySum(torch.autograd.Function):
                 grad.scatter_add_(1, index, -weights[:, None])
                 grad = grad.to(dtype)
                 if need_hidden:
-                    grad_h[rows] = matmul(grad, w)
+                    matmul(grad, w, out=grad_h[rows])
                 if need_weight and dtype == torch.float32:
                     grad_w.addmm_(grad.T, h[rows])
                 elif need_weight:

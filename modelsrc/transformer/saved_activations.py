@@ -42,18 +42,20 @@ def _cpu_has_native_bf16() -> bool:
 CPU_NATIVE_BF16 = _cpu_has_native_bf16()
 
 
-def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a @ b``, with bf16 on a CPU that only emulates bf16 run as a float32 GEMM.
+def matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``a @ b`` (into ``out`` if given), with bf16 on a CPU that only emulates bf16
+    run as a float32 GEMM.
 
     There PyTorch's bf16 GEMM is 2-3x slower than the float32 one of the same
     shape. A product of two bf16 numbers is exact in float32 and the bf16 GEMM
     accumulates in float32 too, so converting the operands first and rounding
     the result to bf16 gives the bf16 GEMM's numbers up to summation order.
     """
-    if _emulated_bf16(a):
-        product = _float32_gemms([(a.flatten(0, -2), b)])  # (..., K) @ (K, N)
-        return product.view(*a.shape[:-1], b.shape[-1])
-    return a @ b
+    if not _emulated_bf16(a):
+        return torch.matmul(a, b, out=out)
+    product = _float32_gemms([(a.flatten(0, -2), b)])  # (..., K) @ (K, N)
+    product = product.view(*a.shape[:-1], b.shape[-1])
+    return product if out is None else out.copy_(product)
 
 
 def matmul_sum(a1: torch.Tensor, b1: torch.Tensor, a2: torch.Tensor, b2: torch.Tensor):
