@@ -51,10 +51,9 @@ def cpu_has_native_bf16() -> bool:
 def resolve_bf16_gemm(setting: str, device: torch.device) -> str:
     """`TrainingArguments.bf16_gemm` for this run: "float32" or "native".
 
-    "auto" is "float32" on a CPU without native bf16, "native" elsewhere.
+    "auto" is "float32" on a CPU without native bf16, "native" elsewhere
+    (`TrainingArguments` has checked the value).
     """
-    if setting not in ("auto", "float32", "native"):
-        raise ValueError(f"bf16_gemm must be 'auto', 'float32' or 'native', not {setting!r}")
     if setting != "auto":
         return setting
     return "float32" if device.type == "cpu" and not cpu_has_native_bf16() else "native"
@@ -129,13 +128,8 @@ _GEMMS = {
 }  # fmt: skip
 
 
-_TWO_MATRICES = {
-    torch.matmul,
-    torch.Tensor.matmul,
-    torch.Tensor.__matmul__,
-    torch.mm,
-    torch.Tensor.mm,
-}
+# The GEMMs that `float32_gemm` computes block by block when given two matrices.
+_TWO_MATRICES = {torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.mm, torch.Tensor.mm}  # fmt: skip
 
 
 def _plain_cpu(tensor) -> bool:

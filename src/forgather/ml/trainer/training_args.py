@@ -28,6 +28,9 @@ from forgather.ml import checkpoint_layout as layout
 
 from .original_args import IntervalStrategy, check_original_fields
 
+#: The values of `TrainingArguments.bf16_gemm` (cpu_bf16.py).
+BF16_GEMM_SETTINGS = ("auto", "float32", "native")
+
 __all__ = ["IntervalStrategy", "TrainingArguments"]
 
 _INTERVALS = ("no", "steps", "epoch")
@@ -67,7 +70,7 @@ class TrainingArguments:
     # Not in HF: how bf16 matmuls run. "float32": as float32 GEMMs on the bf16-rounded
     # operands, rounded back to bf16 (the same numbers, 2-3x faster on a CPU without
     # native bf16); "native": torch's bf16 kernels; "auto": "float32" on a CPU without
-    # AVX512-BF16 or AMX, training eagerly with `Trainer`, else "native" (cpu_bf16.py).
+    # AVX512-BF16 or AMX, training eagerly (not with AccelTrainer), else "native" (cpu_bf16.py).
     bf16_gemm: str = "auto"
     # True/False as in HF; "auto" (not in HF): compile runs of at least
     # AUTO_COMPILE_MIN_STEPS optimizer steps where the backend can (torch_settings.py).
@@ -166,7 +169,7 @@ class TrainingArguments:
             )
         if self.torch_threads is not None and self.torch_threads < 0:
             raise ValueError(f"torch_threads must be >= 0 or None, got {self.torch_threads}")
-        if self.bf16_gemm not in ("auto", "float32", "native"):
+        if self.bf16_gemm not in BF16_GEMM_SETTINGS:
             raise ValueError(
                 f"bf16_gemm must be 'auto', 'float32' or 'native', got {self.bf16_gemm!r}"
             )
