@@ -128,12 +128,45 @@ def test_trainer_enters_the_mode_only_where_asked(tmp_path):
     native = make(tmp_path / "n", bf16_gemm="native", torch_compile=False)
     assert native._float32_gemms is False
     assert make(tmp_path / "a", torch_compile=False)._float32_gemms is not cpu_has_native_bf16()
+    assert make(tmp_path / "fp32", bf16=False, bf16_gemm="float32")._float32_gemms is False
+    # Compiled models too: Dynamo traces through the mode (next test).
     compiled = make(tmp_path / "c", bf16_gemm="float32", torch_compile=True)
     compiled._ensure_setup()  # compiles the model in place (the compiler runs at the first call)
-    assert compiled._float32_gemms is False
+    assert compiled._float32_gemms is True
     wrapped = Trainer(torch.compile(tiny_lm.make_model()), forced.args,
                       train_dataset=tiny_lm.token_rows(16), data_collator=tiny_lm.collate)  # fmt: skip
-    assert wrapped._float32_gemms is False
+    assert wrapped._float32_gemms is True
+
+
+def mlp_step(model, x):
+    """Loss and gradients of one bf16 autocast step of ``model`` under the mode."""
+    model.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16), Float32Gemms():
+        loss = model(x).float().pow(2).mean()
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+# Dynamo, tracing `Bf16Linear.apply`, instantiates the autograd Function itself: torch's warning.
+@pytest.mark.filterwarnings("ignore:<class 'torch.autograd.function.Function'>:DeprecationWarning")
+def test_compiled_step_under_the_mode_equals_eager():
+    """Inductor compiles through the mode, without a graph break, to eager's numbers."""
+    import torch._dynamo
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(32, 96), torch.nn.SiLU(), torch.nn.Linear(96, 32, bias=False)
+    )
+    x = torch.randn(64, 32)
+    want_loss, want_grads = mlp_step(model, x)
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    got_loss, got_grads = mlp_step(torch.compile(model, fullgraph=True), x)
+    assert not torch._dynamo.utils.counters["graph_break"]
+    assert got_loss.item() == pytest.approx(want_loss.item(), rel=4 * BF16_ULP)
+    for got, want in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=4 * BF16_ULP, atol=4 * BF16_ULP * want.abs().max())
 
 
 def test_training_with_float32_gemms_follows_bf16_autocast(tmp_path):

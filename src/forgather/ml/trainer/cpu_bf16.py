@@ -69,10 +69,16 @@ def float32_gemm(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = N
     The operands are converted a block of rows (or, for a long inner dimension,
     of the inner dimension) at a time, so the float32 copies hold a few MiB
     however large the matrices are: peak memory stays near bf16 autocast's.
+    Under ``torch.compile`` (Dynamo traces the mode) whole tensors are converted:
+    the block loops would be unrolled into the graph, and Inductor plans the
+    copies itself (compiling a 4-block MLP took 83 s with blocks, 13 s without).
     """
+    bias32 = None if bias is None else bias.to(BF16).float()
+    if torch.compiler.is_compiling():
+        out = a.float() @ b.float()
+        return (out if bias32 is None else out + bias32).to(BF16)
     rows, inner = a.shape
     cols = b.shape[1]
-    bias32 = None if bias is None else bias.to(BF16).float()
     if rows >= inner:  # chunk the rows of the result
         out = torch.empty(rows, cols, dtype=BF16, device=a.device)
         b32 = b.float()

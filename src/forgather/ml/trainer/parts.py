@@ -288,13 +288,10 @@ class TrainerParts:
     def _float32_gemms(self) -> bool:
         """Whether bf16 matmuls run as float32 GEMMs (`args.bf16_gemm`, `cpu_bf16.py`).
 
-        Eager runs only: a model compiled in place, or handed over as `torch.compile`'s
-        wrapper, keeps the kernels its compiler chose.
+        Compiled models too: the mode is entered around the compiled call, so Dynamo
+        traces through it and Inductor compiles float32 GEMMs.
         """
-        compiled = getattr(self.model, "_compiled_call_impl", None) is not None or hasattr(
-            self.model, "_orig_mod"
-        )
-        if not self.args.bf16 or compiled:
+        if not self.args.bf16:
             return False
         return resolve_bf16_gemm(self.args.bf16_gemm, self.device) == "float32"
 

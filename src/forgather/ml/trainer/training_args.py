@@ -70,7 +70,7 @@ class TrainingArguments:
     # Not in HF: how bf16 matmuls run. "float32": as float32 GEMMs on the bf16-rounded
     # operands, rounded back to bf16 (the same numbers, 2-3x faster on a CPU without
     # native bf16); "native": torch's bf16 kernels; "auto": "float32" on a CPU without
-    # AVX512-BF16 or AMX, training eagerly (not with AccelTrainer), else "native" (cpu_bf16.py).
+    # AVX512-BF16 or AMX, compiled or not (not with AccelTrainer), else "native" (cpu_bf16.py).
     bf16_gemm: str = "auto"
     # True/False as in HF; "auto" (not in HF): compile runs of at least
     # AUTO_COMPILE_MIN_STEPS optimizer steps where the backend can (torch_settings.py).
