@@ -166,7 +166,9 @@ def test_compiled_step_under_the_mode_equals_eager():
     assert not torch._dynamo.utils.counters["graph_break"]
     assert got_loss.item() == pytest.approx(want_loss.item(), rel=4 * BF16_ULP)
     for got, want in zip(got_grads, want_grads, strict=True):
-        torch.testing.assert_close(got, want, rtol=4 * BF16_ULP, atol=4 * BF16_ULP * want.abs().max())
+        torch.testing.assert_close(
+            got, want, rtol=4 * BF16_ULP, atol=4 * BF16_ULP * want.abs().max()
+        )
 
 
 def test_training_with_float32_gemms_follows_bf16_autocast(tmp_path):
