@@ -16,6 +16,7 @@ from forgather.ml.trainer.cpu_bf16 import (
     cpu_has_native_bf16,
     resolve_bf16_gemm,
 )
+from forgather.ml.trainer.torch_settings import compiler_available
 from tests.ml.trainer import tiny_lm
 
 BF16_ULP = 2.0**-7  # relative spacing of bf16 numbers: results may differ by one rounding
@@ -150,6 +151,9 @@ def mlp_step(model, x):
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 # Dynamo, tracing `Bf16Linear.apply`, instantiates the autograd Function itself: torch's warning.
 @pytest.mark.filterwarnings("ignore:<class 'torch.autograd.function.Function'>:DeprecationWarning")
+@pytest.mark.skipif(
+    not compiler_available("cpu"), reason="Inductor needs a C++ compiler to compile for the CPU"
+)
 def test_compiled_step_under_the_mode_equals_eager():
     """Inductor compiles through the mode, without a graph break, to eager's numbers."""
     import torch._dynamo
