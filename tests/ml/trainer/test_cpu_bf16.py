@@ -186,3 +186,43 @@ def test_training_with_float32_gemms_follows_bf16_autocast(tmp_path):
     assert len(curves[0]) == 4
     for got, want in zip(*curves, strict=True):
         assert got == pytest.approx(want, rel=2e-2)
+
+
+# Dynamo, tracing `Bf16Linear.apply`, instantiates the autograd Function itself: torch's warning.
+@pytest.mark.filterwarnings("ignore:<class 'torch.autograd.function.Function'>:DeprecationWarning")
+def test_compiled_mode_saves_bf16_activations():
+    """AOT autograd (Inductor's partitioner) keeps the linears' inputs for the backward in
+    bf16, as eager does, not their float32 copies (twice the memory)."""
+    from functorch.compile import make_boxed_func, min_cut_rematerialization_partition
+    from torch._functorch.aot_autograd import aot_module_simplified
+
+    forward_outputs = []
+
+    def forward_compiler(graph_module, inputs):
+        (output,) = [node for node in graph_module.graph.nodes if node.op == "output"]
+        forward_outputs.extend(
+            arg.meta["val"] for arg in output.args[0] if isinstance(arg, torch.fx.Node)
+        )
+        return make_boxed_func(graph_module.forward)
+
+    def backend(graph_module, inputs):
+        return aot_module_simplified(
+            graph_module,
+            inputs,
+            fw_compiler=forward_compiler,
+            bw_compiler=lambda gm, _: make_boxed_func(gm.forward),
+            partition_fn=min_cut_rematerialization_partition,
+        )
+
+    rows = 64  # no feature size is 64: a saved tensor with 64 in its shape holds activations
+    model = torch.nn.Sequential(
+        torch.nn.Linear(32, 96), torch.nn.SiLU(), torch.nn.Linear(96, 32, bias=False)
+    )
+    with torch.autocast("cpu", dtype=torch.bfloat16), Float32Gemms():
+        out = torch.compile(model, backend=backend, fullgraph=True)(torch.randn(rows, 32))
+    out.float().sum().backward()
+    activations = [t for t in forward_outputs if rows in t.shape]
+    assert len(activations) >= 3  # the output and both linears' inputs
+    assert all(t.dtype == torch.bfloat16 for t in activations), [
+        (tuple(t.shape), t.dtype) for t in activations
+    ]

@@ -122,10 +122,23 @@ class Bf16Linear(torch.autograd.Function):
             if ctx.needs_input_grad[0]:
                 grad_x = float32_gemm(g, w16).to(x_dtype).view(x16.shape)
             if ctx.needs_input_grad[1]:
-                grad_w = float32_gemm(g.T, x16.flatten(0, -2)).to(w_dtype)
+                grad_w = _weight_gradient(g, x16.flatten(0, -2)).to(w_dtype)
             if ctx.needs_input_grad[2]:
                 grad_b = g.float().sum(0).to(BF16).to(b_dtype)
         return grad_x, grad_w, grad_b
+
+
+def _weight_gradient(g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``g.T @ x`` as a float32 GEMM, rounded to bf16.
+
+    Compiled, it is computed as ``(x.T @ g).T``: the same product, but the
+    float32 copy of ``x`` is then not the forward's one, which AOT autograd
+    would otherwise keep for the backward in place of the bf16 ``x`` (twice
+    the memory; llama_4m bf16 compiled: +390 MiB peak RSS).
+    """
+    if torch.compiler.is_compiling():
+        return float32_gemm(x.T, g).T
+    return float32_gemm(g.T, x)
 
 
 _GEMMS = {
