@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="comma-separated; 'original' is added by --original")  # fmt: skip
     p.add_argument("--original", type=Path, help="a checkout of the original Forgather")
     p.add_argument("--original-deps", type=Path, default=train_speed.DEFAULT_DEPS_DIR)
-    p.add_argument("--workdir", type=Path, help="reuse prepared data and models here")
+    p.add_argument("--workdir", type=Path, help="reuse the prepared data here (models are rebuilt)")
     p.add_argument("--markdown", action="store_true", help="also print a Markdown table")
     opts = p.parse_args(argv)
     presets = opts.presets.split(",")

@@ -150,15 +150,21 @@ def prepare_data(workdir: Path, seq_len: int) -> None:
 
 
 def prepare_model(workdir: Path, preset: str) -> Path:
-    """Build `preset` (seed 0) and save it as a generated model directory; return the directory."""
-    model_dir = workdir / f"model_{preset}"
-    if (model_dir / "config.json").exists():
-        return model_dir
+    """Build `preset` (seed 0) and save it as a generated model directory; return the directory.
+
+    Rebuilt on every run, even in a reused `--workdir`: a directory from an
+    earlier checkout holds that checkout's generated code, and the figures
+    would measure it instead of this one's.
+    """
+    import shutil
+
     import torch
 
     from forgather.config import ConfigEnvironment
     from forgather.project.workspace import templatelib_searchdirs
 
+    model_dir = workdir / f"model_{preset}"
+    shutil.rmtree(model_dir, ignore_errors=True)
     cfg = ConfigEnvironment(templatelib_searchdirs()).load(
         f"{preset}.yaml", output_dir=str(model_dir)
     )
@@ -443,7 +449,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", action="store_true",
                    help="profile each trainer's steps; print ours in full")  # fmt: skip
     p.add_argument("--profile-steps", type=int, default=3)
-    p.add_argument("--workdir", type=Path, help="reuse prepared data and models here")
+    p.add_argument("--workdir", type=Path, help="reuse the prepared data here (models are rebuilt)")
     p.add_argument("--child", choices=PEERS, help=argparse.SUPPRESS)
     return p
 
