@@ -99,9 +99,8 @@ def main(argv: list[str] | None = None) -> None:
     if "original" in peers:
         train_speed.ensure_original_deps(opts.original_deps)
 
-    precision = "bfloat16" if opts.bf16 else "float32"
-    peak = train_speed.matmul_peak(precision)
-    print(f"matmul peak ({precision}, 2048^2): {peak:,.0f} GFLOP/s; load average "
+    peak, measured = train_speed.training_peak(opts.bf16)
+    print(f"matmul peak (2048^2): {measured}; load average "
           f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; {opts.steps} steps "
           f"({opts.warmup} untimed) of {opts.seq_len}-token blocks per point, "
           f"torch.compile {'on' if opts.compile else 'off'}")  # fmt: skip

@@ -114,6 +114,19 @@ def matmul_peak(dtype_name: str, size: int = 2048, repeats: int = 10) -> float:
     return 2 * size**3 / best / 1e9
 
 
+def training_peak(bf16: bool) -> tuple[float, str]:
+    """The GFLOP/s that MFU is against, and a line saying what was measured.
+
+    bf16 runs: the faster of the bf16 and float32 GEMM, since on a CPU without
+    native bf16 our trainer computes bf16 matmuls as float32 GEMMs.
+    """
+    precisions = ("bfloat16", "float32") if bf16 else ("float32",)
+    peaks = {precision: matmul_peak(precision) for precision in precisions}
+    peak = max(peaks.values())
+    measured = ", ".join(f"{p} {v:,.0f}" for p, v in peaks.items())
+    return peak, f"{measured} GFLOP/s; MFU is against {peak:,.0f}"
+
+
 def prepare_data(workdir: Path, seq_len: int) -> None:
     """Write the packed stdlib blocks (`blocks_<seq_len>.npz`) once per work directory.
 
@@ -532,15 +545,9 @@ def main(argv: list[str] | None = None) -> None:
     if "original" in peers:
         ensure_original_deps(opts.original_deps)
 
-    # bf16 runs: the faster of the bf16 and float32 GEMM is the peak, since on a CPU
-    # without native bf16 our trainer computes bf16 matmuls as float32 GEMMs.
-    precisions = ("bfloat16", "float32") if opts.bf16 else ("float32",)
-    peaks = {precision: matmul_peak(precision) for precision in precisions}
-    peak = max(peaks.values())
+    peak, measured = training_peak(opts.bf16)
     load = os.getloadavg()[0]
-    measured = ", ".join(f"{p} {v:,.0f}" for p, v in peaks.items())
-    print(f"matmul peak (2048^2): {measured} GFLOP/s; MFU is against {peak:,.0f}; "
-          f"load average {load:.2f} on {os.cpu_count()} CPUs")  # fmt: skip
+    print(f"matmul peak (2048^2): {measured}; load average {load:.2f} on {os.cpu_count()} CPUs")
     print(f"{opts.preset}, batch {opts.batch_size}x{opts.seq_len}, {opts.steps} steps "
           f"({opts.warmup} untimed), bf16 {'on' if opts.bf16 else 'off'} (ours, HF: autocast; "
           f"original: pure bf16), torch.compile {'on' if opts.compile else 'off'}")  # fmt: skip
