@@ -161,35 +161,118 @@ def _float_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor |
     return additive.masked_fill_(~mask, float("-inf"))
 
 
+#: Query rows per kernel call when attention is split by rows (see ``_row_chunks``).
+QUERY_CHUNK_ROWS = 256
+
+
+def _row_chunks(mask: torch.Tensor | None, length: int) -> list[tuple[int, int, int]]:
+    """``(first row, end row, keys)`` per kernel call: the keys any of those rows may see.
+
+    PyTorch's CPU flash kernel computes a row block's scores against every
+    block of 512 keys, masked or not, so one call over a causal T x T problem
+    with T <= 512 does all T² scores. Called on chunks of rows, each with only
+    the keys up to its last row, it skips most of the masked half: 3/4 of the
+    work in two chunks, 5/8 in four. Applies to plain causal attention
+    (``mask`` None) and to boolean masks, whose chunks take the keys up to the
+    last one any of their rows may see (read from the mask, so any boolean
+    mask is safe); additive float masks and short sequences run whole.
+    Chunks of 256 rows: with 128 the kernel's smaller row blocks cost what the
+    skipped keys save (B=32, H=4, T=512, D=64, float32, forward and backward:
+    335 ms whole, 245 ms in chunks of 256, 254 ms in chunks of 128).
+    """
+    whole = [(0, length, length)]
+    if length <= QUERY_CHUNK_ROWS or (mask is not None and mask.dtype != torch.bool):
+        return whole
+    starts = range(0, length, QUERY_CHUNK_ROWS)
+    if mask is None:
+        return [
+            (a, min(a + QUERY_CHUNK_ROWS, length), min(a + QUERY_CHUNK_ROWS, length))
+            for a in starts
+        ]
+    seen = mask.flatten(0, -3).any(0)  # (T, S): whether any batch row or head sees key s
+    chunks = []
+    for a in starts:
+        end = min(a + QUERY_CHUNK_ROWS, length)
+        keys = seen[a:end].any(0).nonzero()
+        chunks.append((a, end, int(keys[-1]) + 1 if len(keys) else length))
+    return chunks
+
+
+def _chunk_mask(mask, first, end, keys, query):
+    """The additive mask of rows ``first:end`` and keys ``:keys`` (causal when ``mask`` is None),
+    in ``query``'s dtype, on its device."""
+    dtype = query.dtype
+    if mask is None:
+        allowed = torch.ones(end - first, keys, dtype=torch.bool, device=query.device).tril(first)
+        return _float_mask(allowed[None, None], dtype)
+    return _float_mask(mask[..., first:end, :keys], dtype)
+
+
 class CPUAttentionFunction(torch.autograd.Function):
     """PyTorch's CPU flash-attention kernels, saving the mask once and the inputs as given.
 
     ``compute_dtype`` is the dtype the kernels run in (float32 for bf16
     training on a CPU that emulates bf16); the output comes back, and is saved,
     in the inputs' dtype. Query, key and value must have the same head count
-    (the caller repeats grouped key/value heads).
+    (the caller repeats grouped key/value heads). Long causal sequences are
+    computed in chunks of query rows that skip the keys none of their rows may
+    see (``_row_chunks``); the results equal one call's up to summation order.
     """
 
     @staticmethod
     def forward(ctx, query, key, value, mask, scale, compute_dtype):
         q, k, v = (t.to(compute_dtype) for t in (query, key, value))
-        out, logsumexp = _flash_forward(
-            q, k, v, is_causal=mask is None, attn_mask=_float_mask(mask, compute_dtype), scale=scale
-        )
-        out = out.to(query.dtype)
+        chunks = _row_chunks(mask, q.shape[-2])
+        if len(chunks) == 1:
+            out, logsumexp = _flash_forward(
+                q, k, v, is_causal=mask is None, attn_mask=_float_mask(mask, compute_dtype),
+                scale=scale,
+            )[:2]  # fmt: skip
+            out = out.to(query.dtype)
+        else:
+            batch, heads, length, head_dim = query.shape
+            # The kernel's own output layout (B, T, H, D), so the caller's transpose is free.
+            out = query.new_empty(batch, length, heads, head_dim).transpose(1, 2)
+            logsumexp = None
+            for first, end, keys in chunks:
+                part, part_lse = _flash_forward(
+                    q[:, :, first:end], k[:, :, :keys], v[:, :, :keys], is_causal=False,
+                    attn_mask=_chunk_mask(mask, first, end, keys, q), scale=scale,
+                )[:2]  # fmt: skip
+                if logsumexp is None:
+                    logsumexp = part_lse.new_empty(batch, heads, length)
+                out[:, :, first:end] = part
+                logsumexp[:, :, first:end] = part_lse
         ctx.save_for_backward(query, key, value, mask, out, logsumexp)
-        ctx.scale, ctx.compute_dtype = scale, compute_dtype
+        ctx.scale, ctx.compute_dtype, ctx.chunks = scale, compute_dtype, chunks
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         query, key, value, mask, out, logsumexp = ctx.saved_tensors
-        dtype = ctx.compute_dtype
-        grads = _flash_backward(
-            grad_out.to(dtype).contiguous(), query.to(dtype), key.to(dtype), value.to(dtype),
-            out.to(dtype), logsumexp, 0.0, mask is None,
-            attn_mask=_float_mask(mask, dtype), scale=ctx.scale,
-        )  # fmt: skip
+        dtype, scale = ctx.compute_dtype, ctx.scale
+        q, k, v, out = (t.to(dtype) for t in (query, key, value, out))
+        grad_out = grad_out.to(dtype).contiguous()
+        if len(ctx.chunks) == 1:
+            grads = _flash_backward(
+                grad_out, q, k, v, out, logsumexp, 0.0, mask is None,
+                attn_mask=_float_mask(mask, dtype), scale=scale,
+            )  # fmt: skip
+        else:
+            # Keys and values take gradients from every chunk: summed in float32.
+            grads = (
+                torch.empty_like(q),
+                *(torch.zeros_like(t, dtype=torch.float32) for t in (k, v)),
+            )
+            for first, end, keys in ctx.chunks:
+                part_q, part_k, part_v = _flash_backward(
+                    grad_out[:, :, first:end], q[:, :, first:end], k[:, :, :keys],
+                    v[:, :, :keys], out[:, :, first:end], logsumexp[:, :, first:end], 0.0,
+                    False, attn_mask=_chunk_mask(mask, first, end, keys, q), scale=scale,
+                )  # fmt: skip
+                grads[0][:, :, first:end] = part_q
+                grads[1][:, :, :keys] += part_k
+                grads[2][:, :, :keys] += part_v
         grad_q, grad_k, grad_v = (
             g.to(t.dtype) for g, t in zip(grads, (query, key, value), strict=True)
         )

@@ -228,32 +228,70 @@ def test_swiglu_function_is_not_used_on_wrapped_projections():
     ],
 )
 @pytest.mark.parametrize("packed", [True, False])
-def test_cpu_attention_function_equals_sdpa(dtype, compute_dtype, packed):
-    cpu_attention = component("saved_activations").CPUAttentionFunction
+@pytest.mark.parametrize("length", [24, 300])  # one kernel call; two chunks of query rows
+def test_cpu_attention_function_equals_sdpa(dtype, compute_dtype, packed, length):
+    saved_activations = component("saved_activations")
     gen = torch.Generator().manual_seed(3)
     q, k, v = (
-        torch.randn(2, 4, 24, 16, generator=gen, dtype=dtype, requires_grad=True) for _ in range(3)
+        torch.randn(2, 4, length, 16, generator=gen, dtype=dtype, requires_grad=True)
+        for _ in range(3)
     )
     mask = None
     if packed:
-        position_ids = torch.tensor([list(range(15)) + list(range(9)), list(range(24))])
-        mask = component("attention_masks").dense_causal_mask(24, 0, None, position_ids, q.device)
-    grad = torch.randn(2, 4, 24, 16, generator=gen, dtype=dtype)
-    got = cpu_attention.apply(q, k, v, mask, 0.25, compute_dtype)
+        first = length * 5 // 8
+        position_ids = torch.tensor([[*range(first), *range(length - first)], [*range(length)]])
+        mask = component("attention_masks").dense_causal_mask(
+            length, 0, None, position_ids, q.device
+        )
+    chunks = saved_activations._row_chunks(mask, length)
+    assert len(chunks) == (1 if length <= saved_activations.QUERY_CHUNK_ROWS else 2)
+    grad = torch.randn(2, 4, length, 16, generator=gen, dtype=dtype)
+    got = saved_activations.CPUAttentionFunction.apply(q, k, v, mask, 0.25, compute_dtype)
     want = F.scaled_dot_product_attention(
         *(t.to(compute_dtype) for t in (q, k, v)),
         attn_mask=mask,
         is_causal=mask is None,
         scale=0.25,
     ).to(dtype)
-    assert torch.equal(got, want)
+    if len(chunks) == 1:
+        assert torch.equal(got, want)
+    else:  # the same sums, perhaps blocked differently by the kernel's GEMMs
+        close = dict(atol=1e-6, rtol=1e-5) if dtype == torch.float32 else dict(atol=1e-2, rtol=1e-2)
+        torch.testing.assert_close(got, want, **close)
     got_grads = torch.autograd.grad(got, (q, k, v), grad)
     want_grads = torch.autograd.grad(want, (q, k, v), grad)
     # Upcast: the output is saved in bf16, so the backward's row sums round once more.
-    tolerance = dict(atol=2e-2, rtol=2e-2) if dtype != compute_dtype else dict(atol=0, rtol=0)
+    # Chunked: the key and value gradients are sums over the chunks (in bf16, of rounded parts).
+    if dtype != compute_dtype or (dtype == torch.bfloat16 and len(chunks) > 1):
+        tolerance = dict(atol=2e-2, rtol=2e-2)
+    else:
+        tolerance = dict(atol=1e-6, rtol=1e-5) if len(chunks) > 1 else dict(atol=0, rtol=0)
     for got_grad, want_grad in zip(got_grads, want_grads, strict=True):
         assert got_grad.dtype == dtype
         torch.testing.assert_close(got_grad, want_grad, **tolerance)
+
+
+def test_cpu_attention_chunks_keep_the_keys_a_non_causal_mask_shows():
+    """A caller's own 4-D boolean mask may let early rows see late keys: every chunk then
+    takes the keys up to the last one its rows may see, and the result is SDPA's."""
+    saved_activations = component("saved_activations")
+    gen = torch.Generator().manual_seed(5)
+    length = 320
+    q, k, v = (torch.randn(1, 2, length, 8, generator=gen, requires_grad=True) for _ in range(3))
+    mask = torch.ones(length, length, dtype=torch.bool).tril()
+    mask[3, length - 2] = True  # row 3 (first chunk) sees the second-to-last key
+    mask = mask[None, None]
+    assert saved_activations._row_chunks(mask, length) == [(0, 256, length - 1), (256, 320, 320)]
+    got = saved_activations.CPUAttentionFunction.apply(q, k, v, mask, None, torch.float32)
+    want = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+    grad = torch.randn(1, 2, length, 8, generator=gen)
+    for got_grad, want_grad in zip(
+        torch.autograd.grad(got, (q, k, v), grad),
+        torch.autograd.grad(want, (q, k, v), grad),
+        strict=True,
+    ):
+        torch.testing.assert_close(got_grad, want_grad, atol=1e-6, rtol=1e-5)
 
 
 def saved_tensor_shapes(model, batch):
