@@ -342,6 +342,24 @@ def transformers_llama(ours):
     return model
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident set size, in MiB.
+
+    Linux's VmHWM, not `getrusage`'s ru_maxrss: a child started by
+    `subprocess` (vfork, then exec) inherits its parent's ru_maxrss, so a
+    small run would report the parent's peak (train_scale.py's parent, which
+    built every preset, showed 897 MiB for each trainer at llama_4m batch 4).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; bytes on macOS
+    return peak / (2**20 if sys.platform == "darwin" else 1024)
+
+
 def run_child(which: str, opts: argparse.Namespace) -> dict:
     """Train with one trainer in this process; return its figures."""
     import warnings
@@ -430,7 +448,7 @@ def run_child(which: str, opts: argparse.Namespace) -> dict:
     step_seconds = statistics.median(b - a for a, b in zip(timed, timed[1:], strict=False))
     result = {
         "tokens_per_s": opts.batch_size * opts.seq_len / step_seconds,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mib": peak_rss_mib(),
         "flops_per_token": flops_per_token(model, opts.seq_len),
         "parameters": sum(p.numel() for p in model.parameters()),
         "first_loss": losses[0],

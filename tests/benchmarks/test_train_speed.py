@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,3 +42,21 @@ def test_a_reused_workdir_gets_the_current_generated_model(train_speed, tmp_path
     # The generated code of this checkout (the stale one had no saved_activations.py).
     sources = {p.name for p in model_dir.glob("*.py")}
     assert "saved_activations.py" in sources
+
+
+def test_peak_rss_is_the_childs_own_not_its_parents(tmp_path):
+    """A child started while its parent holds much more memory reports its own peak."""
+    held = bytearray(400 * 2**20)  # this process's resident set grows by 400 MiB
+    held[::4096] = b"x" * len(range(0, len(held), 4096))
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('train_speed', {str(SCRIPT)!r})\n"
+        "module = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(module)\n"
+        "print(module.peak_rss_mib())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    del held
+    assert 0 < float(result.stdout) < 200  # the interpreter and the script: tens of MiB
