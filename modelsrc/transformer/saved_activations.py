@@ -208,6 +208,15 @@ def _chunk_mask(mask, first, end, keys, query):
     return _float_mask(mask[..., first:end, :keys], dtype)
 
 
+def _widened(part: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """``part`` (B, H, keys, D) in float32 (itself if it is already), zero past its keys."""
+    if part.shape == shape:
+        return part.float()
+    full = part.new_zeros(shape, dtype=torch.float32)
+    full[:, :, : part.shape[2]] = part
+    return full
+
+
 class CPUAttentionFunction(torch.autograd.Function):
     """PyTorch's CPU flash-attention kernels, saving the mask once and the inputs as given.
 
@@ -259,20 +268,22 @@ class CPUAttentionFunction(torch.autograd.Function):
                 attn_mask=_float_mask(mask, dtype), scale=scale,
             )  # fmt: skip
         else:
-            # Keys and values take gradients from every chunk: summed in float32.
-            grads = (
-                torch.empty_like(q),
-                *(torch.zeros_like(t, dtype=torch.float32) for t in (k, v)),
-            )
-            for first, end, keys in ctx.chunks:
+            # Keys and values take gradients from every chunk, summed in float32 into the
+            # widest chunk's (computed first, so there is no zero-filled accumulator).
+            grad_q, grad_k, grad_v = torch.empty_like(q), None, None
+            for first, end, keys in sorted(ctx.chunks, key=lambda chunk: -chunk[2]):
                 part_q, part_k, part_v = _flash_backward(
                     grad_out[:, :, first:end], q[:, :, first:end], k[:, :, :keys],
                     v[:, :, :keys], out[:, :, first:end], logsumexp[:, :, first:end], 0.0,
                     False, attn_mask=_chunk_mask(mask, first, end, keys, q), scale=scale,
                 )  # fmt: skip
-                grads[0][:, :, first:end] = part_q
-                grads[1][:, :, :keys] += part_k
-                grads[2][:, :, :keys] += part_v
+                grad_q[:, :, first:end] = part_q
+                if grad_k is None:
+                    grad_k, grad_v = _widened(part_k, k.shape), _widened(part_v, v.shape)
+                else:
+                    grad_k[:, :, :keys] += part_k
+                    grad_v[:, :, :keys] += part_v
+            grads = (grad_q, grad_k, grad_v)
         grad_q, grad_k, grad_v = (
             g.to(t.dtype) for g, t in zip(grads, (query, key, value), strict=True)
         )
