@@ -39,13 +39,8 @@ import train_speed  # noqa: E402  (the child runs and preparation; nothing copie
 
 def mem_available_mib() -> float:
     """MemAvailable from /proc/meminfo, in MiB (inf where there is none)."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("inf")
+    available = train_speed.proc_kib("/proc/meminfo", "MemAvailable")
+    return float("inf") if available is None else available / 1024
 
 
 def step_tflop(flops_per_token: float, batch: int, seq_len: int) -> float:

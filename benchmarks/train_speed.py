@@ -342,6 +342,17 @@ def transformers_llama(ours):
     return model
 
 
+def proc_kib(path: str, field: str) -> int | None:
+    """A "field: N kB" line of a Linux /proc file, in KiB (None without /proc or the field)."""
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def peak_rss_mib() -> float:
     """This process's peak resident set size, in MiB.
 
@@ -350,12 +361,9 @@ def peak_rss_mib() -> float:
     small run would report the parent's peak (train_scale.py's parent, which
     built every preset, showed 897 MiB for each trainer at llama_4m batch 4).
     """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    peak = proc_kib("/proc/self/status", "VmHWM")
+    if peak is not None:
+        return peak / 1024
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; bytes on macOS
     return peak / (2**20 if sys.platform == "darwin" else 1024)
 

@@ -8,22 +8,17 @@ script runs, that both sides train the same architecture, and what it writes.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "train_mfu.py"
+from tests.benchmarks.conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def train_mfu():
-    spec = importlib.util.spec_from_file_location("train_mfu", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("train_mfu")
 
 
 @pytest.fixture

@@ -6,23 +6,18 @@ figures); this checks the preparation that every peer shares.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "train_speed.py"
+from tests.benchmarks.conftest import BENCHMARKS, load_benchmark
 
 
 @pytest.fixture(scope="module")
 def train_speed():
-    spec = importlib.util.spec_from_file_location("train_speed", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("train_speed")
 
 
 def test_a_reused_workdir_gets_the_current_generated_model(train_speed, tmp_path):
@@ -49,11 +44,8 @@ def test_peak_rss_is_the_childs_own_not_its_parents(tmp_path):
     held = bytearray(400 * 2**20)  # this process's resident set grows by 400 MiB
     held[::4096] = b"x" * len(range(0, len(held), 4096))
     code = (
-        "import importlib.util, sys\n"
-        f"spec = importlib.util.spec_from_file_location('train_speed', {str(SCRIPT)!r})\n"
-        "module = importlib.util.module_from_spec(spec)\n"
-        "spec.loader.exec_module(module)\n"
-        "print(module.peak_rss_mib())\n"
+        f"import sys; sys.path.insert(0, {str(BENCHMARKS)!r}); import train_speed; "
+        "print(train_speed.peak_rss_mib())"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
