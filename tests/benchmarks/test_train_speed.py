@@ -1,7 +1,8 @@
-"""benchmarks/train_speed.py: what it trains is this checkout's generated model.
+"""benchmarks/train_speed.py: it trains this checkout's generated model, and each
+trainer's peak RSS is its own.
 
 The training runs themselves take minutes (docs/performance.md has the
-figures); this checks the preparation that every peer shares.
+figures); this checks the preparation every peer shares and the memory figure.
 """
 
 from __future__ import annotations
