@@ -56,7 +56,8 @@ test: lint
 DEMO_PROJECT := examples/tutorials/tiny_llama
 
 # The main job on the embedded defaults: train the 4.4M Llama-style model on the
-# Python standard library (about five minutes on 2 CPU cores), then print samples.
+# Python standard library (5-15 minutes on 2 CPU cores, as fast as the machine is), then
+# print samples.
 demo: setup
 	$(VENV)/bin/forgather -p $(DEMO_PROJECT) train
 
