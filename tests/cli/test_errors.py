@@ -88,3 +88,19 @@ def test_help_exits_0():
         "ws",
     ):
         assert f"\n  {name} " in result.out
+
+
+def test_a_default_config_that_names_no_config(tmp_path: Path):
+    project = _broken_project(tmp_path)
+    meta = project / "meta.yaml"
+    meta.write_text(meta.read_text().replace("default.yaml", "nosuch.yaml"))
+    listing = run_cli("ls", cwd=project)
+    assert listing.rc == 0
+    assert "  * " not in listing.out
+    assert "    (default_config 'nosuch.yaml' is not among them)" in listing.out
+    result = run_cli("pp", cwd=project)
+    assert result.rc == 1
+    line = next(n for n, text in enumerate(meta.read_text().splitlines(), 1) if "nosuch" in text)
+    assert result.err.startswith(
+        f"forgather: error: {meta}:{line}: default_config 'nosuch.yaml' is not a config"
+    )

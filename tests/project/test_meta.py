@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from forgather.config import ConfigError
-from forgather.project import ProjectError, load_meta
+from forgather.project import Project, ProjectError, load_meta
 
 from .conftest import REPO_ROOT, TUTORIAL
 
@@ -81,7 +81,35 @@ def test_error_in_meta_yaml_names_its_line(project: Path):
     assert f"{project / 'meta.yaml'}:3" in str(info.value)
 
 
-def test_searchdir_must_be_a_list(project: Path):
-    (project / "meta.yaml").write_text("searchdir: templates\n")
-    with pytest.raises(ProjectError, match="searchdir must be a list"):
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("searchdir: templates", "searchdir: must be a list of directories, got str 'templates'"),
+        ("searchdir: 5", "searchdir: must be a list of directories, got int 5"),
+        ("default_config: 5", "default_config: must be a string, got int 5"),
+        ("config_prefix: [1]", "config_prefix: must be a string, got list [1]"),
+        ("name: {a: 1}", "name: must be a string, got dict {'a': 1}"),
+        ("allow_imports: os", "allow_imports: must be a list of module names"),
+        ("allow_imports: ['os', 'no way']", "allow_imports: 'no way' is not a module name"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_an_error_at_its_line(project: Path, line, message):
+    (project / "meta.yaml").write_text(
+        f'-- extends "meta_defaults.yaml"\n-- block configs\n{line}\n-- endblock configs\n'
+    )
+    with pytest.raises(ProjectError) as info:
         load_meta(project)
+    assert str(info.value).startswith(f"{project / 'meta.yaml'}:3: {message}")
+
+
+def test_a_missing_default_config_is_an_error_at_its_line(project: Path):
+    (project / "meta.yaml").write_text(
+        '-- extends "meta_defaults.yaml"\n-- block configs\n'
+        "default_config: nosuch.yaml\n-- endblock configs\n"
+    )
+    with pytest.raises(ProjectError) as info:
+        Project(project_dir=project)
+    assert str(info.value).startswith(
+        f"{project / 'meta.yaml'}:3: default_config 'nosuch.yaml' is not a config of this project"
+    )
+    assert Project(project_dir=project, config="default.yaml").config_name == "default.yaml"

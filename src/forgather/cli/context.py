@@ -127,7 +127,7 @@ class CommandContext:
     @property
     def config_name(self) -> str:
         """The config the command works on: ``-t`` or the project's default."""
-        name = self.config_template or self.project.meta.default_config
+        name = self.config_template or self.project.default_config()
         if not name:
             raise CLIError(
                 f"project {self.project.meta.name!r} has no default_config; name one with -t"

@@ -94,15 +94,21 @@ class ProjectListing:
         configs = [ConfigSummary(**c) for c in data["configs"]]
         return cls(**{**data, "configs": configs})
 
+    def _is_default(self, name: str) -> bool:
+        """Whether config ``name`` is the default (``meta.yaml`` may leave off ``.yaml``)."""
+        return self.default_config in (name, name.removesuffix(".yaml"))
+
     def format(self, indent: str = "") -> str:
         """The listing as text: a title line, then one line per config."""
         lines = [f"{indent}{self.name}" + (f": {self.description}" if self.description else "")]
         width = max((len(s.name) for s in self.configs), default=0) + 2
         for s in self.configs:
-            mark = "*" if s.name == self.default_config else " "
+            mark = "*" if self._is_default(s.name) else " "
             lines.append(f"{indent}  {mark} {s.name:<{width}}{s.text}".rstrip())
         if not self.configs:
             lines.append(f"{indent}    (no configs in templates/{self.config_prefix}/)")
+        elif self.default_config and not any(self._is_default(s.name) for s in self.configs):
+            lines.append(f"{indent}    (default_config {self.default_config!r} is not among them)")
         return "\n".join(lines)
 
 

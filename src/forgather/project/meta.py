@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from forgather.config import ConfigEnvironment, ConfigError
+from forgather.config.errors import SourceLocation
 from forgather.config.policy import META_KEY as ALLOW_KEY
 from forgather.project.workspace import (
     META_FILE,
@@ -69,6 +70,8 @@ class MetaConfig:
     default_config: str | None = None
     allow_imports: list[str] = field(default_factory=list)
     values: dict[str, Any] = field(default_factory=dict)
+    #: The ``meta.yaml`` line that names ``default_config``, for errors about it.
+    default_config_location: SourceLocation | None = None
 
     def __init__(
         self,
@@ -269,50 +272,95 @@ def load_meta(project_dir: str | os.PathLike = ".") -> MetaConfig:
     )
     config = env.load(META_FILE)
     values = config.build_data()
-    return _meta_from_values(project, workspace, values)
+    return _meta_from_values(project, workspace, values, config)
 
 
-def _allow_imports(project: Path, value: Any) -> list[str]:
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-        raise ProjectError(
-            f"{project / META_FILE}: {ALLOW_KEY} must be a list of module names "
-            "(mypkg, other.module) or directories (entries with a /)"
-        )
+class _MetaValues:
+    """The values ``meta.yaml`` rendered to, each checked for its type where it is read.
+
+    A wrong type is a :class:`ProjectError` at the line that set the value
+    (``Config.why``), or at ``meta.yaml`` itself when the value has no line
+    of its own (a value made by a macro, say).
+    """
+
+    def __init__(self, project: Path, config: Any, values: Any) -> None:
+        self.project = project
+        self._config = config
+        if values is None:
+            values = {}
+        if not isinstance(values, dict):
+            raise ProjectError(f"{project / META_FILE}: must render to a mapping")
+        self.values = values
+
+    def where(self, key: str) -> SourceLocation | None:
+        """The template line that set ``key``, when it has one."""
+        if self._config is None or key not in self.values:
+            return None
+        try:
+            return self._config.why(key).location
+        except ConfigError:
+            return None
+
+    def error(self, key: str, reason: str) -> ProjectError:
+        location = self.where(key)
+        if location is None:
+            return ProjectError(f"{self.project / META_FILE}: {key}: {reason}")
+        return ProjectError(f"{key}: {reason}", location)
+
+    def text(self, key: str, default: str | None, numbers: bool = True) -> str | None:
+        """A string value (with ``numbers``, a number is taken as its text: ``name: 2024``)."""
+        value = self.values.get(key)
+        if value is None or value == "":
+            return default
+        kinds = (str, int, float) if numbers else str
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            raise self.error(key, f"must be a string, got {_shown(value)}")
+        return str(value)
+
+    def strings(self, key: str, what: str) -> list[str] | None:
+        """A list of non-empty strings, or None when absent."""
+        value = self.values.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise self.error(key, f"must be a list of {what}, got {_shown(value)}")
+        return [v.strip() for v in value]
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def _allow_imports(meta: _MetaValues) -> list[str]:
+    value = meta.strings(ALLOW_KEY, "module names (mypkg, other.module) or directories (with a /)")
     entries = []
-    for entry in value:
-        entry = entry.strip()
+    for entry in value or []:
         if "/" in entry or os.sep in entry or entry.startswith(("~", ".")):
-            entry = os.path.normpath(project / os.path.expanduser(entry))  # relative to the project
+            entry = os.path.normpath(meta.project / os.path.expanduser(entry))  # from the project
         elif not all(part.isidentifier() for part in entry.split(".")):
-            raise ProjectError(
-                f"{project / META_FILE}: {ALLOW_KEY}: {entry!r} is not a module name or a directory"
-            )
+            raise meta.error(ALLOW_KEY, f"{entry!r} is not a module name or a directory")
         entries.append(entry)
     return entries
 
 
-def _meta_from_values(project: Path, workspace: Path, values: Any) -> MetaConfig:
-    if values is None:
-        values = {}
-    if not isinstance(values, dict):
-        raise ProjectError(f"{project / META_FILE}: must render to a mapping")
-    searchdir = values.get("searchdir")
-    if searchdir is None:
-        searchdir = [str(project / "templates")]
-    if isinstance(searchdir, str) or not all(isinstance(d, str) for d in searchdir):
-        raise ProjectError(f"{project / META_FILE}: searchdir must be a list of directories")
-    # Relative search directories are relative to the project, not to the cwd.
-    searchdir = [os.path.normpath(project / d) for d in searchdir]
-    return MetaConfig(
+def _meta_from_values(
+    project: Path, workspace: Path, values: Any, config: Any = None
+) -> MetaConfig:
+    meta = _MetaValues(project, config, values)
+    searchdir = meta.strings("searchdir", "directories") or [str(project / "templates")]
+    default_config = meta.text("default_config", None, numbers=False)
+    resolved = MetaConfig(
         project_dir=project,
         workspace_root=workspace,
-        name=str(values.get("name") or project.name),
-        description=str(values.get("description") or ""),
-        searchdir=searchdir,
-        config_prefix=str(values.get("config_prefix") or "configs"),
-        default_config=values.get("default_config") or None,
-        allow_imports=_allow_imports(project, values.get(ALLOW_KEY)),
-        values=values,
+        name=meta.text("name", project.name),
+        description=meta.text("description", ""),
+        # Relative search directories are relative to the project, not to the cwd.
+        searchdir=[os.path.normpath(project / d) for d in searchdir],
+        config_prefix=meta.text("config_prefix", "configs"),
+        default_config=default_config,
+        allow_imports=_allow_imports(meta),
+        values=meta.values,
     )
+    resolved.default_config_location = meta.where("default_config")
+    return resolved

@@ -103,12 +103,39 @@ class Project:
             The loaded config, or ``None`` when no config is named and the
             project has no default (``self.config`` then raises).
         """
-        self.config_name = config or self.meta.default_config
+        self.config_name = config or self.default_config()
         self.template_vars = dict(template_vars)
         self._config = None
         if self.config_name is not None:
             self._config = self.load(self.config_name, **template_vars)
         return self._config
+
+    def default_config(self) -> str | None:
+        """``default_config`` of ``meta.yaml`` (None when unset).
+
+        Raises:
+            ProjectError: it names no config, at the ``meta.yaml`` line that
+                set it (a bare "template not found" would not say where the
+                name came from).
+        """
+        meta = self.meta
+        name = meta.default_config
+        if name is not None and not self._exists(name):
+            raise ProjectError(
+                f"default_config {name!r} is not a config of this project (no "
+                f"{self.template_name(name)} in {', '.join(meta.searchdir)})",
+                meta.default_config_location,
+            )
+        return name
+
+    def _exists(self, config: str) -> bool:
+        """Whether ``config`` names a config file or an added template."""
+        if self._added_name(config):
+            return True
+        template = self.template_name(config)
+        return os.path.isabs(template) or any(
+            os.path.isfile(os.path.join(d, template)) for d in self.meta.searchpath
+        )
 
     # -- configs -------------------------------------------------------------
 
