@@ -37,6 +37,31 @@ def test_unknown_root_template(templates):
         templates.env().load("nope.yaml")
 
 
+def test_templates_that_extend_each_other(templates):
+    templates.write("a.yaml", "-- extends 'b.yaml'\n")
+    b = templates.write("b.yaml", "x: 1\n-- extends 'a.yaml'\n")
+    with pytest.raises(TemplateError) as info:
+        templates.env().load("a.yaml")
+    located(info.value, b, 2, "-- extends 'a.yaml'")
+    assert info.value.reason == "templates extend or include each other: a.yaml -> b.yaml -> a.yaml"
+
+
+def test_a_template_that_includes_itself(templates):
+    path = templates.write("a.yaml", "x: 1\ny:\n-- include 'a.yaml'\n")
+    with pytest.raises(TemplateError) as info:
+        templates.env().load("a.yaml")
+    located(info.value, path, 3, "-- include 'a.yaml'")
+    assert info.value.reason == "templates extend or include each other: a.yaml -> a.yaml"
+
+
+def test_a_recursive_include_that_stops_is_not_a_cycle(templates):
+    templates.write(
+        "n.yaml", "{% if depth < 3 %}{% set depth = depth + 1 %}{% include 'n.yaml' %}{% endif %}"
+    )
+    templates.write("a.yaml", "{% set depth = 0 %}x: 1\n-- include 'n.yaml'\n")
+    assert templates.env().load("a.yaml").build_data() == {"x": 1}
+
+
 def test_jinja_syntax_error(templates):
     path = templates.write("a.yaml", "x: 1\n-- if x\ny: 2\n")
     with pytest.raises(TemplateError) as info:

@@ -393,35 +393,75 @@ class TemplateSet:
     def template_tree(self, name: str, kind: str = "root", _seen=None) -> TemplateRef:
         """The tree of templates ``name`` extends, includes or imports."""
         seen = set() if _seen is None else _seen
-        try:
-            source, filename, _ = self.env.loader.get_source(self.env, name)
-        except jinja2.TemplateNotFound:
+        found = self._references(name)
+        if found is None:
             return TemplateRef(name, None, kind)
+        filename, references = found
         ref = TemplateRef(name, filename, kind)
         if name in seen:
             return ref
         seen.add(name)
+        for child, child_kind, _ in references:
+            ref.children.append(self.template_tree(child, child_kind, seen))
+        return ref
+
+    def reference_cycle(self, name: str) -> list[tuple[str, str, int, str]] | None:
+        """A cycle of extends/include/import reachable from ``name``, or None.
+
+        Returns:
+            The cycle's edges in order, each (template, its file, line of the
+            reference, referenced template); the last edge leads back to the
+            first template.
+        """
+        path: list[tuple[str, str, int, str]] = []
+        on_path: set[str] = set()
+        done: set[str] = set()
+
+        def visit(template: str) -> list | None:
+            found = self._references(template)
+            if found is None or template in done:
+                return None
+            filename, references = found
+            on_path.add(template)
+            for child, _, line in references:
+                path.append((template, filename, line, child))
+                if child in on_path:
+                    start = next(i for i, edge in enumerate(path) if edge[0] == child)
+                    return path[start:]
+                cycle = visit(child)
+                if cycle is not None:
+                    return cycle
+                path.pop()
+            on_path.discard(template)
+            done.add(template)
+            return None
+
+        return visit(name)
+
+    def _references(self, name: str) -> tuple[str, list[tuple[str, str, int]]] | None:
+        """(file, [(template, kind, line)]) of what ``name`` references by a constant name."""
+        try:
+            source, filename, _ = self.env.loader.get_source(self.env, name)
+        except jinja2.TemplateNotFound:
+            return None
         try:
             tree = self.env.parse(source)
         except jinja2.TemplateSyntaxError:
-            return ref
-        wanted = (
-            jinja_nodes.Extends,
-            jinja_nodes.Include,
-            jinja_nodes.Import,
-            jinja_nodes.FromImport,
-        )
-        kinds = {
-            jinja_nodes.Extends: "extends",
-            jinja_nodes.Include: "include",
-            jinja_nodes.Import: "import",
-            jinja_nodes.FromImport: "import",
-        }
-        for node in tree.find_all(wanted):
-            if isinstance(node.template, jinja_nodes.Const):
-                child = node.template.value
-                ref.children.append(self.template_tree(child, kinds[type(node)], seen))
-        return ref
+            return filename, []
+        references = [
+            (node.template.value, _REFERENCE_KINDS[type(node)], node.lineno)
+            for node in tree.find_all(tuple(_REFERENCE_KINDS))
+            if isinstance(node.template, jinja_nodes.Const)
+        ]
+        return filename, references
+
+
+_REFERENCE_KINDS = {
+    jinja_nodes.Extends: "extends",
+    jinja_nodes.Include: "include",
+    jinja_nodes.Import: "import",
+    jinja_nodes.FromImport: "import",
+}
 
 
 def _render_named_source(env: jinja2.Environment, source: str, variables) -> str:
@@ -462,4 +502,12 @@ def render_error(exc: Exception, name: str, templates: TemplateSet) -> TemplateE
         return UndefinedVariableError(exc.message or str(exc), location)
     if isinstance(exc, SecurityError):
         return SandboxError(f"not allowed in a template: {exc}", location)
+    if isinstance(exc, RecursionError):  # most often templates that extend or include each other
+        cycle = templates.reference_cycle(name)
+        if cycle is not None:
+            names = " -> ".join([edge[0] for edge in cycle] + [cycle[0][0]])
+            _, filename, line, _ = cycle[-1]
+            return TemplateError(
+                f"templates extend or include each other: {names}", SourceLocation(filename, line)
+            )
     return TemplateError(f"{type(exc).__name__} while rendering: {exc}", location)
