@@ -104,3 +104,30 @@ def test_a_default_config_that_names_no_config(tmp_path: Path):
     assert result.err.startswith(
         f"forgather: error: {meta}:{line}: default_config 'nosuch.yaml' is not a config"
     )
+
+
+def test_pp_debug_prints_the_sources_even_when_the_config_fails(tmp_path: Path):
+    project = _broken_project(tmp_path)
+    result = run_cli("-t", "broken.yaml", "pp", "-d", cwd=project)
+    assert result.rc == 1
+    assert "-- configs/broken.yaml --" in result.out
+    assert "3: main: {{ missing_variable }}" in result.out
+    assert "missing_variable" in result.err
+
+
+def test_a_bad_dynamic_args_spec_names_its_line_and_help_still_works(tmp_path: Path):
+    project = _broken_project(tmp_path)
+    (project / "templates" / "configs" / "dyn.yaml").write_text(
+        '-- extends "project.yaml"\n[dynamic_args]\ndynamic_args: !dlist\n'
+        "    foo:\n        names: --foo\n        type: nosuchtype\n"
+    )
+    result = run_cli("-t", "dyn.yaml", "pp", cwd=project)
+    assert result.rc == 1
+    assert result.err.startswith(
+        f"forgather: error: {project}/templates/configs/dyn.yaml:3: "
+        "dynamic_args --foo: unknown type 'nosuchtype'"
+    )
+    help_text = run_cli("-t", "dyn.yaml", "pp", "--help", cwd=project)
+    assert help_text.rc == 0
+    assert "--annotate" in help_text.out
+    assert "the config's own options are unavailable" in help_text.out

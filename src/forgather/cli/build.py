@@ -148,11 +148,11 @@ def outline(graph: dict) -> str:
 
 
 def _graph(ctx: CommandContext, args: argparse.Namespace) -> int:
+    if args.debug:  # before loading: the sources help most when the config fails to load
+        print_jinja_sources(ctx)
     config = ctx.config
     target = _chosen_target(args)
     target = _require_target(config, target) if target else None
-    if args.debug:
-        print_jinja_sources(ctx)
     if args.format == "none":
         return 0
     if args.format == "repr":
@@ -219,5 +219,10 @@ COMMANDS = {
     "code": Command(run=_code, add_arguments=_target_argument, uses_config=True),
     "construct": Command(run=_construct, add_arguments=_construct_arguments, uses_config=True),
     "check": Command(run=_check, uses_config=True),
-    "graph": Command(run=_graph, add_arguments=_graph_arguments, uses_config=True),
+    "graph": Command(
+        run=_graph,
+        add_arguments=_graph_arguments,
+        uses_config=True,
+        on_config_error=lambda ctx, args: args.debug and print_jinja_sources(ctx),
+    ),
 }

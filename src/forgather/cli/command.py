@@ -42,6 +42,10 @@ class Command:
             after the command name too. ``False`` for a command whose own
             options reuse those letters (a tool's ``-t``/``-p``); the common
             options before its name still apply.
+        on_config_error: ``on_config_error(ctx, args)``, called with the
+            command's own options when loading the config fails, before the
+            error is reported (``pp -d`` prints the template sources, which
+            is when they help most).
     """
 
     run: Callable[[CommandContext, argparse.Namespace], int | None]
@@ -49,3 +53,4 @@ class Command:
     uses_config: bool = False
     description: str = ""
     common_options: bool = True
+    on_config_error: Callable[[CommandContext, argparse.Namespace], None] | None = None

@@ -30,8 +30,9 @@ import contextlib
 import os
 import sys
 
+from forgather.cli.command import Command
 from forgather.cli.context import CommandContext, parse_assignments
-from forgather.cli.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, report_error
+from forgather.cli.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, CLIError, report_error
 from forgather.cli.registry import COMMANDS, add_common_options, assignment_words, load_command
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
@@ -112,7 +113,7 @@ def _run_command(global_options: argparse.Namespace, name: str, argv: list[str])
     ctx = _context(global_options, name, argv, read_common=command.common_options)
     options = None
     if command.uses_config and not ctx.no_dyn:
-        options = _add_config_options(ctx, parser, argv)
+        options = _add_config_options(ctx, command, parser, argv)
     args = parser.parse_args(argv)
     if options is not None:
         values = options.values(args)
@@ -159,18 +160,37 @@ def _global_words(global_options: argparse.Namespace) -> list[str]:
     return words + (["--traceback"] if global_options.traceback else [])
 
 
-def _add_config_options(ctx: CommandContext, parser: argparse.ArgumentParser,
+def _add_config_options(ctx: CommandContext, command: Command, parser: argparse.ArgumentParser,
                         argv: list[str]) -> DynamicOptions | None:  # fmt: skip
     """Load the config and add its ``dynamic_args`` to ``parser``."""
     from forgather.cli.dynamic_args import add_dynamic_args, normalize_specs
+    from forgather.config import ConfigError
 
     try:
         config = ctx.config
-        specs = config.build_data("dynamic_args") if "dynamic_args" in config.targets else None
+        if "dynamic_args" not in config.targets:
+            return None
+        specs = config.build_data("dynamic_args")
+        try:
+            return add_dynamic_args(parser, normalize_specs(specs))
+        except CLIError as err:  # a bad spec: say where the config declares them
+            raise ConfigError(str(err), _location(config, "dynamic_args")) from None
     except Exception as err:
         if "-h" in argv or "--help" in argv:  # still show the command's own options
             first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
             parser.epilog = f"(the config's own options are unavailable: {first_line})"
             return None
+        if command.on_config_error is not None:
+            known, _ = parser.parse_known_args(argv)
+            command.on_config_error(ctx, known)
         raise
-    return add_dynamic_args(parser, normalize_specs(specs))
+
+
+def _location(config, path: str):
+    """The template line that set ``path`` in ``config``, or None."""
+    from forgather.config import ConfigError
+
+    try:
+        return config.why(path).location
+    except ConfigError:
+        return None

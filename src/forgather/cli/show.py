@@ -72,11 +72,11 @@ def _pp_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _pp(ctx: CommandContext, args: argparse.Namespace) -> int:
-    config = ctx.config
     if ctx.dynamic_args:
         print(f"# Dynamic arguments received: {ctx.dynamic_args}\n", flush=True)
-    if args.debug:
+    if args.debug:  # before loading: the sources help most when the config fails to load
         print_jinja_sources(ctx)
+    config = ctx.config
     if args.annotate:
         if ctx.overrides:
             print(
@@ -213,7 +213,12 @@ def _trefs(ctx: CommandContext, args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "pp": Command(run=_pp, add_arguments=_pp_arguments, uses_config=True),
+    "pp": Command(
+        run=_pp,
+        add_arguments=_pp_arguments,
+        uses_config=True,
+        on_config_error=lambda ctx, args: args.debug and print_jinja_sources(ctx),
+    ),
     "why": Command(
         run=_why,
         add_arguments=_why_arguments,
