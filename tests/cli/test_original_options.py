@@ -169,6 +169,13 @@ def test_ls_projects_as_arguments_recursive_and_debug(ws: Path):
     recursive = run_cli("ls", "-r", cwd=ws)
     assert [b.split("\n")[0] for b in recursive.out.split("\n\n")] == ["demo", "other"]
 
+    # a directory named on the command line that cannot be listed: exit code 1
+    missing = run_cli("ls", "demo", "nowhere", cwd=ws)
+    assert missing.rc == 1
+    assert "nowhere\n  PARSE ERROR: " in missing.out and missing.out.startswith("demo\n")
+    missing_root = run_cli("ls", "-r", "nowhere", cwd=ws)
+    assert (missing_root.rc, missing_root.out) == (1, "nowhere\n  ERROR: no such directory\n")
+
     debug = run_cli("ls", "-d", "demo", cwd=ws)
     assert debug.rc == 0
     assert "PARSE ERROR" in debug.out
@@ -316,6 +323,8 @@ def test_tlist_and_trefs_file_formats(ws: Path):
     assert all(Path(demo, line).is_file() for line in tlist)  # the rest: the library
     trefs = run_cli("trefs", "--format", "files", cwd=demo)
     assert trefs.out == "templates/configs/default.yaml\ntemplates/base.yaml\n"
+    outside = run_cli("-p", str(demo), "trefs", "--format", "files", cwd=ws.parent)
+    assert outside.out == f"{demo}/templates/configs/default.yaml\n{demo}/templates/base.yaml\n"
     tree = run_cli("trefs", "--format", "tree", cwd=demo)
     assert tree.out == (
         "configs/default.yaml (templates/configs/default.yaml)\n"

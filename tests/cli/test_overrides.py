@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from .conftest import TUTORIAL, run_cli
 
 T = ["-p", str(TUTORIAL)]
@@ -37,10 +39,14 @@ def test_set_unknown_path_is_a_user_error():
     assert "Traceback" not in result.err
 
 
-def test_set_without_equals_is_an_error():
-    result = run_cli(*T, "construct", "--set", "main.total")
-    assert result.rc == 1
-    assert "--set expects NAME=VALUE, got 'main.total'" in result.err
+@pytest.mark.parametrize(
+    "option, value", [("--set", "main.total"), ("-D", "greeting"), ("--var", "x")]
+)
+def test_an_assignment_without_equals_is_a_usage_error(option, value):
+    words = [option, value, "construct"] if option != "--var" else ["construct", option, value]
+    result = run_cli(*T, *words)
+    assert result.rc == 2
+    assert result.err == f"forgather: error: {option} expects NAME=VALUE, got {value!r}\n"
 
 
 def test_define_is_parsed_as_yaml():

@@ -17,7 +17,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from forgather.cli.errors import CLIError
+from forgather.cli.errors import CLIError, UsageError
 from forgather.cli.values import parse_yaml_value
 
 if TYPE_CHECKING:
@@ -33,13 +33,13 @@ def parse_assignments(items: list[str] | None, option: str) -> list[tuple[str, A
         option: the option name, for error messages.
 
     Raises:
-        CLIError: an item without ``=`` or with an empty name.
+        UsageError: an item without ``=`` or with an empty name.
     """
     pairs = []
     for item in items or ():
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
-            raise CLIError(f"{option} expects NAME=VALUE, got {item!r}")
+            raise UsageError(f"{option} expects NAME=VALUE, got {item!r}")
         pairs.append((name.strip(), parse_yaml_value(value)))
     return pairs
 

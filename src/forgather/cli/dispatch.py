@@ -32,7 +32,7 @@ import sys
 
 from forgather.cli.command import Command
 from forgather.cli.context import CommandContext, parse_assignments
-from forgather.cli.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, CLIError, report_error
+from forgather.cli.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, CLIError, UsageError, report_error
 from forgather.cli.registry import COMMANDS, add_common_options, assignment_words, load_command
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
@@ -67,7 +67,7 @@ def run_command(global_options: argparse.Namespace, name: str, argv: list[str]) 
         return 128 + 13  # as a process killed by SIGPIPE
     except Exception as err:
         report_error(err, show_traceback=global_options.traceback)
-        return EXIT_ERROR
+        return EXIT_USAGE if isinstance(err, UsageError) else EXIT_ERROR
 
 
 def _run(global_options: argparse.Namespace, name: str, argv: list[str]) -> int:

@@ -31,6 +31,10 @@ class CLIError(Exception):
     """A user mistake the CLI reports in one line and exit code 1."""
 
 
+class UsageError(CLIError):
+    """A malformed option value (``-D name`` without ``=VALUE``): one line and exit code 2."""
+
+
 def format_error(err: BaseException) -> str:
     """The message printed for ``err`` (without the ``forgather: error:`` prefix)."""
     from forgather.config import ConfigError

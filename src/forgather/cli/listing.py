@@ -25,6 +25,7 @@ from pathlib import Path
 
 from forgather.cli.command import Command
 from forgather.cli.context import CommandContext
+from forgather.cli.errors import EXIT_ERROR, EXIT_OK
 
 
 @dataclass
@@ -148,14 +149,16 @@ def project_listing(project_dir, template_vars: dict, cache=None, report=None) -
 
 
 def shown_path(path: str, workspace_root) -> str:
-    """``path`` relative to the current directory if it is in the workspace, else absolute.
+    """``path`` relative to the current directory when both are in the workspace, else absolute.
 
     What ``--format files`` prints: short names for the user's own templates,
-    and no ``../../..`` chains to a library installed elsewhere.
+    and no ``../../..`` chains to a library installed elsewhere or from a
+    directory outside the workspace.
     """
     absolute = os.path.abspath(path)
     root = os.path.abspath(workspace_root)
-    if os.path.commonpath([absolute, root]) == root:
+    cwd = os.getcwd()
+    if all(os.path.commonpath([p, root]) == root for p in (absolute, cwd)):
         return os.path.relpath(absolute)
     return absolute
 
@@ -219,7 +222,12 @@ def _ls(ctx: CommandContext, args: argparse.Namespace) -> int:
     from forgather.project.workspace import find_projects
 
     blocks = []
+    code = EXIT_OK  # 1 when a directory named on the command line could not be listed
     for root in args.projects or [ctx.project_dir]:
+        if args.recursive and not os.path.isdir(root):
+            blocks.append(f"{root}\n  ERROR: no such directory")
+            code = EXIT_ERROR
+            continue
         found = list(find_projects(root)) if args.recursive else [Path(root)]
         for directory in found:
             label = os.path.relpath(directory, root) if args.recursive else str(root)
@@ -230,11 +238,12 @@ def _ls(ctx: CommandContext, args: argparse.Namespace) -> int:
             except Exception as err:  # a broken project is reported, the walk goes on
                 prefix = str(Path(directory).resolve()) + os.sep
                 blocks.append(f"{label}\n  PARSE ERROR: {one_line(err, prefix)}")
+                code = code if args.recursive else EXIT_ERROR
                 continue
             blocks.append(f"{label}\n" + listing.format(indent="  "))
     where = " ".join(args.projects) or ctx.project_dir
     ctx.emit("\n\n".join(blocks) if blocks else f"no projects below {where}")
-    return 0
+    return code
 
 
 # -- index -----------------------------------------------------------------------
