@@ -355,6 +355,7 @@ def test_targets_index_meta_take_output_file(ws: Path, tmp_path: Path):
 def test_ws_create_and_ws(tmp_path: Path):
     shared = tmp_path / "shared_templates"
     shared.mkdir()
+    (tmp_path / "fg" / "templatelib" / "examples").mkdir(parents=True)  # an original checkout
     result = run_cli("ws", "create", "--name", "My Work.space", "--description", "tests",
                      "--forgather-dir", str(tmp_path / "fg"), "-l", "examples",
                      "--search-path", str(shared), cwd=tmp_path)  # fmt: skip
@@ -368,6 +369,20 @@ def test_ws_create_and_ws(tmp_path: Path):
     assert again.rc == 1 and "already exists" in again.err
     (workspace / "proj").mkdir()
     assert run_cli("ws", cwd=workspace / "proj").out == f"{workspace}\n"
+
+
+def test_ws_create_refuses_a_library_or_forgather_dir_that_is_not_there(tmp_path: Path):
+    missing_lib = run_cli("ws", "create", "--name", "a", "-l", "examples", cwd=tmp_path)
+    assert missing_lib.rc == 1
+    assert "-l examples: no template library" in missing_lib.err
+    assert "(there: base, " in missing_lib.err and " models, " in missing_lib.err
+    missing_dir = run_cli("ws", "create", "--name", "b", "--forgather-dir", "/nonexistent",
+                          cwd=tmp_path)  # fmt: skip
+    assert missing_dir.rc == 1 and "not a Forgather directory" in missing_dir.err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    noted = run_cli("ws", "init", "--name", "c", str(tmp_path / "later"), cwd=tmp_path)
+    assert noted.rc == 0
+    assert f"note: search path {tmp_path / 'later'} does not exist (yet)" in noted.err
 
 
 # -- the command table -----------------------------------------------------------------

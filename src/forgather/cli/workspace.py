@@ -113,8 +113,8 @@ def _ws(ctx: CommandContext, args: argparse.Namespace) -> int:
             ctx.project_dir,
             name=args.name,
             description=args.description,
-            forgather_dir_path=args.forgather_dir,
-            search_paths=args.search_path,
+            forgather_dir_path=_existing_forgather_dir(args.forgather_dir),
+            search_paths=_noted_search_paths(args.search_path),
             no_defaults=args.no_defaults,
         )
         ctx.emit(f"created workspace {created}")
@@ -144,17 +144,43 @@ def _ws_create(ctx: CommandContext, args: argparse.Namespace) -> int:
     )
     if os.path.exists(directory):
         raise CLIError(f"{directory} already exists")
-    libs_root = os.path.expanduser(args.forgather_dir) if args.forgather_dir else forgather_dir()
-    libraries = [os.path.join(libs_root, "templatelib", lib) for lib in args.lib]
+    chosen_dir = _existing_forgather_dir(args.forgather_dir)
+    libs_root = os.path.join(chosen_dir or forgather_dir(), "templatelib")
+    libraries = [os.path.join(libs_root, lib) for lib in args.lib]
+    for lib, path in zip(args.lib, libraries, strict=True):
+        if not os.path.isdir(path):
+            available = sorted(d.name for d in os.scandir(libs_root) if d.is_dir())
+            raise CLIError(
+                f"-l {lib}: no template library {path} (there: {', '.join(available) or 'none'})"
+            )
     created = init_workspace(
         directory,
         name=args.name,
         description=args.description,
-        forgather_dir_path=os.path.expanduser(args.forgather_dir) if args.forgather_dir else None,
-        search_paths=[os.path.expanduser(p) for p in args.search_path] + libraries,
+        forgather_dir_path=chosen_dir,
+        search_paths=_noted_search_paths(args.search_path) + libraries,
     )
     ctx.emit(f"created workspace {created}")
     return 0
+
+
+def _existing_forgather_dir(directory: str | None) -> str | None:
+    """``--forgather-dir``, expanded; an error when it is not a directory (None: not given)."""
+    if directory is None:
+        return None
+    expanded = os.path.expanduser(directory)
+    if not os.path.isdir(os.path.join(expanded, "templatelib")):
+        raise CLIError(f"--forgather-dir {directory}: not a Forgather directory (no templatelib/)")
+    return expanded
+
+
+def _noted_search_paths(paths: list[str]) -> list[str]:
+    """The search paths, expanded; a note for each that does not exist (yet)."""
+    expanded = [os.path.expanduser(p) for p in paths]
+    for path in expanded:
+        if not os.path.isdir(path):
+            print(f"note: search path {path} does not exist (yet)", file=sys.stderr)
+    return expanded
 
 
 COMMANDS = {"ws": Command(run=_ws, add_arguments=_ws_arguments)}
