@@ -31,6 +31,15 @@ def test_set_shows_in_pp_and_code():
     assert "'total': 42" in result.out
 
 
+def test_a_misspelt_keyword_from_set_says_it_came_from_the_command_line():
+    result = run_cli("-p", str(TUTORIAL), "--set", "main.third.denominatr=5", "construct")
+    assert result.rc == 1
+    assert "got an unexpected keyword argument 'denominatr'" in result.err
+    assert result.err.endswith(
+        "  'denominatr' was set on the command line (--set main.third.denominatr=...)\n"
+    )
+
+
 def test_set_unknown_path_is_a_user_error():
     result = run_cli(*T, "construct", "--set", "main.nope.deeper=1")
     assert result.rc == 1

@@ -114,10 +114,15 @@ class SourcedBuilder(Builder):
         if unexpected is None or unexpected[1] not in node.kwargs:
             return error
         path = first_paths(self._graph).get(id(node))
-        found = self._provenance(f"{path}.{unexpected[1]}") if path else None
-        if found is None or found.location is None or _same_line(found.location, error.location):
+        keyword = f"{path}.{unexpected[1]}"
+        found = self._provenance(keyword) if path else None
+        if found is None:
             return error
-        detail = "\n".join(
-            d for d in (error.detail, f"  {unexpected[1]!r} was set at {found.location}") if d
-        )
+        if found.command_line:  # a misspelt --set adds a keyword no template wrote
+            where = f"on the command line (--set {keyword}=...)"
+        elif found.location is None or _same_line(found.location, error.location):
+            return error
+        else:
+            where = f"at {found.location}"
+        detail = "\n".join(d for d in (error.detail, f"  {unexpected[1]!r} was set {where}") if d)
         return ArgumentError(error.reason, error.location, detail=detail)
