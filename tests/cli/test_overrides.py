@@ -40,9 +40,9 @@ def test_a_misspelt_keyword_from_set_says_it_came_from_the_command_line():
     )
 
 
-def test_set_unknown_path_is_a_user_error():
+def test_set_unknown_path_is_a_usage_error():
     result = run_cli(*T, "construct", "--set", "main.nope.deeper=1")
-    assert result.rc == 1
+    assert result.rc == 2  # a bad option value: a sweep stops instead of repeating it
     assert result.err.startswith("forgather: error: ")
     assert "nope" in result.err
     assert "Traceback" not in result.err

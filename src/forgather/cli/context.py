@@ -147,9 +147,14 @@ class CommandContext:
 
     def load_config(self, name: str, **extra_vars: Any) -> Config:
         """Load a config of the project with ``-D`` (+ ``extra_vars``) and ``--set`` applied."""
+        from forgather.config import ConfigError
+
         config = self.project.load(name, **{**self.template_vars, **extra_vars})
         for path, value in self.overrides:
-            config.set_value(path, value)
+            try:
+                config.set_value(path, value)
+            except ConfigError as err:  # a --set naming no place: a bad option value
+                raise UsageError(str(err)) from None
         return config
 
     def reload_config(self, **extra_vars: Any) -> Config:
