@@ -109,7 +109,17 @@ def test_svg_without_graphviz_is_a_clear_error(tmp_path, monkeypatch):
     result = run_cli("-p", T, "graph", "--format", "svg")
     assert result.rc == 1
     assert "needs Graphviz's `dot`" in result.err
+    assert result.err.endswith("; --format dot or mermaid works without it\n")
     assert "Traceback" not in result.err
+    trefs = run_cli("-p", T, "trefs", "--format", "svg")
+    assert trefs.err.endswith("; --format dot works without it\n")  # trefs draws no mermaid
+
+
+def test_mermaid_written_to_a_markdown_file_is_fenced(tmp_path):
+    plain = run_cli("-p", T, "graph", "--format", "mermaid").out
+    assert run_cli("-p", T, "graph", "--format", "mermaid", "-o", str(tmp_path / "g.md")).rc == 0
+    assert (tmp_path / "g.md").read_text() == f"```mermaid\n{plain.rstrip()}\n```\n"
+    assert not plain.startswith("```")
 
 
 def test_unknown_target():

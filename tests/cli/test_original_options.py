@@ -335,6 +335,7 @@ def test_tlist_and_trefs_file_formats(ws: Path):
         assert svg.rc == 0 and "<svg" in svg.out
     else:
         assert svg.rc == 1 and "needs Graphviz's `dot` program" in svg.err
+        assert svg.err.endswith("; --format dot works without it\n")  # trefs has no mermaid
 
 
 def test_targets_index_meta_take_output_file(ws: Path, tmp_path: Path):

@@ -166,7 +166,10 @@ def _graph(ctx: CommandContext, args: argparse.Namespace) -> int:
     elif args.format == "mermaid":
         from forgather.config import to_mermaid
 
-        ctx.emit(to_mermaid(config, target), suffix=".md")
+        diagram = to_mermaid(config, target)
+        if ctx.edit or (ctx.output or "").endswith(".md"):  # a Markdown file: fenced, to render
+            diagram = f"```mermaid\n{diagram.rstrip()}\n```"
+        ctx.emit(diagram, suffix=".md")
     else:
         from forgather.config import to_dot
 
@@ -194,8 +197,12 @@ def print_jinja_sources(ctx: CommandContext) -> None:
         print(f"{' ' + name + ' ':-^80}\n{numbered(source)}", flush=True)
 
 
-def render_svg(dot_source: str) -> bytes:
+def render_svg(dot_source: str, without_dot: str = "--format dot or mermaid") -> bytes:
     """Render Graphviz DOT to SVG with the ``dot`` program.
+
+    Args:
+        dot_source: the drawing.
+        without_dot: the command's formats that need no Graphviz, for the error.
 
     Raises:
         CLIError: ``dot`` is not on PATH, or it rejected the input.
@@ -207,7 +214,7 @@ def render_svg(dot_source: str) -> bytes:
     if dot is None:
         raise CLIError(
             "--format svg needs Graphviz's `dot` program on PATH "
-            "(e.g. `apt-get install graphviz`); --format dot or mermaid work without it"
+            f"(e.g. `apt-get install graphviz`); {without_dot} works without it"
         )
     result = subprocess.run([dot, "-Tsvg"], input=dot_source.encode(), capture_output=True)
     if result.returncode != 0:

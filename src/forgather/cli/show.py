@@ -189,7 +189,7 @@ def _trefs(ctx: CommandContext, args: argparse.Namespace) -> int:
         if args.format == "dot":
             ctx.emit(_dot(tree), suffix=".dot")
         else:
-            ctx.emit_bytes(render_svg(_dot(tree)), suffix=".svg")
+            ctx.emit_bytes(render_svg(_dot(tree), without_dot="--format dot"), suffix=".svg")
         return 0
     if args.format == "tree":
         ctx.emit("\n".join(_tree_lines(ctx, tree)))
