@@ -43,3 +43,28 @@ def test_model_test_trains_a_few_steps(tmp_path):
 def test_model_command_needs_a_model_target():
     result = run_cli("-p", str(EXAMPLES / "template_project"), "model", "construct")
     assert result.rc == 1 and "no 'model' target" in result.err
+
+
+def test_construct_calls_a_model_constructor_and_builds_only_the_model_targets(tmp_path):
+    # The original's model projects: `model` is a !partial constructor the command calls, and
+    # other targets (here one that cannot be built at all) are left alone.
+    config = tmp_path / "ctor.yaml"
+    config.write_text(
+        "model_factory: !call:operator:truediv [1, 0]\n"
+        "pretrained_config: {hidden: 8}\n"
+        "model: !partial:torch.nn:Linear [8, 4]\n"
+    )
+    result = run_cli("-p", MODELS, "-t", str(config), "model", "--device", "cpu", "construct")
+    assert result.rc == 0, result.err
+    assert "Linear  36 parameters" in result.out
+    assert "Parameters: 36 total (36)" in result.out
+
+
+def test_model_test_reads_a_tuple_output():
+    import torch
+
+    from forgather.ml.model.inspect import _loss_and_logits
+
+    loss, logits = torch.tensor(1.0), torch.zeros(1, 2, 3)
+    assert _loss_and_logits((loss, logits)) == (loss, logits)
+    assert _loss_and_logits((loss,)) == (loss, None)

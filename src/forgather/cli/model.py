@@ -92,6 +92,29 @@ def _value(args: argparse.Namespace, name: str):
     return getattr(args, name, None)
 
 
+#: The targets `model` builds when the config has them (the original's three, and ours).
+MODEL_TARGETS = ("pretrained_config", "pretrained_tokenizer", "tokenizer", "model")
+
+
+def _constructed(model, device: str | None, dtype: str | None, stack: contextlib.ExitStack):
+    """The model: ``model`` itself, or what it makes when it is a constructor.
+
+    The original Forgather's model projects make ``model`` a ``!partial``
+    constructor, which its ``model`` command calls on the device (and default
+    dtype) chosen; ours build the model itself.
+    """
+    import torch
+
+    if isinstance(model, torch.nn.Module) or not callable(model):
+        return model
+    stack.enter_context(torch.device(device or "cpu"))
+    if dtype is not None:
+        from forgather.ml.utils import default_dtype
+
+        stack.enter_context(default_dtype(dtype))
+    return model()
+
+
 def _build(ctx: CommandContext, args: argparse.Namespace):
     config = ctx.config
     if "model" not in config.targets:
@@ -114,8 +137,12 @@ def _build(ctx: CommandContext, args: argparse.Namespace):
             from transformers.initialization import no_init_weights
 
             stack.enter_context(no_init_weights())
-        built = config.build(None, **context)
-    model, tokenizer = built["model"], built.get("tokenizer")
+        # The model and what describes it, as the original builds them: other targets (a
+        # factory only a trainer calls, say) may not build on their own.
+        wanted = [t for t in MODEL_TARGETS if t in config.targets]
+        built = config.build_targets(wanted, **context)
+        model = _constructed(built["model"], args.device, context.get("dtype"), stack)
+    tokenizer = built.get("tokenizer", built.get("pretrained_tokenizer"))
     notes = []
     if args.no_init_weights:
         notes.append("weights not initialised (--no-init-weights)")

@@ -200,16 +200,16 @@ def run_model_test(
             batch = {k: v.to(first.device) for k, v in collate(batch_rows).items()}
             documents = int(((batch["position_ids"] == 0) & (batch["attention_mask"] == 1)).sum())
             start = time.perf_counter()
-            output = model(**batch)
-            output.loss.backward()
+            loss, logits = _loss_and_logits(model(**batch))
+            loss.backward()
             if not fuse_optimizer:
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             elapsed = time.perf_counter() - start
-            losses.append(output.loss.item())
+            losses.append(loss.item())
             tokens = int(batch["attention_mask"].sum())
             # A generated model's chunked loss in training never builds the (B, T, V) logits.
-            logits = "not kept" if output.logits is None else tuple(output.logits.shape)
+            logits = "not kept" if logits is None else tuple(logits.shape)
             print_fn(
                 f"step {step}: loss {losses[-1]:.4f}, input_ids {tuple(batch['input_ids'].shape)}, "
                 f"{documents} documents, logits {logits}, "
@@ -220,3 +220,11 @@ def run_model_test(
             for hook in hooks:
                 hook.remove()
     return losses
+
+
+def _loss_and_logits(output) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(loss, logits) of a model output: a ``ModelOutput``, or the ``(loss, logits, ...)``
+    tuple the original Forgather's generated models return without ``return_dict``."""
+    if isinstance(output, tuple):
+        return output[0], output[1] if len(output) > 1 else None
+    return output.loss, output.logits
