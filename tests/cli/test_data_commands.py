@@ -39,3 +39,20 @@ def test_tokenizer_command_trains_and_saves(tmp_path):
     bad.write_text('{"text": "ok"}\n{not json\n')
     failed = run_cli("tokenizer", str(bad), "-O", str(tmp_path / "t2"))
     assert failed.rc == 1 and "bad.jsonl:2" in failed.err
+
+
+def test_dataset_without_a_tokenizer_shows_the_raw_examples(tmp_path):
+    # The original's dataset projects leave `tokenizer` to the project that trains on the data.
+    config = tmp_path / "raw.yaml"
+    config.write_text(
+        "tokenizer: !var tokenizer\n"
+        "train_dataset_split: !call:datasets:Dataset.from_dict\n"
+        "    - {text: ['first document', 'second one']}\n"
+    )
+    project = ["-p", str(TEMPLATE_PROJECT), "-t", str(config)]
+    result = run_cli(*project, "dataset", "--target", "train_dataset_split", "-n", "1")
+    assert result.rc == 0, result.err
+    assert "[text]\nfirst document\n" in result.out
+    assert (
+        "train_dataset_split: not tokenized (give a tokenizer, -T PATH, for lengths)" in result.out
+    )

@@ -78,6 +78,22 @@ def _dataset_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-histogram", action="store_true", help="write no SVG (the default)")
 
 
+def _dataset_and_tokenizer(config, target: str):
+    """Build ``target`` and the config's ``tokenizer`` together, or ``target`` alone (tokenizer
+    None) when the config has no tokenizer of its own: none at all, or, in the original's
+    dataset projects, a ``!var`` the project that trains on the data fills."""
+    from forgather.config import MissingVariableError
+
+    if "tokenizer" in config.targets:
+        try:
+            built = build_targets(config, [target, "tokenizer"], {})
+            return built[target], built["tokenizer"]
+        except MissingVariableError as err:
+            if "tokenizer" not in str(err):
+                raise
+    return build_targets(config, [target], {})[target], None
+
+
 def _dataset(ctx: CommandContext, args: argparse.Namespace) -> int:
     from forgather.ml.data.inspect import dataset_report
 
@@ -87,13 +103,10 @@ def _dataset(ctx: CommandContext, args: argparse.Namespace) -> int:
     config = ctx.config
     if args.blocks:
         return _blocks(ctx, config, args)
-    needed = [args.target] + ([] if args.tokenizer_path else ["tokenizer"])
-    for target in needed:
-        if target not in config.targets:
-            raise CLIError(
-                f"this config has no {target!r} target (targets: {', '.join(config.targets)})"
-                + ("" if target != "tokenizer" else "; or give one with -T PATH")
-            )
+    if args.target not in config.targets:
+        raise CLIError(
+            f"this config has no {args.target!r} target (targets: {', '.join(config.targets)})"
+        )
     sections = []
     if args.pp:
         sections.append("# Preprocessed configuration\n" + config.pp)
@@ -103,9 +116,11 @@ def _dataset(ctx: CommandContext, args: argparse.Namespace) -> int:
         tokenizer = AutoTokenizer.from_pretrained(os.path.expanduser(args.tokenizer_path))
         built = config.build(args.target, tokenizer=tokenizer, preprocess_args={})
     else:
-        built_all = build_targets(config, [args.target, "tokenizer"], {})
-        built, tokenizer = built_all[args.target], built_all["tokenizer"]
+        built, tokenizer = _dataset_and_tokenizer(config, args.target)
     datasets = built if isinstance(built, dict) else {args.target: built}
+    features = args.features
+    if tokenizer is None and features is None:  # nothing decodes ids: show the fields as they are
+        features = []
     histogram_dir = None
     if (args.histogram or args.histogram_dir) and not args.no_histogram:
         histogram_dir = args.histogram_dir or "."
@@ -119,7 +134,7 @@ def _dataset(ctx: CommandContext, args: argparse.Namespace) -> int:
                 num_examples=args.examples,
                 packed=not args.raw,
                 histogram_dir=histogram_dir,
-                features=args.features,
+                features=features,
                 tokenized=args.tokenized,
                 max_samples=args.histogram_samples,
             )

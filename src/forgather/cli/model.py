@@ -116,6 +116,8 @@ def _constructed(model, device: str | None, dtype: str | None, stack: contextlib
 
 
 def _build(ctx: CommandContext, args: argparse.Namespace):
+    from forgather.project.project import build_targets
+
     config = ctx.config
     if "model" not in config.targets:
         raise CLIError(f"this config has no 'model' target (targets: {', '.join(config.targets)})")
@@ -140,7 +142,7 @@ def _build(ctx: CommandContext, args: argparse.Namespace):
         # The model and what describes it, as the original builds them: other targets (a
         # factory only a trainer calls, say) may not build on their own.
         wanted = [t for t in MODEL_TARGETS if t in config.targets]
-        built = config.build_targets(wanted, **context)
+        built = build_targets(config, wanted, context)
         model = _constructed(built["model"], args.device, context.get("dtype"), stack)
     tokenizer = built.get("tokenizer", built.get("pretrained_tokenizer"))
     notes = []

@@ -165,20 +165,6 @@ class Config:
         """
         return self._build(self.policy, target, context_vars)
 
-    def build_targets(self, targets: list[str], /, **context_vars: Any) -> dict[str, Any]:
-        """Build several targets in one build (they share singletons), as a dict.
-
-        For a command that needs some targets of a config whose other targets
-        cannot be built on their own (a factory only a trainer calls, say).
-        """
-        from .sourced_build import SourcedBuilder
-
-        for target in targets:
-            self._target(target)
-        context = _BuildContext(self, context_vars)
-        builder = SourcedBuilder(self.graph, self.why, self.locate_node, context, self.policy)
-        return {t: builder.build(self.graph[t], t) for t in targets}
-
     def build_data(self, target: str | None = None, /, **context_vars: Any) -> Any:
         """Build a target that is plain data, importing and calling nothing from the config.
 

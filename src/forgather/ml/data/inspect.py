@@ -284,7 +284,13 @@ def dataset_report(
         sections += [f"\n# Examples from {name}", shown]
     sections.append("\n# Token lengths per document")
     for name, ds in datasets.items():
-        lengths = token_lengths(ds, max_samples, tokenizer)
+        try:
+            lengths = token_lengths(ds, max_samples, tokenizer)
+        except InspectError:
+            if tokenizer is not None:
+                raise
+            sections.append(f"{name}: not tokenized (give a tokenizer, -T PATH, for lengths)")
+            continue
         summary = length_summary(lengths)
         line = f"{name}: {format_summary(summary)}"
         split = corpus_split_of(ds)
