@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,7 @@ from forgather.ml.trainer.callbacks import (
     ProgressCallback,
     TBLogger,
     TextgenCallback,
+    TrainerCallback,
     TrainerControlCallback,
 )
 from forgather.ml.training_script import TrainingScript
@@ -178,7 +180,6 @@ def test_training_arguments_take_the_originals_fields(tmp_path):
 @pytest.mark.parametrize(
     "field, value",
     [
-        ("restore_optimizer_state", False),
         ("save_rng_state", False),
         ("load_best_model_at_end", True),
         ("save_on_each_node", True),
@@ -188,6 +189,59 @@ def test_training_arguments_take_the_originals_fields(tmp_path):
 def test_a_setting_the_trainer_cannot_honour_is_refused_by_name(tmp_path, field, value):
     with pytest.raises(ValueError, match=field):
         original_args(tmp_path, **{field: value})
+
+
+class _FirstStep(TrainerCallback):
+    """Records, as the first step begins, the optimizer's step count, the rate and the data
+    position and the next random number."""
+
+    def __init__(self):
+        self.trainer = None
+        self.seen = None
+
+    def on_step_begin(self, args, state, control, optimizer=None, **kwargs):
+        if self.seen is None:
+            first_state = next(iter(optimizer.state.values()))
+            self.seen = {
+                "adam_step": float(first_state["step"]),
+                "lr": optimizer.param_groups[0]["lr"],
+                "data": self.trainer.batches.state_dict(),
+                "rng": torch.rand(1).item(),
+            }
+
+
+def _first_step(tmp_path, tokenizer, **args) -> dict:
+    record = _FirstStep()
+    trainer = original_trainer(tmp_path, tokenizer, callbacks=[record], args=args)
+    record.trainer = trainer
+    trainer.train()
+    return record.seen
+
+
+@pytest.mark.parametrize("restore", [True, False])
+def test_restore_state_settings_choose_what_a_resumed_run_takes_back(tmp_path, tokenizer, restore):
+    fresh = _first_step(tmp_path / "fresh", tokenizer, max_steps=5)
+    _first_step(tmp_path / "run", tokenizer, max_steps=5)  # saves checkpoint-5
+    parts = ("optimizer", "scheduler", "dataset", "rng")
+    resumed = _first_step(
+        tmp_path / "run", tokenizer, max_steps=10, resume_from_checkpoint=True,
+        **{f"restore_{part}_state": restore for part in parts},
+    )  # fmt: skip
+    assert resumed["adam_step"] == (5.0 if restore else 0.0)
+    for key in ("lr", "data", "rng"):
+        assert (resumed[key] == fresh[key]) is not restore, key
+
+
+def test_a_fresh_optimizer_on_a_restored_schedule_takes_the_schedules_rate(tmp_path, tokenizer):
+    first = _first_step(tmp_path / "a", tokenizer, max_steps=5)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")  # the same checkpoint-5, twice
+    resumed = _first_step(tmp_path / "a", tokenizer, max_steps=10, resume_from_checkpoint=True)
+    fresh_optimizer = _first_step(
+        tmp_path / "b", tokenizer, max_steps=10, resume_from_checkpoint=True,
+        restore_optimizer_state=False,
+    )  # fmt: skip
+    assert (resumed["adam_step"], fresh_optimizer["adam_step"]) == (5.0, 0.0)
+    assert fresh_optimizer["lr"] == resumed["lr"] != first["lr"]
 
 
 def test_eval_delay_and_gradient_checkpointing_are_honoured(tmp_path, tokenizer):

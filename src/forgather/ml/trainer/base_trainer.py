@@ -16,6 +16,7 @@ subclass overrides hooks and never an attribute the loop reads.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import time
@@ -317,13 +318,53 @@ class BaseTrainer(TrainerParts):
         return path
 
     def _load_checkpoint(self, path: str) -> None:
-        """Restore everything `_save_checkpoint` wrote; the generators last, just before the loop."""
+        """Restore everything `_save_checkpoint` wrote; the generators last, just before the loop.
+
+        The original Forgather's `restore_{optimizer,scheduler,dataset,rng}_state=False`
+        keep that part as this run made it: a fresh optimizer (with the config's
+        hyperparameters), a schedule from its start, the data from its start,
+        the generators as seeded.
+        """
         logger.info("resuming from %s", path)
+        args = self.args
         checkpoint.check_layout(path, self._checkpoint_layout())
+        fresh_optimizer = None
+        if not args.restore_optimizer_state:
+            fresh_optimizer = copy.deepcopy(self.optimizer.state_dict())
         self._load_model_and_optimizer(path)
-        saved = checkpoint.load_shared_state(path, self.lr_scheduler, self.state)
+        if fresh_optimizer is not None:
+            self.optimizer.load_state_dict(fresh_optimizer)
+        saved = checkpoint.load_shared_state(
+            path, self.lr_scheduler if args.restore_scheduler_state else None, self.state
+        )
+        if fresh_optimizer is not None and args.restore_scheduler_state:
+            # The saved optimizer carried the schedule's current rate; a fresh one starts
+            # from the schedule's first.
+            for group, lr in zip(
+                self.optimizer.param_groups, self.lr_scheduler.get_last_lr(), strict=True
+            ):
+                group["lr"] = lr
         self._last_saved_step = saved.global_step
-        checkpoint.load_process_state(path, self._rank_file, self.batches)
+        checkpoint.load_process_state(
+            path,
+            self._rank_file,
+            self.batches if args.restore_dataset_state else None,
+            rng=args.restore_rng_state,
+        )
+        kept = [
+            name
+            for name, restored in (
+                ("optimizer", args.restore_optimizer_state),
+                ("lr schedule", args.restore_scheduler_state),
+                ("data position", args.restore_dataset_state),
+                ("random generators", args.restore_rng_state),
+            )
+            if not restored
+        ]
+        if kept:
+            logger.info(
+                "not restored from the checkpoint (restore_*_state=False): %s", ", ".join(kept)
+            )
 
     # ----------------------------------------------------------- final model
     def save_model(self, output_dir: str | None = None) -> str:

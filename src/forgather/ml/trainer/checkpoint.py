@@ -213,13 +213,17 @@ def _load(path: str, name: str) -> Any:
     return torch.load(os.path.join(path, name), map_location="cpu", weights_only=True)
 
 
-def load_shared_state(path: str, lr_scheduler: LRScheduler, state: TrainerState) -> TrainerState:
-    """Restore the schedule and the run's progress into `state`; returns the saved state."""
+def load_shared_state(
+    path: str, lr_scheduler: LRScheduler | None, state: TrainerState
+) -> TrainerState:
+    """Restore the schedule (unless None) and the run's progress into `state`; returns the
+    saved state."""
     saved = TrainerState.load_from_json(os.path.join(path, layout.STATE_FILE))
-    restore_lr_scheduler(
-        lr_scheduler, _load(path, layout.SCHEDULER_FILE), saved.max_steps, state.max_steps,
-        saved.global_step,
-    )  # fmt: skip
+    if lr_scheduler is not None:
+        restore_lr_scheduler(
+            lr_scheduler, _load(path, layout.SCHEDULER_FILE), saved.max_steps, state.max_steps,
+            saved.global_step,
+        )  # fmt: skip
     state.global_step = saved.global_step
     state.epoch = saved.epoch
     state.num_input_tokens_seen = saved.num_input_tokens_seen
@@ -227,7 +231,12 @@ def load_shared_state(path: str, lr_scheduler: LRScheduler, state: TrainerState)
     return saved
 
 
-def load_process_state(path: str, rank_file: Callable[[str], str], batches: BatchStream) -> None:
-    """Restore this process's data position, then (last, just before the loop) its generators."""
-    batches.load_state_dict(_load(path, rank_file(layout.DATALOADER_FILE)))
-    set_rng_state(_load(path, rank_file(layout.RNG_FILE)))
+def load_process_state(
+    path: str, rank_file: Callable[[str], str], batches: BatchStream | None, rng: bool = True
+) -> None:
+    """Restore this process's data position (unless `batches` is None), then (last, just
+    before the loop) its generators (unless not `rng`)."""
+    if batches is not None:
+        batches.load_state_dict(_load(path, rank_file(layout.DATALOADER_FILE)))
+    if rng:
+        set_rng_state(_load(path, rank_file(layout.RNG_FILE)))

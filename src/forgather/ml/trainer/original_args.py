@@ -10,7 +10,7 @@ the rest before the dataclass's own checks run:
   seed is drawn and recorded, so the run can still be repeated),
   `lr_scheduler_kwargs=None`;
 - settings this trainer cannot honour raise `ValueError` naming the field and
-  what to do instead (for example `restore_optimizer_state=False`);
+  what to do instead (for example `save_optimizer_state=False`);
 - settings without an effect here (`gc_threshold`, `speed_metrics_start_step`,
   `overwrite_output_dir`, `save_safetensors=False`) are accepted; and
   `fuse_optim_with_backward=True` logs a warning: the updates are the same,
@@ -54,18 +54,6 @@ _ONLY = {
     "save_scheduler_state": (True, "every checkpoint holds the schedule's state"),
     "save_dataset_state": (True, "every checkpoint holds the data position"),
     "save_rng_state": (True, "every checkpoint holds the random generators' states"),
-    "restore_optimizer_state": (
-        True,
-        "to start from a checkpoint's weights with a fresh optimizer, load the weights into "
-        "the model (model_init) and train without resume_from_checkpoint",
-    ),
-    "restore_scheduler_state": (
-        True,
-        "a resumed run keeps its schedule's position; a schedule with a new horizon "
-        "continues from the saved step by itself",
-    ),
-    "restore_dataset_state": (True, "a resumed run continues where the data left off"),
-    "restore_rng_state": (True, "a resumed run restores the random generators"),
 }
 
 _CONSTRUCT_ON = ("default", "device")
