@@ -81,11 +81,13 @@ def original_trainer(tmp_path, tokenizer, callbacks=(), **overrides) -> Trainer:
         callbacks=list(callbacks),
         compute_loss_func=CausalLoss(),
         distributed_env=DistributedEnvironment(),
-        optimizer_factory=functools.partial(torch.optim.AdamW, lr=1e-2),
-        lr_scheduler_factory=functools.partial(
-            InfiniteLRScheduler, warmup_steps=2, cooldown_steps=6, constant_lr=1e-3
-        ),
-        **overrides,
+        **{
+            "optimizer_factory": functools.partial(torch.optim.AdamW, lr=1e-2),
+            "lr_scheduler_factory": functools.partial(
+                InfiniteLRScheduler, warmup_steps=2, cooldown_steps=6, constant_lr=1e-3
+            ),
+            **overrides,
+        },
     )
 
 
@@ -181,7 +183,6 @@ def test_training_arguments_take_the_originals_fields(tmp_path):
     "field, value",
     [
         ("save_rng_state", False),
-        ("load_best_model_at_end", True),
         ("save_on_each_node", True),
         ("construct_model_on", "meta"),
     ],
@@ -242,6 +243,39 @@ def test_a_fresh_optimizer_on_a_restored_schedule_takes_the_schedules_rate(tmp_p
     )  # fmt: skip
     assert (resumed["adam_step"], fresh_optimizer["adam_step"]) == (5.0, 0.0)
     assert fresh_optimizer["lr"] == resumed["lr"] != first["lr"]
+
+
+def test_load_best_model_at_end_keeps_and_loads_the_best_checkpoint(tmp_path, tokenizer):
+    from safetensors.torch import load_file
+
+    from forgather.ml.checkpoint_layout import MODEL_FILE, list_checkpoints
+
+    # greater_is_better=True on a falling loss: the best checkpoint is the first one, which
+    # save_total_limit=1 would otherwise delete, and not the weights training ended with.
+    trainer = original_trainer(
+        tmp_path, tokenizer,
+        args=dict(max_steps=15, save_steps=5, eval_steps=5, save_total_limit=1,
+                  load_best_model_at_end=True, greater_is_better=True),
+    )  # fmt: skip
+    trainer.train()
+    evals = {e["step"]: e["eval_loss"] for e in trainer.state.log_history if "eval_loss" in e}
+    best_step = max(evals, key=evals.get)
+    assert best_step == 5 and len(evals) == 3
+    best = os.path.join(trainer.args.checkpoints_dir, f"checkpoint-{best_step}")
+    assert trainer.state.best_model_checkpoint == best
+    assert trainer.state.best_metric == evals[best_step]
+    assert best in list_checkpoints(trainer.args.checkpoints_dir)  # kept past the limit
+    saved = load_file(os.path.join(best, MODEL_FILE))
+    for name, tensor in trainer.model.state_dict().items():
+        if name in saved:
+            assert torch.equal(tensor, saved[name]), name
+
+
+def test_load_best_model_at_end_needs_an_evaluation_at_every_save(tmp_path):
+    with pytest.raises(ValueError, match="save_steps to be a multiple of eval_steps"):
+        original_args(tmp_path, load_best_model_at_end=True, save_steps=5, eval_steps=3)
+    with pytest.raises(ValueError, match="eval_strategy and save_strategy to be the same"):
+        original_args(tmp_path, load_best_model_at_end=True, eval_strategy="no")
 
 
 def test_eval_delay_and_gradient_checkpointing_are_honoured(tmp_path, tokenizer):

@@ -129,6 +129,8 @@ class BaseTrainer(TrainerParts):
             if self._signals.stopped_by:
                 metrics["stopped_by"] = self._signals.stopped_by
             self.log(dict(metrics))
+            if args.load_best_model_at_end:
+                self._load_best_checkpoint()
             self._call("on_train_end")
         return TrainOutput(self.state.global_step, loss_sum / max(steps, 1), metrics)
 
@@ -304,6 +306,8 @@ class BaseTrainer(TrainerParts):
         path = layout.checkpoint_path(self.args.checkpoints_dir, step)
         if self._last_saved_step == step:
             return path
+        if self.args.load_best_model_at_end:
+            self._note_best_checkpoint(path)
         with self._checkpoint_directory(path) as temp:
             self._save_model_and_optimizer(temp)
             checkpoint.save_process_state(temp, self._rank_file, self.batches)
@@ -311,11 +315,51 @@ class BaseTrainer(TrainerParts):
                 layout_ = self._checkpoint_layout()
                 checkpoint.save_shared_state(temp, self.lr_scheduler, self.state, layout_)
         if self.is_main_process and self.args.save_total_limit:
-            checkpoint.prune_checkpoints(self.args.checkpoints_dir, self.args.save_total_limit)
+            checkpoint.prune_checkpoints(
+                self.args.checkpoints_dir,
+                self.args.save_total_limit,
+                self.state.best_model_checkpoint,
+            )
         self._barrier()
         self._last_saved_step = step
         self._call("on_save", checkpoint_dir=path)
         return path
+
+    def _note_best_checkpoint(self, path: str) -> None:
+        """Make `path` the best checkpoint when this step's evaluation beats the best so far.
+
+        The metric is `metric_for_best_model` (with `eval_` prefixed, as Hugging
+        Face's Trainer reads it) of an evaluation at this step; lower is better
+        for a loss, higher for anything else, unless `greater_is_better` says.
+        """
+        args, state = self.args, self.state
+        key = args.metric_for_best_model
+        key = key if key.startswith("eval_") else f"eval_{key}"
+        value = next(
+            (e[key] for e in reversed(state.log_history)
+             if key in e and e.get("step") == state.global_step),
+            None,
+        )  # fmt: skip
+        if value is None:
+            return
+        greater = args.greater_is_better
+        if greater is None:
+            greater = not key.endswith("loss")
+        best = state.best_metric
+        if best is None or (value > best if greater else value < best):
+            state.best_metric, state.best_model_checkpoint = value, path
+
+    def _load_best_checkpoint(self) -> None:
+        """`load_best_model_at_end`: the weights (and optimizer) of the best checkpoint."""
+        best = self.state.best_model_checkpoint
+        if best is None or not os.path.isdir(best):
+            logger.warning("load_best_model_at_end: no evaluated checkpoint to load")
+            return
+        logger.info(
+            "loading the best checkpoint, %s (%s = %s)",
+            best, self.args.metric_for_best_model, self.state.best_metric,
+        )  # fmt: skip
+        self._load_model_and_optimizer(best)
 
     def _load_checkpoint(self, path: str) -> None:
         """Restore everything `_save_checkpoint` wrote; the generators last, just before the loop.

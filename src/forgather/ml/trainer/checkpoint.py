@@ -113,14 +113,15 @@ def atomic_directory(final_path: str) -> Iterator[str]:
         raise
 
 
-def prune_checkpoints(checkpoints_dir: str, keep: int) -> list[str]:
-    """Delete all but the `keep` newest checkpoints; return the deleted paths.
+def prune_checkpoints(checkpoints_dir: str, keep: int, best: str | None = None) -> list[str]:
+    """Delete all but the `keep` newest checkpoints and `best`; return the deleted paths.
 
     A checkpoint that `forgather checkpoint link` points the model directory at
     is kept as well (`is_linked`): deleting it would leave the link dangling.
     """
     doomed = list_checkpoints(checkpoints_dir)[:-keep] if keep > 0 else []
-    doomed = [path for path in doomed if not is_linked(path)]
+    kept = None if best is None else os.path.realpath(best)
+    doomed = [p for p in doomed if not is_linked(p) and os.path.realpath(p) != kept]
     for path in doomed:
         parent, name = os.path.split(path)
         trash = os.path.join(parent, f"{_TRASH_PREFIX}{name}-{os.getpid()}")
@@ -228,6 +229,7 @@ def load_shared_state(
     state.epoch = saved.epoch
     state.num_input_tokens_seen = saved.num_input_tokens_seen
     state.log_history = saved.log_history
+    state.best_metric, state.best_model_checkpoint = saved.best_metric, saved.best_model_checkpoint
     return saved
 
 

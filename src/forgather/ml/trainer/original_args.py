@@ -45,11 +45,6 @@ class IntervalStrategy(str, enum.Enum):
 # field -> (the value we honour, what to do instead)
 _ONLY = {
     "save_on_each_node": (False, "checkpoints are written once, by the main process of the job"),
-    "load_best_model_at_end": (
-        False,
-        "evaluate the run's checkpoints afterwards and link the best one "
-        "(`forgather checkpoint link`)",
-    ),
     "save_optimizer_state": (True, "every checkpoint holds the optimizer state"),
     "save_scheduler_state": (True, "every checkpoint holds the schedule's state"),
     "save_dataset_state": (True, "every checkpoint holds the data position"),

@@ -30,6 +30,9 @@ class TrainerState:
     eval_steps: int = 0
     save_steps: int = 0
     is_world_process_zero: bool = True  # False on the other ranks of a distributed run
+    # load_best_model_at_end: the best evaluation metric at a save, and that checkpoint
+    best_metric: float | None = None
+    best_model_checkpoint: str | None = None
 
     def save_to_json(self, path: str) -> None:
         """Write the state to `path` as indented JSON."""

@@ -177,6 +177,8 @@ class TrainingArguments:
             self.eval_steps = self.logging_steps
         if self.eval_steps < 1:
             raise ValueError(f"eval_steps must be >= 1, got {self.eval_steps}")
+        if self.load_best_model_at_end:
+            self._check_best_model_settings()
         if self.save_total_limit is not None and self.save_total_limit < 1:
             raise ValueError(f"save_total_limit must be >= 1 or None, got {self.save_total_limit}")
         if isinstance(self.report_to, str):
@@ -194,6 +196,19 @@ class TrainingArguments:
             self.data_seed = self.seed
         if self.max_grad_norm is None:
             self.max_grad_norm = 0.0  # the original's spelling of "no clipping"
+
+    def _check_best_model_settings(self) -> None:
+        """`load_best_model_at_end` needs an evaluation at every save (as Hugging Face's does)."""
+        if self.eval_strategy == "no" or self.eval_strategy != self.save_strategy:
+            raise ValueError(
+                "load_best_model_at_end=True needs eval_strategy and save_strategy to be the "
+                f"same (and not 'no'), got {self.eval_strategy!r} and {self.save_strategy!r}"
+            )
+        if self.save_strategy == "steps" and self.save_steps % self.eval_steps:
+            raise ValueError(
+                "load_best_model_at_end=True needs save_steps to be a multiple of eval_steps, "
+                f"got {self.save_steps} and {self.eval_steps}"
+            )
 
     @property
     def checkpoints_dir(self) -> str:
