@@ -45,9 +45,10 @@ class Result:
     err: str
 
 
-def run_cli(*args: str, cwd: str | os.PathLike | None = None, stdin: str | None = None) -> Result:
-    """Run ``python -m forgather.cli ARGS`` and capture its output."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "100"}
+def run_cli(*args: str, cwd: str | os.PathLike | None = None, stdin: str | None = None,
+            env: dict[str, str] | None = None) -> Result:  # fmt: skip
+    """Run ``python -m forgather.cli ARGS`` (with ``env`` added to the environment)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "100", **(env or {})}
     proc = subprocess.run(
         [sys.executable, "-m", "forgather.cli", *args],
         cwd=cwd,

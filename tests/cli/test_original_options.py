@@ -395,3 +395,38 @@ def test_convert_and_update_vocab_are_commands():
     assert COMMANDS["convert"][0] == COMMANDS["update-vocab"][0] == "forgather.cli.convert"
     listing = run_cli("--help").out
     assert "\n  convert " in listing and "\n  update-vocab " in listing
+
+
+# -- project -------------------------------------------------------------------------------
+
+
+def test_project_create_show_and_new_config(tmp_path: Path):
+    run_cli("ws", "init", "--name", "W", cwd=tmp_path)
+    source = tmp_path / "source.yaml"
+    source.write_text('meta: {config_name: "Copied", config_description: "from a file"}\nmain: 1\n')
+    created = run_cli("project", "create", "--name", "P One", "--description", "d", cwd=tmp_path)
+    assert (created.rc, created.out) == (0, "created project p_one\n")
+    copied = run_cli("project", "create", "--name", "Two", "--project-dir-name", "second",
+                     str(source), cwd=tmp_path)  # fmt: skip
+    assert copied.rc == 0, copied.err
+    assert "  * default.yaml  Copied: from a file" in run_cli("ls", cwd=tmp_path / "second").out
+    again = run_cli("project", "create", "--name", "P One", cwd=tmp_path)
+    assert again.rc == 1 and "already exists" in again.err
+
+    project = tmp_path / "p_one"
+    assert run_cli("project", cwd=project / "templates").out == f"{project}\n"
+    assert run_cli("project", "show", cwd=project).out.startswith("name: P One\ndescription: d\n")
+    for name, kind, where in [
+        ("extra.yaml", "config", project / "templates" / "configs"),
+        ("top.yaml", "project", project / "templates"),
+        ("shared.yaml", "ws", tmp_path / "forgather_workspace"),
+    ]:
+        result = run_cli("project", "new_config", name, "--type", kind, cwd=project)
+        assert (result.rc, result.out) == (0, f"created {where / name}\n")
+    listing = run_cli("ls", cwd=project).out
+    assert "    extra.yaml    extra" in listing and "PARSE ERROR" not in listing
+    assert run_cli("-t", "extra", "construct", cwd=project).rc == 0
+    top = run_cli("-t", str(project / "templates" / "top.yaml"), "construct", cwd=project)
+    assert (top.rc, top.out) == (0, "'Main Output'\n")
+    duplicate = run_cli("project", "new_config", "extra.yaml", cwd=project)
+    assert duplicate.rc == 1 and "already exists" in duplicate.err

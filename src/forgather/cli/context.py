@@ -211,20 +211,8 @@ class CommandContext:
 
     def close(self) -> None:
         """With ``-e``: open the file the command wrote in ``$VISUAL``/``$EDITOR`` (else ``vi``)."""
-        if self._edit_path is None:
-            return
-        import shlex
-        import subprocess
-
-        editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
-        print(f"Opening {self._edit_path} in {editor}", file=sys.stderr)
-        try:
-            subprocess.run([*shlex.split(editor), self._edit_path], check=False)
-        except OSError as err:
-            raise CLIError(
-                f"cannot start the editor {editor!r} ({err.strerror}); set $EDITOR. "
-                f"The output is in {self._edit_path}"
-            ) from None
+        if self._edit_path is not None:
+            open_in_editor(self._edit_path, f"The output is in {self._edit_path}")
 
     def relpath(self, path: str) -> str:
         """``path`` relative to the project directory (stable across clones)."""
@@ -232,3 +220,22 @@ class CommandContext:
             return os.path.relpath(path, self.project.project_dir)
         except ValueError:  # another drive on Windows
             return path
+
+
+def open_in_editor(path: str, after_failure: str = "") -> None:
+    """Open ``path`` in ``$VISUAL``, else ``$EDITOR``, else ``vi``, and wait for it.
+
+    Raises:
+        CLIError: the editor could not be started (``after_failure`` is added).
+    """
+    import shlex
+    import subprocess
+
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    print(f"Opening {path} in {editor}", file=sys.stderr)
+    try:
+        subprocess.run([*shlex.split(editor), path], check=False)
+    except OSError as err:
+        raise CLIError(
+            f"cannot start the editor {editor!r} ({err.strerror}); set $EDITOR. {after_failure}"
+        ) from None

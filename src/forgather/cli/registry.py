@@ -51,6 +51,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("forgather.cli.build", "check SPECs and call arguments without building"),
     "graph": ("forgather.cli.build", "the node graph as Graphviz DOT, SVG or Mermaid"),
     "ws": ("forgather.cli.workspace", "create a workspace (ws init) or a project (ws project)"),
+    "project": (
+        "forgather.cli.project_cmd",
+        "create a project, show it, or add a config (the original's command)",
+    ),
     "model": (
         "forgather.cli.model",
         "build a model config and show it (construct) or train a few steps (test)",

@@ -33,9 +33,16 @@ from forgather.cli.registry import COMMANDS, assignment_words, command_listing
 _CONFIG_WORDS = {"-t", "--config-template", "config", "diff"}
 _SHELL_COMMANDS = (
     ("config", "select a config (config NAME)"),
-    ("project", "select a project directory (project DIR)"),
+    ("configs", "list the project's configs (as ls)"),
+    ("project", "select a project directory (project DIR; also cd DIR)"),
+    ("pwd", "print the project directory"),
+    ("edit", "open the selected config (or edit PATH) in $EDITOR"),
+    ("debug", "show tracebacks of errors from now on (again: stop)"),
+    ("commands", "list the forgather commands"),
     ("quit", "leave the shell (also Ctrl-D)"),
 )
+#: First words after `project` that are the `project` command's, not a directory.
+_PROJECT_SUBCOMMANDS = ("create", "show", "new_config", "-h", "--help")
 
 
 class ForgatherShell(cmd.Cmd):
@@ -109,20 +116,77 @@ class ForgatherShell(cmd.Cmd):
             print(self.config or "(the project's default config)")
 
     def do_project(self, arg: str) -> None:
-        """project DIR: work on another project directory."""
-        if not os.path.isdir(arg.strip() or "."):
+        """project DIR: work on another project directory, relative to this one (project
+        create|show|new_config: the `project` command)."""
+        if arg.split()[:1] and arg.split()[0] in _PROJECT_SUBCOMMANDS:
+            self.default(f"project {arg}")
+            return
+        # Relative to the current project, as a shell's cd is to its directory.
+        directory = os.path.join(self.project_dir, os.path.expanduser(arg.strip() or "."))
+        if not os.path.isdir(directory):
             print(f"error: no directory {arg.strip()!r}")
             return
-        self.project_dir = arg.strip() or "."
+        self.project_dir = os.path.normpath(directory)
         self.config = None
         self._config_names = None
         self._update_prompt()
+
+    do_cd = do_project  # the original shell's spelling
+
+    def do_pwd(self, arg: str) -> None:
+        """pwd: print the project directory."""
+        print(os.path.abspath(self.project_dir))
+
+    def do_configs(self, arg: str) -> None:
+        """configs: list the project's configs."""
+        self.run_line(["-p", self.project_dir, "ls"])
+
+    def do_commands(self, arg: str) -> None:
+        """commands: list the forgather commands."""
+        print(command_listing())
+
+    def do_debug(self, arg: str) -> None:
+        """debug: show the traceback of each error from now on (again: stop)."""
+        self.traceback = not self.traceback
+        print(f"tracebacks {'on' if self.traceback else 'off'}")
+
+    def do_edit(self, arg: str) -> None:
+        """edit [PATH]: open PATH, or the selected config's file, in $VISUAL or $EDITOR."""
+        from forgather.cli.context import open_in_editor
+        from forgather.cli.errors import CLIError, format_error
+        from forgather.config import ConfigError
+
+        try:
+            path = arg.strip() or self._config_file()
+            open_in_editor(os.path.expanduser(path))
+        except (CLIError, ConfigError) as err:  # the shell goes on
+            print(f"error: {format_error(err)}")
+
+    def _config_file(self) -> str:
+        """The file of the selected config (else the project's default)."""
+        from forgather.cli.errors import CLIError
+        from forgather.project import Project
+
+        project = Project.open(self.project_dir)
+        name = self.config or project.default_config()
+        if name is None:
+            raise CLIError("no config selected and no default_config: use edit PATH")
+        template = project.template_name(name)
+        if os.path.isabs(template):
+            return template
+        for directory in project.meta.searchpath:
+            candidate = os.path.join(directory, template)
+            if os.path.isfile(candidate):
+                return candidate
+        raise CLIError(f"no file for config {name!r}")
 
     def do_help(self, arg: str) -> None:
         """help [COMMAND]: list commands, or show one command's options."""
         if arg.strip() in COMMANDS:
             self.run_line([*self._prefix(), arg.strip(), "--help"])
             return
+        if arg.strip():
+            print(f"no command {arg.strip()!r}; the commands are:")
         print(command_listing(_SHELL_COMMANDS))
 
     def do_quit(self, arg: str) -> bool:
@@ -138,7 +202,7 @@ class ForgatherShell(cmd.Cmd):
     # -- completion -------------------------------------------------------------
 
     def completenames(self, text: str, *ignored) -> list[str]:
-        names = [*COMMANDS, "config", "project", "help", "quit"]
+        names = [*COMMANDS, *(name for name, _ in _SHELL_COMMANDS), "cd", "help"]
         return [n for n in names if n.startswith(text)]
 
     def completedefault(self, text: str, line: str, begidx: int, endidx: int) -> list[str]:
