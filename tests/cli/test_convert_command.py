@@ -115,3 +115,15 @@ def test_update_vocab(converted, tmp_path, capsys):
     with torch.no_grad():
         torch.testing.assert_close(after(ids).logits[..., old], before(ids).logits[..., old])
     assert (out / "causal_lm.py").is_file()  # still a complete Forgather directory
+
+
+def test_a_token_spec_with_a_bare_string_is_refused(converted, tmp_path):
+    # `special_tokens: "<|a|>"` would otherwise add each character as a special token.
+    _, fg, _ = converted
+    spec = tmp_path / "tokens.yaml"
+    spec.write_text('special_tokens: "<|a|>"\n')
+    out = tmp_path / "out"
+    result = run_cli("update-vocab", "--add-tokens", str(spec), str(fg), str(out))
+    assert result.rc == 1
+    assert "special_tokens must be a list of non-empty strings, got '<|a|>'" in result.err
+    assert not out.exists()

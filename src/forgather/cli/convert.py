@@ -121,7 +121,7 @@ def _update_vocab_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _token_spec(args: argparse.Namespace, default: dict | None):
     """The token spec from --add-tokens and the single-token options, else ``default``."""
-    from forgather.ml.model_conversion.vocab import parse_token_spec
+    from forgather.ml.model_conversion.vocab import parse_token_spec, token_list
 
     spec = {}
     if args.add_tokens:
@@ -129,11 +129,13 @@ def _token_spec(args: argparse.Namespace, default: dict | None):
 
         with open(args.add_tokens) as f:
             spec = yaml.safe_load(f) or {}
+        if not isinstance(spec, dict):
+            raise ValueError(f"{args.add_tokens}: a token spec must be a mapping")
     for role in ("bos", "eos", "pad", "unk"):
         if getattr(args, f"{role}_token", None):
             spec[f"{role}_token"] = getattr(args, f"{role}_token")
-    spec["special_tokens"] = [*spec.get("special_tokens", []), *args.special_token]
-    spec["regular_tokens"] = [*spec.get("regular_tokens", []), *args.token]
+    spec["special_tokens"] = [*token_list(spec, "special_tokens"), *args.special_token]
+    spec["regular_tokens"] = [*token_list(spec, "regular_tokens"), *args.token]
     if args.init:
         spec["init"] = args.init
     given = args.add_tokens or any(spec.get(k) for k in spec if k != "init")

@@ -86,8 +86,8 @@ def parse_token_spec(spec: str | Path | dict[str, Any] | None) -> TokenSpec:
     if unknown:
         raise ValueError(f"unknown token spec key(s): {', '.join(sorted(unknown))}")
     result = TokenSpec(
-        special=list(spec.get("special_tokens") or []),
-        regular=list(spec.get("regular_tokens") or []),
+        special=token_list(spec, "special_tokens"),
+        regular=token_list(spec, "regular_tokens"),
         init=spec.get("init", "mean"),
     )
     for role in NAMED_TOKENS:
@@ -271,3 +271,14 @@ def update_vocab(
     else:
         staging.rename(output_path)
     return report
+
+
+def token_list(spec: dict, key: str) -> list[str]:
+    """``spec[key]`` as a list of token strings (a bare string would split into characters)."""
+    value = spec.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(t, str) and t for t in value):
+        raise ValueError(
+            f"{key} must be a list of non-empty strings, got {value!r} "
+            f"(one token is written as a list too: {key}: [\"<|tok|>\"])"
+        )
+    return list(value)
