@@ -235,6 +235,24 @@ def test_client_config_file_and_command_line_wins(capfd, server, tmp_path):
     assert "unknown option 'colour'" in capfd.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "command, line, message",
+    [
+        ("server", "max-batch-size: lots", "max-batch-size: invalid value 'lots'"),
+        ("server", "port: notaport", "port: invalid value 'notaport'"),
+        ("server", "attn-implementation: fast", "attn-implementation: invalid choice 'fast'"),
+        ("client", "max-tokens: [1, 2]", "max-tokens: expected one value"),
+        ("client", "list-models: yes please", "list-models: expected true or false"),
+    ],
+)
+def test_a_config_file_value_is_checked_as_the_command_line_is(capfd, tmp_path, command, line,
+                                                                 message):  # fmt: skip
+    config = tmp_path / "bad.yaml"
+    config.write_text(line + "\n")
+    assert main(["inf", command, str(config)]) == 1
+    assert f"{config}: {message}" in capfd.readouterr().err
+
+
 # -- inf server options: one process from a YAML file plus short options ----------------------
 
 

@@ -117,6 +117,19 @@ def test_queue_limit_and_failing_callback(scheduler, model_and_tokenizer):
     assert running.stats()["cancelled"] == 1
 
 
+def test_an_error_escaping_the_batch_loop_fails_the_requests_and_the_loop_goes_on(
+    scheduler, model_and_tokenizer
+):
+    _, tokenizer = model_and_tokenizer
+    running = scheduler()
+    running.max_batch_size = "lots"  # what a config file once passed unchecked
+    [(_, reason, _)] = running.generate([[5, 6]], _greedy(tokenizer, 3))  # would hang
+    assert reason == "error" and running.stats()["failed"] == 1
+    running.max_batch_size = 4
+    [(_, reason, generated)] = running.generate([[5, 6]], _greedy(tokenizer, 3))
+    assert (reason, generated) == ("length", 3)
+
+
 def _own_cache(model, tokens: list[int]) -> DynamicCache:
     cache = DynamicCache(config=model.config)
     model(torch.tensor([tokens]), use_cache=True, **{cache_keyword(model): cache})

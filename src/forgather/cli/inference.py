@@ -215,16 +215,46 @@ def _apply_config_file(args: argparse.Namespace, parser: argparse.ArgumentParser
         raise CLIError(f"{path} is not valid YAML: {e}") from None
     if not isinstance(values, dict):
         raise CLIError(f"{path} must hold a mapping of option names to values")
-    defaults = {a.dest: a.default for a in parser._actions if a.dest not in ("help", "config")}
+    actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
     for key, value in values.items():
         dest = str(key).replace("-", "_")
-        if dest not in defaults:
-            known = ", ".join(sorted(d.replace("_", "-") for d in defaults))
+        if dest not in actions:
+            known = ", ".join(sorted(d.replace("_", "-") for d in actions))
             raise CLIError(f"{path}: unknown option {key!r} (options: {known})")
-        if getattr(args, dest) == defaults[dest]:  # not given on the command line
-            if dest in ("stop_sequences", "stop") and isinstance(value, str):
-                value = [value]
-            setattr(args, dest, value)
+        if getattr(args, dest) == actions[dest].default:  # not given on the command line
+            setattr(args, dest, _option_value(f"{path}: {key}", actions[dest], value))
+
+
+def _option_value(where: str, action: argparse.Action, value):
+    """A config file's ``value`` for ``action``, checked as argparse checks the command line's."""
+    if action.nargs == 0:  # a flag
+        if not isinstance(value, bool):
+            raise CLIError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if value is None:
+        return None
+    if action.nargs in ("*", "+") or isinstance(action.nargs, int):
+        items = [value] if isinstance(value, (str, int, float)) else value
+        if not isinstance(items, list):
+            raise CLIError(f"{where}: expected a list, got {value!r}")
+        return [_option_value(where, _one_value(action), item) for item in items]
+    if isinstance(value, (dict, list, bool)):
+        raise CLIError(f"{where}: expected one value, got {value!r}")
+    try:
+        converted = action.type(str(value)) if action.type is not None else str(value)
+    except (ValueError, TypeError, argparse.ArgumentTypeError) as e:
+        raise CLIError(f"{where}: invalid value {value!r} ({e})") from None
+    if action.choices is not None and converted not in action.choices:
+        choices = ", ".join(map(str, action.choices))
+        raise CLIError(f"{where}: invalid choice {value!r} (choose from {choices})")
+    return converted
+
+
+def _one_value(action: argparse.Action) -> argparse.Action:
+    """``action`` as if it took one value (to check the items of a list option)."""
+    return argparse.Action(
+        action.option_strings, action.dest, type=action.type, choices=action.choices
+    )
 
 
 def run(args: argparse.Namespace) -> int:

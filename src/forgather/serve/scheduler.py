@@ -269,17 +269,40 @@ class BatchScheduler:
     def _loop(self) -> None:
         with torch.inference_mode():
             while True:
-                with self._lock:
-                    while not (self._stopping or self._waiting or self._running or self._cancelled):
-                        self._lock.wait()
-                    if self._stopping:
-                        return
-                    self._drop_cancelled()
-                    admitted = self._take_admissible()
-                if admitted:
-                    self._prefill_all(admitted)
-                if self._running:
-                    self._decode_step()
+                admitted: list[_Sequence] = []
+                try:
+                    with self._lock:
+                        while not (
+                            self._stopping or self._waiting or self._running or self._cancelled
+                        ):
+                            self._lock.wait()
+                        if self._stopping:
+                            return
+                        self._drop_cancelled()
+                        admitted = self._take_admissible()
+                    if admitted:
+                        self._prefill_all(admitted)
+                    if self._running:
+                        self._decode_step()
+                except Exception as error:  # a bug here must not leave every client waiting
+                    self._recover(admitted, error)
+
+    def _recover(self, admitted: list[_Sequence], error: Exception) -> None:
+        """Fail the sequences in flight and waiting after an unexpected error; go on empty.
+
+        Prefill and decode already fail only the requests they cannot serve;
+        this is for what escapes them, so the thread goes on serving.
+        """
+        logger.exception("batch loop failed; failing the requests in flight and waiting")
+        running = {id(s) for s in self._running}
+        failed = self._running + [s for s in admitted if id(s) not in running]
+        with self._lock:  # the error may be in admitting them: they would wait forever
+            failed += self._waiting
+            self._waiting.clear()
+        self._running = []
+        if self.use_cache:
+            self._batch.keep([])
+        self._fail(failed, error)
 
     def _drop_cancelled(self) -> None:
         """(Lock held.) Remove cancelled sequences from the queue and the batch."""
