@@ -51,7 +51,7 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
             return error.code, json.load(error)
 
 
-@pytest.mark.parametrize("temperature", [1e-39, 1e-30, 1e-8])
+@pytest.mark.parametrize("temperature", [5e-324, 1e-300, 1e-39, 1e-30, 1e-8])
 def test_tiny_temperatures_sample_the_best_token(server, model_and_tokenizer, temperature):
     model, tokenizer = model_and_tokenizer
     prompt = "def foo(x):"
@@ -254,7 +254,7 @@ texts = st.text(max_size=20) | st.sampled_from(["\ud800", "x\udfffy", "", " ", "
 numbers = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from([0, 1, 1e-39, 2, 2.0000001, -1, 16, 17, 4096]),
+    st.sampled_from([0, 1, 5e-324, 1e-300, 1e-39, 2, 2.0000001, -1, 16, 17, 4096]),
 )
 anything = st.recursive(
     st.none() | st.booleans() | numbers | texts,

@@ -66,7 +66,7 @@ def test_logprobs_are_the_models_before_temperature():
 
 def test_every_documented_temperature_is_numerically_safe():
     logits = torch.randn(1, 64, generator=torch.Generator().manual_seed(2)) * 30
-    for temperature in (1e-39, 1e-30, 1e-7, 0.01, 2.0):
+    for temperature in (5e-324, 1e-300, 1e-45, 1e-39, 1e-30, 1e-7, 0.01, 2.0):
         params = SamplingParams(max_tokens=1, temperature=temperature, top_p=0.9, seed=5)
         [choice] = _choose(logits, [params])
         assert 0 <= choice.token_id < 64

@@ -15,8 +15,9 @@ temperature, top-k and top-p, and before the Hugging Face-style adjustments
 documents them.
 
 Every documented parameter value is numerically safe: logits are shifted so
-the best is 0 before dividing by the temperature, so a temperature of 1e-39
-sends the other tokens to -inf (greedy) instead of overflowing to NaN. A row
+the best is 0 before dividing by the temperature (at least the logits' smallest
+normal number), so a temperature of 1e-39 or 5e-324 sends the other tokens to
+-inf (greedy) instead of overflowing to NaN. A row
 whose logits are themselves not finite gets a :class:`SamplingError` in its
 place; the other rows of the batch are unaffected.
 """
@@ -156,8 +157,10 @@ def _filtered_logits(row: torch.Tensor, params: SamplingParams) -> torch.Tensor:
     The order (temperature, then top-k, then top-p) is the one ``generate()`` uses.
     """
     # Shift the best logit to 0 first: dividing by a tiny temperature then gives -inf
-    # for the others rather than +inf - inf = NaN in the softmax.
-    scores = (row - row.max()) / params.temperature
+    # for the others rather than +inf - inf = NaN in the softmax. A temperature below the
+    # dtype's smallest normal number would round to 0 (and the best logit to 0/0 = NaN).
+    temperature = max(params.temperature, torch.finfo(row.dtype).tiny)
+    scores = (row - row.max()) / temperature
     if 0 < params.top_k < scores.numel():
         kth_best = torch.topk(scores, params.top_k).values[-1]
         scores = scores.masked_fill(scores < kth_best, float("-inf"))
