@@ -79,6 +79,16 @@ BAD_REQUESTS = {
         None,
     ),
     "beam search": (COMPLETIONS, {"prompt": "x", "num_beams": 4}, 400, "num_beams", None),
+    # Strict types: a string is not a boolean, nor a boolean a count (pydantic's lax mode took both).
+    "stream as a string": (COMPLETIONS, {"prompt": "x", "stream": "yes"}, 400, "stream", None),
+    "max_tokens as a boolean": (
+        COMPLETIONS,
+        {"prompt": "x", "max_tokens": True},
+        400,
+        "max_tokens",
+        None,
+    ),
+    "n as a string": (CHAT, {"messages": USER, "n": "2"}, 400, "n", None),
     "too many stops": (COMPLETIONS, {"prompt": "x", "stop": ["a"] * 17}, 400, "stop", None),
     "prompt longer than context": (
         COMPLETIONS,

@@ -51,14 +51,14 @@ def _has_lone_surrogate(value: Any) -> bool:
 class StreamOptions(BaseModel):
     """``stream_options``: ``include_usage`` adds a final chunk with token counts."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
     include_usage: bool = False
 
 
 class _SamplingFields(BaseModel):
     """Fields both endpoints share."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     model: str | None = None
     temperature: float | None = Field(None, ge=0.0, le=2.0)
@@ -165,7 +165,7 @@ class CompletionRequest(_SamplingFields):
 class TextPart(BaseModel):
     """One part of a message's content given as a list."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
     type: Literal["text"]
     text: str
 
@@ -173,7 +173,7 @@ class TextPart(BaseModel):
 class ChatMessage(BaseModel):
     """One chat message."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
     role: str
     content: str | list[TextPart] | None = None
     name: str | None = None
