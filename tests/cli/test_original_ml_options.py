@@ -301,3 +301,33 @@ def test_model_test_on_a_dataset_project_packed_or_not(capfd, tmp_path):
     documents = [int(re.search(r"(\d+) documents", o).group(1)) for o in (rows, packed)]
     # One 512-token block per row (2 starts), or one block cut into rows that continue it.
     assert documents == [2, 1]
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_tb_stops_what_it_started_when_it_is_stopped(tmp_path, signame):
+    # `forgather tb` runs TensorBoard through run_as_child; TensorBoard starts a server of its
+    # own, as the shell below starts a second sleep.
+    import signal
+    import time
+
+    pidfile = tmp_path / "grandchild"
+    script = (
+        "from forgather.cli.train import run_as_child\n"
+        f"run_as_child(['sh', '-c', 'sleep 60 & echo $! > {pidfile}; wait'])\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 30
+    while not (pidfile.is_file() and pidfile.read_text().strip()):
+        assert time.monotonic() < deadline, "the child never started"
+        time.sleep(0.05)
+    grandchild = int(pidfile.read_text())
+    parent.send_signal(getattr(signal, signame))
+    parent.wait(timeout=30)
+    for _ in range(100):
+        try:
+            os.kill(grandchild, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(grandchild, signal.SIGKILL)
+    raise AssertionError(f"{signame}: the grandchild outlived forgather tb")

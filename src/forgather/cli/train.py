@@ -19,6 +19,7 @@ passing signals on (``forgather.cli.launch``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import subprocess
@@ -171,7 +172,45 @@ def _tb(ctx: CommandContext, args: argparse.Namespace) -> int:
         return 0
     if not logdir.is_dir():
         raise CLIError(f"no runs yet in {logdir}")
-    return subprocess.run(command).returncode
+    return run_as_child(command)
+
+
+def run_as_child(command: list[str]) -> int:
+    """Run ``command`` until it exits, and stop it (and what it started) when we are stopped.
+
+    TensorBoard starts a data server of its own; run plainly, both outlived a
+    ``kill`` of ``forgather tb``. Here the child gets its own process group,
+    which gets SIGTERM when we get SIGTERM, SIGINT or SIGHUP, and on Linux the
+    child is also sent SIGTERM if we die without passing anything on.
+    """
+    import signal
+
+    child = subprocess.Popen(command, start_new_session=True, preexec_fn=_die_with_parent)
+
+    def forward(signum, frame):  # SIGTERM whatever came: background jobs ignore SIGINT
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGTERM)
+
+    handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, forward) for signum in handled}
+    try:
+        while True:
+            try:
+                return child.wait()
+            except KeyboardInterrupt:  # a second Ctrl-C while it stops: keep waiting
+                continue
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _die_with_parent() -> None:
+    """(In the child, before exec.) Ask Linux for SIGTERM when the parent dies."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _plot_arguments(parser: argparse.ArgumentParser) -> None:
