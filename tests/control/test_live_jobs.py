@@ -136,7 +136,7 @@ def test_list_status_save_and_stop(start, nproc):
 def test_abort_exits_without_a_checkpoint(start, nproc):
     job = start(nproc)
     job.wait_for_step(1)
-    reply = run_control("abort", job.job_id)
+    reply = run_control("abort", "--force", job.job_id)  # an option before the job: accepted
     assert reply.returncode == 0, reply.stderr
     assert job.wait() != 0
     step = _same_step_on_every_rank(job, "abort", nproc)

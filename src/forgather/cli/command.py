@@ -42,6 +42,8 @@ class Command:
             after the command name too. ``False`` for a command whose own
             options reuse those letters (a tool's ``-t``/``-p``); the common
             options before its name still apply.
+        intermixed: options may come between positional arguments
+            (``control abort --force JOB``; argparse's ``parse_intermixed_args``).
         on_config_error: ``on_config_error(ctx, args)``, called with the
             command's own options when loading the config fails, before the
             error is reported (``pp -d`` prints the template sources, which
@@ -53,4 +55,5 @@ class Command:
     uses_config: bool = False
     description: str = ""
     common_options: bool = True
+    intermixed: bool = False
     on_config_error: Callable[[CommandContext, argparse.Namespace], None] | None = None

@@ -134,5 +134,6 @@ COMMANDS = {
         run=_run,
         add_arguments=_arguments,
         description="Jobs register themselves when they start; see docs/control.md.",
+        intermixed=True,  # control abort --force JOB
     )
 }

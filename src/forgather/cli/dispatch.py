@@ -114,7 +114,7 @@ def _run_command(global_options: argparse.Namespace, name: str, argv: list[str])
     options = None
     if command.uses_config and not ctx.no_dyn:
         options = _add_config_options(ctx, command, parser, argv)
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv) if command.intermixed else parser.parse_args(argv)
     if options is not None:
         values = options.values(args)
         ctx.dynamic_args = values

@@ -279,6 +279,6 @@ def token_list(spec: dict, key: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(t, str) and t for t in value):
         raise ValueError(
             f"{key} must be a list of non-empty strings, got {value!r} "
-            f"(one token is written as a list too: {key}: [\"<|tok|>\"])"
+            f'(one token is written as a list too: {key}: ["<|tok|>"])'
         )
     return list(value)
