@@ -68,3 +68,15 @@ def test_model_test_reads_a_tuple_output():
     loss, logits = torch.tensor(1.0), torch.zeros(1, 2, 3)
     assert _loss_and_logits((loss, logits)) == (loss, logits)
     assert _loss_and_logits((loss,)) == (loss, None)
+
+
+def test_model_test_on_a_training_projects_data_and_on_one_without_data(tmp_path):
+    model = ["-p", MODELS, "-t", "tiny_llama.yaml", "-D", f"output_dir={tmp_path}", "model"]
+    trained = run_cli(*model, "test", "--steps", "1",
+                      "--dataset-project", str(EXAMPLES / "tutorials" / "tiny_llama"))  # fmt: skip
+    assert trained.rc == 0, trained.err  # the training config's own train_dataset
+    assert "step 1: loss " in trained.out
+    no_data = run_cli(*model, "test", "--steps", "1",
+                      "--dataset-project", str(EXAMPLES / "tutorials" / "project_composition"))  # fmt: skip
+    assert no_data.rc == 1
+    assert "main target gives examples without input_ids (the first: str)" in no_data.err

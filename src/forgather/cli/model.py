@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+from collections.abc import Mapping
 
 from forgather.cli.command import Command
 from forgather.cli.context import CommandContext
@@ -211,14 +212,31 @@ def _dataset_examples(args: argparse.Namespace, model):
     if not name:
         raise CLIError(f"{args.dataset_project} has no default_config: give --dataset-config")
     config = project.load(name)
-    target = "main" if "main" in config.targets else None
+    # A dataset config's main, or a training config's own train_dataset.
+    target = next((t for t in ("train_dataset", "main") if t in config.targets), None)
     if target is None:
-        raise CLIError(f"{name} has no main target (targets: {', '.join(config.targets)})")
+        raise CLIError(
+            f"{name} has neither a train_dataset nor a main target "
+            f"(targets: {', '.join(config.targets)})"
+        )
     datasets = config.build(target)
     if isinstance(datasets, dict):
         if not datasets:
             raise CLIError(f"{name} builds no splits")
         datasets = datasets.get("train", next(iter(datasets.values())))
+    if isinstance(datasets, (str, bytes)) or not (
+        hasattr(datasets, "__iter__") or hasattr(datasets, "__getitem__")
+    ):
+        raise CLIError(
+            f"{name}'s {target} target builds a {type(datasets).__name__}, not a dataset: "
+            "name a dataset config with --dataset-config"
+        )
+    first = next(iter(datasets), None)
+    if not (isinstance(first, Mapping) and "input_ids" in first):
+        raise CLIError(
+            f"{name}'s {target} target gives examples without input_ids (the first: "
+            f"{type(first).__name__}): name a tokenized dataset config with --dataset-config"
+        )
     return datasets
 
 
