@@ -43,3 +43,19 @@ def test_global_options_are_not_abbreviated(tmp_path):
     result = run_cli("-p", str(TUTORIAL), "--out", "x.txt", "ls", cwd=tmp_path)
     assert result.rc == 2  # a usage error, not `-o x.txt`
     assert not (tmp_path / "x.txt").exists()
+
+
+def test_output_naming_an_image_is_the_image(tmp_path):
+    run, image = _run_dir(tmp_path), tmp_path / "curves.svg"
+    result = run_cli("plot", str(run), "-o", str(image))
+    assert result.rc == 0, result.err
+    assert result.out == f"wrote {image}\n"
+    assert image.read_text().lstrip().startswith("<") and "<svg" in image.read_text()
+
+
+def test_a_corrupt_log_names_its_file(tmp_path):
+    run = _run_dir(tmp_path)
+    (run / "trainer_logs.json").write_text('[{"loss": 1.0,')
+    result = run_cli("plot", str(run))
+    assert result.rc == 1
+    assert result.err.startswith(f"forgather: error: {run / 'trainer_logs.json'} is not valid JSON")

@@ -227,11 +227,18 @@ def _plot_arguments(parser: argparse.ArgumentParser) -> None:
 def _plot(ctx: CommandContext, args: argparse.Namespace) -> int:
     from forgather.ml.trainer import plot_run
 
+    image = args.out
+    to_output = image is None and (ctx.output or "").lower().endswith((".png", ".svg"))
+    if to_output:  # `-o curves.svg` names the image, as --out does
+        image = ctx.output
     try:
-        path = plot_run(args.run_dir, args.out)
+        path = plot_run(args.run_dir, image)
     except (FileNotFoundError, ValueError) as e:
         raise CLIError(str(e)) from None
-    ctx.emit(f"wrote {path}")
+    if to_output:
+        print(f"wrote {path}")  # not through -o: that file is the image
+    else:
+        ctx.emit(f"wrote {path}")
     return 0
 
 

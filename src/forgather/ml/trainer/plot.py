@@ -35,11 +35,14 @@ def plot_run(run: str, output: str | None = None) -> str:
 
     Raises:
         FileNotFoundError: When there is no log file.
-        ValueError: When the log holds no training loss.
+        ValueError: When the log is not JSON or holds no training loss.
     """
     log_path = os.path.join(run, "trainer_logs.json") if os.path.isdir(run) else run
     with open(log_path, encoding="utf-8") as f:
-        history = json.load(f)
+        try:
+            history = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{log_path} is not valid JSON ({e})") from None
     series = {name: _points(history, name) for name in COLORS}
     if not series["loss"]:
         raise ValueError(f"{log_path} has no training loss entries to plot")
