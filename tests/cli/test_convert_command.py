@@ -33,6 +33,9 @@ def test_convert_both_ways(converted, tmp_path):
     assert "source:" in out and "converted:" in out  # the generation test ran
     assert json.loads((fg / "config.json").read_text())["hf_model_type"] == "llama"
     assert (fg / "tokenizer.json").is_file()
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert fg.stat().st_mode & 0o777 == 0o777 & ~umask  # as readable as any new directory
 
     back = run_cli("convert", str(fg), str(tmp_path / "back"))  # direction detected
     assert back.rc == 0, back.err

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,7 +191,15 @@ def _staging_dir(dst: Path) -> Path:
         raise FileExistsError(f"{dst} already exists; will not overwrite")
     if not dst.parent.is_dir():
         raise FileNotFoundError(f"the destination's directory {dst.parent} does not exist")
-    return Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
+    # Not mkdtemp, which makes it 0700: the model directory should be as readable as any the
+    # user makes (by a vLLM container, another account), so os.mkdir applies the umask.
+    while True:
+        staging = dst.parent / f".{dst.name}.{os.getpid()}.{secrets.token_hex(4)}"
+        try:
+            staging.mkdir()
+            return staging
+        except FileExistsError:
+            continue
 
 
 def _finish(staging: Path, dst: Path, dry_run: bool) -> None:
