@@ -1,5 +1,7 @@
 """``forgather model construct|test`` on the example model project, in a subprocess."""
 
+import pytest
+
 from tests.cli.conftest import EXAMPLES, run_cli
 
 MODELS = str(EXAMPLES / "models")
@@ -80,3 +82,17 @@ def test_model_test_on_a_training_projects_data_and_on_one_without_data(tmp_path
                       "--dataset-project", str(EXAMPLES / "tutorials" / "project_composition"))  # fmt: skip
     assert no_data.rc == 1
     assert "main target gives examples without input_ids (the first: str)" in no_data.err
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--batch-size", "0", "must be at least 1, got 0"),
+        ("--steps", "-1", "must be at least 1, got -1"),
+        ("--seq-len", "1", "must be at least 2, got 1"),
+        ("--lr", "nan", "must be a finite number above 0"),
+    ],
+)
+def test_model_test_refuses_values_it_cannot_run(option, value, message):
+    result = run_cli("-p", MODELS, "-t", "tiny_llama.yaml", "model", "test", option, value)
+    assert result.rc == 2 and message in result.err

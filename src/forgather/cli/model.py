@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from forgather.cli.command import Command
 from forgather.cli.context import CommandContext
 from forgather.cli.errors import CLIError
+from forgather.cli.values import int_at_least, positive_float
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,17 +60,23 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         help="test: step each parameter's optimizer during backward (saves gradient memory)",
     )
     test = parser.add_argument_group("test options")
-    test.add_argument("--steps", type=int, default=3, help="optimizer steps (default: 3)")
-    test.add_argument("--batch-size", type=int, default=2, help="rows per batch (default: 2)")
+    test.add_argument(
+        "--steps", type=int_at_least(1), default=3, help="optimizer steps (default: 3)"
+    )
+    test.add_argument(
+        "--batch-size", type=int_at_least(1), default=2, help="rows per batch (default: 2)"
+    )
     test.add_argument(
         "--sequence-length",
         "--seq-len",
         dest="seq_len",
-        type=int,
+        type=int_at_least(2),  # a row of one token has nothing to predict
         default=64,
         help="tokens per row (default: 64)",
     )
-    test.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: 1e-3)")
+    test.add_argument(
+        "--lr", type=positive_float, default=1e-3, help="learning rate (default: 1e-3)"
+    )
     test.add_argument(
         "--dataset-project",
         metavar="DIR",

@@ -98,3 +98,32 @@ def parse_yaml_value(text: str) -> Any:
         return yaml.load(text, Loader=_core_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
         raise CLIError(f"cannot parse {text!r} as a YAML value: {err}") from None
+
+
+def int_at_least(minimum: int):
+    """An argparse ``type``: an integer of at least ``minimum`` (else a usage error naming it)."""
+    import argparse
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def positive_float(text: str) -> float:
+    """An argparse ``type``: a finite number above 0."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
