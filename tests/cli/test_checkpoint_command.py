@@ -89,6 +89,24 @@ def test_list_needs_no_torch_and_check_says_what_fits(model_dir):
                              "but [64, 16] in the model (19 more tensors differ))")  # fmt: skip
 
 
+def test_list_says_which_link_points_at_a_checkpoint_and_reads_past_a_bad_one(model_dir):
+    assert run_cli("checkpoint", "link", str(model_dir)).rc == 0
+    (model_dir / "runs" / "a" / "checkpoints" / "checkpoint-4" / "model.safetensors").write_text(
+        "x"
+    )
+    checked = run_cli("checkpoint", "list", str(model_dir), "--check").out.splitlines()
+    assert "checkpoint-4  (unreadable: " in checked[0]
+    assert checked[1].endswith(f"checkpoint-8  (linked as {model_dir}/model.safetensors; fits)")
+    # From the parent the note still names the real link, not PARENT/model.safetensors.
+    above = run_cli("checkpoint", "list", str(model_dir.parent)).out.splitlines()
+    assert above[1].endswith(f"checkpoint-8  (linked as {model_dir}/model.safetensors)")
+    missing = run_cli("checkpoint", "list", str(model_dir / "nowhere"))
+    assert (missing.rc, missing.err) == (
+        1,
+        f"forgather: error: {model_dir}/nowhere is not a directory\n",
+    )
+
+
 def test_no_checkpoint_that_fits(model_dir):
     for step in (4, 8):
         os.remove(

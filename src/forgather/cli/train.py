@@ -285,6 +285,8 @@ def _checkpoint(ctx: CommandContext, args: argparse.Namespace) -> int:
         raise CLIError("give the model directory once: MODEL_DIR or --output-path, not both")
     chosen_dir = args.model_dir or args.output_path
     model_dir = Path(os.path.expanduser(chosen_dir)) if chosen_dir else _model_dir(ctx)
+    if not model_dir.is_dir():
+        raise CLIError(f"{model_dir} is not a directory")
     checkpoints = layout.find_checkpoints(str(model_dir))
     if not checkpoints:
         if args.action == "list":
@@ -298,12 +300,18 @@ def _checkpoint(ctx: CommandContext, args: argparse.Namespace) -> int:
         lines = []
         for checkpoint in reversed(checkpoints):  # oldest first, like a log
             notes = [] if checkpoint.has_weights else [f"no {layout.MODEL_FILE}"]
-            if layout.is_linked(checkpoint.path):
-                notes.append(f"linked as {model_dir / layout.MODEL_FILE}")
+            link = layout.linked_as(checkpoint.path)
+            if link is not None:
+                notes.append(f"linked as {link}")
             if model is not None and checkpoint.has_weights:
-                tensors = layout.checkpoint_tensors(checkpoint.path)
-                problem = layout.fit_problem({n: s for n, (_d, s) in tensors.items()}, model)
-                notes.append(f"does not fit: {problem}" if problem else "fits")
+                try:
+                    tensors = layout.checkpoint_tensors(checkpoint.path)
+                except (OSError, ValueError) as e:  # one bad checkpoint: said, the list goes on
+                    notes.append(f"unreadable: {e}")
+                else:
+                    found = {n: s for n, (_d, s) in tensors.items()}
+                    problem = layout.fit_problem(found, model)
+                    notes.append(f"does not fit: {problem}" if problem else "fits")
             lines.append(checkpoint.path + (f"  ({'; '.join(notes)})" if notes else ""))
         ctx.emit("\n".join(lines))
         return 0

@@ -282,11 +282,18 @@ def is_linked(checkpoint_dir: str) -> bool:
 
     A mark whose link was removed or now points elsewhere is stale and does not count.
     """
+    return linked_as(checkpoint_dir) is not None
+
+
+def linked_as(checkpoint_dir: str) -> str | None:
+    """The link (recorded in ``checkpoint_dir``) that points at its weights, or None."""
     try:
         with open(os.path.join(checkpoint_dir, LINK_MARK), encoding="utf-8") as f:
-            link = os.path.join(checkpoint_dir, json.load(f)["link"])
-        return os.path.islink(link) and os.path.samefile(
+            link = os.path.normpath(os.path.join(checkpoint_dir, json.load(f)["link"]))
+        if os.path.islink(link) and os.path.samefile(
             link, os.path.join(checkpoint_dir, MODEL_FILE)
-        )
+        ):
+            return link
     except (OSError, ValueError, KeyError, TypeError):
-        return False
+        pass
+    return None
