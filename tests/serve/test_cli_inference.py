@@ -104,6 +104,34 @@ def test_server_on_a_model_directory_without_weights_fails_in_one_line(model_dir
     )
 
 
+def _server_error(*args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "forgather.cli", "inf", "server", *args],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    return result.stderr
+
+
+def test_server_refuses_at_once_what_it_could_not_serve(model_dir, tmp_path):
+    import socket
+
+    assert _server_error("-m", str(tmp_path), "--port", str(free_port())) == (
+        f"forgather: error: {tmp_path} is not a model directory: it has no config.json\n"
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert _server_error("-m", str(model_dir), "--port", str(port)) == (
+            f"forgather: error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+        )
+    if not torch.cuda.is_available():  # (on a GPU machine cuda is a device it has)
+        assert "this torch build sees no CUDA device" in _server_error(
+            "-m", str(model_dir), "--device", "cuda", "--port", str(free_port())
+        )
+
+
 def _client(url: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [*INFERENCE, "client", "--url", url, *args], capture_output=True, text=True, timeout=60

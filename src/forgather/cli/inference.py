@@ -257,6 +257,33 @@ def _one_value(action: argparse.Action) -> argparse.Action:
     )
 
 
+def _check_device(device: str | None) -> None:
+    """A device this torch has (``-d cuda`` on a CPU-only build failed deep in loading)."""
+    import torch
+
+    if device and device.startswith("cuda") and not torch.cuda.is_available():
+        raise CLIError(f"--device {device}: this torch build sees no CUDA device; use --device cpu")
+
+
+def _check_port(host: str, port: int) -> None:
+    """That ``host:port`` can be listened on now (0 picks a free port: nothing to check)."""
+    import socket
+
+    if not port:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise CLIError(f"--host {host}: {e.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds it
+        try:
+            probe.bind(address)
+        except OSError as e:
+            raise CLIError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``inf server`` or ``inf client``; return the exit code."""
     if args.config:
@@ -276,6 +303,8 @@ def _server(args: argparse.Namespace) -> int:
         raise CLIError(
             "inf server needs -m/--model PATH (on the command line or in the config file)"
         )
+    _check_device(args.device)
+    _check_port(args.host, args.port)  # before minutes of loading, not after
     checkpoint = args.from_checkpoint
     if isinstance(checkpoint, str):
         checkpoint = os.path.expanduser(checkpoint)

@@ -169,6 +169,8 @@ def _check_model_weights(model_dir: str) -> None:
     """Raise a one-line :class:`WeightsNotFound` unless ``model_dir`` holds weights to load."""
     if not os.path.isdir(model_dir):
         raise WeightsNotFound(f"no model directory {model_dir}")
+    if not os.path.isfile(os.path.join(model_dir, "config.json")):
+        raise WeightsNotFound(f"{model_dir} is not a model directory: it has no config.json")
     link = os.path.join(model_dir, MODEL_FILE)
     if os.path.islink(link) and not os.path.exists(link):
         raise WeightsNotFound(
