@@ -130,3 +130,20 @@ def test_a_token_spec_with_a_bare_string_is_refused(converted, tmp_path):
     assert result.rc == 1
     assert "special_tokens must be a list of non-empty strings, got '<|a|>'" in result.err
     assert not out.exists()
+
+
+def test_reverse_on_a_hugging_face_model_and_a_corrupt_config_are_one_line_errors(
+    converted, tmp_path
+):
+    src, _, _ = converted
+    reverse = run_cli("convert", str(src), str(tmp_path / "x"), "--reverse")
+    assert reverse.rc == 1
+    assert f"--reverse converts a Forgather model to Hugging Face, but {src} is a Hugging Face " \
+        "model ('llama')" in reverse.err  # fmt: skip
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": ')
+    result = run_cli("convert", str(broken), str(tmp_path / "y"))
+    assert result.rc == 1
+    assert result.err.startswith(f"forgather: error: {broken / 'config.json'} is not valid JSON")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -167,6 +167,7 @@ def run_convert(ctx: CommandContext, args: argparse.Namespace) -> int:
         parse_token_spec,
         update_vocab,
     )
+    from forgather.ml.model_conversion.convert import check_reversible
     from forgather.ml.model_conversion.registry import detect_model_type
 
     chat_template = args.chat_template_path or getattr(args, "cmd_config_template", None)
@@ -185,6 +186,8 @@ def run_convert(ctx: CommandContext, args: argparse.Namespace) -> int:
             options["prompt"] = args.prompt
         if args.debug_params:
             _print_parameter_names(ctx, args.src_model_path)
+        if args.reverse:
+            check_reversible(args.src_model_path)
         reverse = args.reverse or is_forgather_model(args.src_model_path)
         detected = detect_model_type(args.src_model_path)
         model_type = args.model_type if reverse and args.model_type else (detected or ("", ""))[1]

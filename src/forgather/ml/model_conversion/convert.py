@@ -81,11 +81,32 @@ def is_forgather_model(model_dir: str | Path) -> bool:
     )
 
 
+def check_reversible(model_dir: str | Path) -> None:
+    """Refuse ``--reverse`` (Forgather -> Hugging Face) for a plain Hugging Face model.
+
+    A directory with generated code (``auto_map``) or a ``forgather*`` model type may be
+    one, the original Forgather's included; one with neither is a Hugging Face model.
+
+    Raises:
+        ValueError: ``model_dir`` is a plain Hugging Face model.
+    """
+    config = _read_config(model_dir)
+    if not (config.get("auto_map") or str(config.get("model_type", "")).startswith("forgather")):
+        raise ValueError(
+            f"--reverse converts a Forgather model to Hugging Face, but {model_dir} is a "
+            f"Hugging Face model ({config.get('model_type')!r}); without --reverse it is "
+            "converted to Forgather"
+        )
+
+
 def _read_config(model_dir: str | Path) -> dict[str, Any]:
     path = Path(model_dir) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{model_dir} has no config.json: not a model directory")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e})") from None
 
 
 def _dtype(name: str | torch.dtype | None, config: Mapping[str, Any]) -> torch.dtype:
@@ -429,6 +450,8 @@ def convert_model(
         reverse: Force Forgather -> Hugging Face.
         **options: As :func:`hf_to_forgather` / :func:`forgather_to_hf`.
     """
+    if reverse:
+        check_reversible(src)
     if reverse or is_forgather_model(src):
         return forgather_to_hf(src, dst, **options)
     for key in ("model_type", "checkpoint_path"):
