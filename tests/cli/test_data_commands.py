@@ -56,3 +56,13 @@ def test_dataset_without_a_tokenizer_shows_the_raw_examples(tmp_path):
     assert (
         "train_dataset_split: not tokenized (give a tokenizer, -T PATH, for lengths)" in result.out
     )
+
+
+def test_dataset_refuses_a_target_that_is_not_data_and_a_missing_tokenizer(tmp_path):
+    tiny_llama = TEMPLATE_PROJECT.parent / "tutorials" / "tiny_llama"
+    not_data = run_cli("-p", str(tiny_llama), "dataset", "--target", "tokenizer")
+    assert not_data.rc == 1
+    assert "--target tokenizer builds a " in not_data.err and ", not a dataset" in not_data.err
+    missing = run_cli("-p", str(tiny_llama), "dataset", "-T", str(tmp_path / "nowhere"))
+    assert missing.rc == 1
+    assert f"-T {tmp_path / 'nowhere'}: no tokenizer directory there" in missing.err

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Mapping
 
 from forgather.cli.command import Command
 from forgather.cli.context import CommandContext
@@ -113,11 +114,25 @@ def _dataset(ctx: CommandContext, args: argparse.Namespace) -> int:
     if args.tokenizer_path:
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(os.path.expanduser(args.tokenizer_path))
+        path = os.path.expanduser(args.tokenizer_path)
+        # A path that is not there (a hub name, "org/name", is left to transformers).
+        is_path = path.startswith((os.sep, ".", "~")) or path.count("/") > 1
+        if is_path and not os.path.isdir(path):
+            raise CLIError(f"-T {args.tokenizer_path}: no tokenizer directory there")
+        tokenizer = AutoTokenizer.from_pretrained(path)
         built = config.build(args.target, tokenizer=tokenizer, preprocess_args={})
     else:
         built, tokenizer = _dataset_and_tokenizer(config, args.target)
     datasets = built if isinstance(built, dict) else {args.target: built}
+    for split, dataset in datasets.items():
+        if isinstance(dataset, (str, bytes, Mapping)) or not (
+            hasattr(dataset, "__iter__") or hasattr(dataset, "__getitem__")
+        ):
+            raise CLIError(
+                f"--target {args.target} builds {'a' if len(datasets) == 1 else f'{split!r} as a'} "
+                f"{type(dataset).__name__}, not a dataset (the config's targets: "
+                f"{', '.join(config.targets)})"
+            )
     features = args.features
     if tokenizer is None and features is None:  # nothing decodes ids: show the fields as they are
         features = []
