@@ -89,3 +89,11 @@ def test_set_and_define_read_yaml_1_2_core():
     assert "'repeated': ['no']" in result.out
     for text, key in keys.items():
         assert f"'{key}': {YAML12_VALUES[text]!r}" in result.out, (text, result.out)
+
+
+def test_a_define_that_is_not_a_variable_name_is_a_usage_error():
+    result = run_cli(*T, "-D", "a-b=1", "pp")
+    assert (result.rc, result.err) == (
+        2,
+        "forgather: error: -D a-b: not a variable name (letters, digits and _)\n",
+    )

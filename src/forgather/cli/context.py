@@ -40,6 +40,8 @@ def parse_assignments(items: list[str] | None, option: str) -> list[tuple[str, A
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
             raise UsageError(f"{option} expects NAME=VALUE, got {item!r}")
+        if option == "-D" and not name.strip().isidentifier():  # templates could never read it
+            raise UsageError(f"-D {name.strip()}: not a variable name (letters, digits and _)")
         pairs.append((name.strip(), parse_yaml_value(value)))
     return pairs
 
