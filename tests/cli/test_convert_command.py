@@ -130,6 +130,9 @@ def test_a_token_spec_with_a_bare_string_is_refused(converted, tmp_path):
     assert result.rc == 1
     assert "special_tokens must be a list of non-empty strings, got '<|a|>'" in result.err
     assert not out.exists()
+    empty = run_cli("update-vocab", "--eos-token", "", str(fg), str(out))
+    assert empty.rc == 1 and "--eos-token: an empty string is no token" in empty.err
+    assert not out.exists()
 
 
 def test_reverse_on_a_hugging_face_model_and_a_corrupt_config_are_one_line_errors(

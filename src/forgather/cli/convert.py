@@ -132,8 +132,11 @@ def _token_spec(args: argparse.Namespace, default: dict | None):
         if not isinstance(spec, dict):
             raise ValueError(f"{args.add_tokens}: a token spec must be a mapping")
     for role in ("bos", "eos", "pad", "unk"):
-        if getattr(args, f"{role}_token", None):
-            spec[f"{role}_token"] = getattr(args, f"{role}_token")
+        token = getattr(args, f"{role}_token", None)
+        if token == "":
+            raise ValueError(f"--{role}-token: an empty string is no token")
+        if token:
+            spec[f"{role}_token"] = token
     spec["special_tokens"] = [*token_list(spec, "special_tokens"), *args.special_token]
     spec["regular_tokens"] = [*token_list(spec, "regular_tokens"), *args.token]
     if args.init:
