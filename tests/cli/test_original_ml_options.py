@@ -129,8 +129,15 @@ def test_control_list_remote_lists_the_job_answering_there(tmp_path, monkeypatch
             [sys.executable, "-m", "forgather.cli", "control", "list", "--remote", "nowhere"],
             capture_output=True, text=True, env=env, timeout=60,
         )  # fmt: skip
+        # On the job's own machine it is listed once, not again for its port.
+        local = subprocess.run(
+            [sys.executable, "-m", "forgather.cli", "control", "list", "--remote",
+             f"127.0.0.1:{server.port}"], capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
     finally:
         server.close()
+    assert local.returncode == 0, local.stderr
+    assert local.stdout.count(record.job_id) == 1
     assert listed.returncode == 0, listed.stderr
     row = listed.stdout.splitlines()[1]
     assert record.job_id in row and "Remote Run" in row and " 7 " in row

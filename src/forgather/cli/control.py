@@ -87,15 +87,20 @@ def _run(ctx: CommandContext, args: argparse.Namespace) -> int:
         raise CLIError("--remote goes with list only")
     if args.action == "list":
         rows = [("JOB", "CONFIG", "STEP", "STATUS", "AGE")]
+        listed = set()
         for job in control.list_jobs():
             step, state = _list_row(job)
             rows.append((job.job_id, job.config, step, state, _age(time.time() - job.start_time)))
+            listed.add(job.job_id)
         for address in args.remote:
             try:
                 remote = control.list_remote(address)
             except control.ControlError as e:
                 raise CLIError(str(e)) from None
             for job in remote:
+                if job.get("job_id") in listed:  # a local job reached through its own port
+                    continue
+                listed.add(job.get("job_id"))
                 age = _age(time.time() - job["start_time"]) if job.get("start_time") else "?"
                 rows.append((str(job.get("job_id", "?")), str(job.get("config") or ""),
                              str(job.get("step", "?")), f"{job.get('state', '?')} at {address}",
