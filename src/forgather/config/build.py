@@ -207,7 +207,8 @@ class Builder:
             if node.has_default:
                 return self.build(node.default, path, searchpath)
             raise MissingVariableError(
-                f"no value for !var {node.var!r} (pass it as a context variable or give a default)",
+                f"no value for !var {node.var!r} (give it a default, pass it with `construct --var "
+                f"{node.var}=VALUE`, or as a keyword of build(): build(target, {node.var}=...))",
                 self.locate(node),
             )
         if isinstance(node, Container):
