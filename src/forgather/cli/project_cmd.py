@@ -23,16 +23,7 @@ import shutil
 from forgather.cli.command import Command
 from forgather.cli.context import CommandContext, find_project_dir
 from forgather.cli.errors import CLIError
-
-_EXTENDING_CONFIG = """\
-## A new config of the project: change the blocks of project.yaml it needs to.
--- extends "project.yaml"
-
-[config_metadata]
-    == super()
-    -- set ns.config_name = "{name}"
-    -- set ns.config_description = ""
-"""
+from forgather.cli.workspace import add_project_options
 
 _STANDALONE_CONFIG = """\
 ## A new config: `meta` describes it to `forgather ls`, `main` is what it builds.
@@ -46,10 +37,7 @@ main: "Main Output"
 def _project_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="project_command", metavar="{create,show,new_config}")
     create = sub.add_parser("create", help="create a project under -p (as `ws project`)")
-    create.add_argument("--name", required=True, help="project name")
-    create.add_argument("--description", default="", help="one-line description")
-    create.add_argument("--config-prefix", default="configs", help="default: configs")
-    create.add_argument("--default-config", default="default.yaml", help="default: default.yaml")
+    add_project_options(create)
     create.add_argument(
         "--project-dir-name",
         metavar="NAME",
@@ -123,11 +111,12 @@ def _new_config(ctx: CommandContext, args: argparse.Namespace) -> int:
     if source is not None:
         shutil.copyfile(source, path)
     else:
+        from forgather.project.scaffold import config_text
+
         stem = os.path.splitext(os.path.basename(args.config_name))[0]
         extends = args.type == "config" and os.path.isfile(os.path.join(templates, "project.yaml"))
-        text = _EXTENDING_CONFIG if extends else _STANDALONE_CONFIG
         with open(path, "x", encoding="utf-8") as f:
-            f.write(text.format(name=stem))
+            f.write(config_text(stem) if extends else _STANDALONE_CONFIG.format(name=stem))
     ctx.emit(f"created {path}")
     return 0
 

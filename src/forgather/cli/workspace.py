@@ -78,16 +78,21 @@ def _ws_arguments(parser: argparse.ArgumentParser) -> None:
         help="the new directory (default: the name in snake_case, under -p)",
     )
     project = sub.add_parser("project", help="create a project from examples/template_project")
-    project.add_argument("--name", required=True, help="project name")
-    project.add_argument("--description", default="", help="one-line description")
-    project.add_argument("--config-prefix", default="configs", help="default: configs")
-    project.add_argument("--default-config", default="default.yaml", help="default: default.yaml")
+    add_project_options(project)
     project.add_argument(
         "directory",
         nargs="?",
         metavar="DIR",
         help="new project directory (default: the name in snake_case)",
     )
+
+
+def add_project_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a new project (`ws project`, and the original's `project create`)."""
+    parser.add_argument("--name", required=True, help="project name")
+    parser.add_argument("--description", default="", help="one-line description")
+    parser.add_argument("--config-prefix", default="configs", help="default: configs")
+    parser.add_argument("--default-config", default="default.yaml", help="default: default.yaml")
 
 
 def _snake_case(name: str) -> str:

@@ -135,15 +135,21 @@ main: !call:dict
     words: !call:builtins:str.split [ "configs compose by inheritance" ]
 """
 
-_DEFAULT_CONFIG = """\
-## The project's starting config. Copy it to make another, then change blocks.
--- extends "project.yaml"
 
-[config_metadata]
-    == super()
-    -- set ns.config_name = "Default"
-    -- set ns.config_description = "The project's starting config"
-"""
+def config_text(name: str, description: str = "") -> str:
+    """A config of a scaffolded project: it extends ``project.yaml`` and names itself."""
+    return (
+        "## The project's starting config. Copy it to make another, then change blocks.\n"
+        '-- extends "project.yaml"\n'
+        "\n"
+        "[config_metadata]\n"
+        "    == super()\n"
+        f"    -- set ns.config_name = {_quote(name)}\n"
+        f"    -- set ns.config_description = {_quote(description)}\n"
+    )
+
+
+_DEFAULT_CONFIG = config_text("Default", "The project's starting config")
 
 
 def create_project(
