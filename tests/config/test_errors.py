@@ -62,6 +62,16 @@ def test_a_recursive_include_that_stops_is_not_a_cycle(templates):
     assert templates.env().load("a.yaml").build_data() == {"x": 1}
 
 
+def test_an_unset_namespace_attribute_says_how_to_set_it(templates):
+    path = templates.write("a.yaml", "-- set ns = namespace()\nx: {{ ns.lr }}\n")
+    with pytest.raises(UndefinedVariableError) as info:
+        templates.env().load("a.yaml")
+    located(info.value, path, 2, "x: {{ ns.lr }}")
+    assert info.value.reason == (
+        "the namespace has no attribute (set it first with `-- set ns.NAME = ...`): 'lr'"
+    )
+
+
 def test_jinja_syntax_error(templates):
     path = templates.write("a.yaml", "x: 1\n-- if x\ny: 2\n")
     with pytest.raises(TemplateError) as info:

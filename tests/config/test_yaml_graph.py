@@ -1,5 +1,6 @@
 """Every tag, node name, argument form and SPEC form of LANGUAGE.md, section 3."""
 
+import re
 import textwrap
 
 import pytest
@@ -203,6 +204,8 @@ def test_merge_keys(load):
     ("text", "message"),
     [
         ("a: !nope 1\n", "unknown tag !nope"),
+        ("a: !cal:dict\n", re.escape("unknown tag !cal:dict (did you mean !call:dict? expected !")),
+        ("a: !dict:os {x: 1}\n", re.escape("unknown tag !dict:os (!dict takes no :SPEC)")),
         ("a: !call:bad-spec\n", "malformed SPEC"),
         ("a: !call:os:path:join\n", "malformed SPEC"),
         ("a: !var\n", "!var needs a variable name"),

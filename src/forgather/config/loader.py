@@ -499,7 +499,13 @@ def render_error(exc: Exception, name: str, templates: TemplateSet) -> TemplateE
             detail=f"  searched: {', '.join(templates.searchpath)}",
         )
     if isinstance(exc, jinja2.UndefinedError):
-        return UndefinedVariableError(exc.message or str(exc), location)
+        message = exc.message or str(exc)
+        # "'jinja2.utils.Namespace object' has no attribute 'x'": a namespace() value not set yet.
+        message = message.replace(
+            "'jinja2.utils.Namespace object' has no attribute",
+            "the namespace has no attribute (set it first with `-- set ns.NAME = ...`):",
+        )
+        return UndefinedVariableError(message, location)
     if isinstance(exc, SecurityError):
         return SandboxError(f"not allowed in a template: {exc}", location)
     if isinstance(exc, RecursionError):  # most often templates that extend or include each other

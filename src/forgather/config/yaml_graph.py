@@ -220,8 +220,14 @@ class _Converter:
             self.memo[id(ynode)] = node
             node.args, node.kwargs = self.arguments(ynode)
             return node
+        if spec and kind is not None:  # a container or !var given a SPEC
+            raise self.error(f"unknown tag !{tag} (!{written} takes no :SPEC)", ynode)
         if spec:
-            raise self.error(f"unknown tag !{tag}", ynode)
+            import difflib  # only here: pp of a good config never needs it
+
+            close = difflib.get_close_matches(written, list(KINDS), n=1)
+            hint = f"did you mean !{close[0]}:{spec}? " if close else ""
+            raise self.error(f"unknown tag !{tag} ({hint}expected {_EXPECTED})", ynode)
         if kind == VAR:
             return self.var(ynode, line, column, name)
         if kind is not None:
