@@ -90,6 +90,21 @@ def test_a_value_from_an_included_template_names_the_include(chain):
     assert "in file included from" in str(found)
 
 
+def test_a_value_from_a_macro_names_the_call_not_a_made_up_extends(chain):
+    chain.write("macros.yaml", "-- macro pair(a)\n[ {{ a }}, {{ a }} ]\n-- endmacro\n")
+    chain.write(
+        "configs/uses.yaml",
+        "-- extends 'mid.yaml'\n-- from 'macros.yaml' import pair\n[args]\n    twice: {{ pair(3) }}\n",
+    )
+    found = chain.env().load("configs/uses.yaml").why("main.twice")
+    assert where(found.location) == at(chain, "macros.yaml", 2)
+    name, call = found.macro_call
+    assert (name, where(call)) == ("pair", at(chain, "configs/uses.yaml", 4))
+    report = str(found)
+    assert f"  in macro pair, called at {call}" in report
+    assert "extended by" not in report
+
+
 def test_a_value_outside_any_block_and_a_whole_target(chain):
     cfg = chain.env().load("configs/top.yaml")
     found = cfg.why("a")

@@ -59,6 +59,9 @@ class Provenance:
             ``location``'s line, along that template's inheritance chain,
             most derived first; empty when the line is in no block.
         command_line: set by ``--set`` (``Config.set_value``).
+        macro_call: (macro name, the line that called it) when ``location``
+            is inside a macro; the include/extends chain then describes the
+            caller, not the macro's file.
     """
 
     path: str
@@ -68,6 +71,7 @@ class Provenance:
     overridden: tuple[SourceLocation, ...] = ()
     block_chain: tuple[BlockDefinition, ...] = field(default=())
     command_line: bool = False
+    macro_call: tuple[str, SourceLocation] | None = None
 
     @property
     def block(self) -> str | None:
@@ -87,9 +91,14 @@ class Provenance:
             text = loc.excerpt()
             if text:
                 lines.append(f"  {loc.line:>6} | {text}")
-            for link_file, link_line in loc.chain:
-                link = SourceLocation(link_file, link_line)
-                lines.append(f"  {chain_link_lead(link_file, link_line).lower()} {where(link)}")
+            if self.macro_call is not None:
+                name, call = self.macro_call
+                lines.append(f"  in macro {name}, called at {where(call)}")
+            else:
+                for link_file, link_line in loc.chain:
+                    link = SourceLocation(link_file, link_line)
+                    lead = chain_link_lead(link_file, link_line).lower()
+                    lines.append(f"  {lead} {where(link)}")
         elif not self.command_line:
             lines.append("  set at: unknown (no template line found)")
         for old in self.overridden:
@@ -276,6 +285,49 @@ def why(
     if command_line:
         return Provenance(path, value, None, mark.line + 1, overridden, (), True)
     chain: tuple[BlockDefinition, ...] = ()
+    macro_call = None
     if location is not None:
         chain = blocks.chain_at(location.file, location.line)
-    return Provenance(path, value, location, mark.line + 1, overridden, chain)
+        macro_call = _macro_call(location)
+    return Provenance(
+        path, value, location, mark.line + 1, overridden, chain, macro_call=macro_call
+    )
+
+
+_MACRO_OPEN = re.compile(r"^\s*(?:--|\{%-?)\s*macro\s+(\w+)\s*\(")
+_MACRO_CLOSE = re.compile(r"^\s*(?:--|\{%-?)\s*endmacro\b")
+
+
+def _macro_call(location: SourceLocation) -> tuple[str, SourceLocation] | None:
+    """(name, calling line) when ``location`` is inside a macro, else None.
+
+    The marked render records include/extends statements, not calls, so the
+    call is found by name: the first line calling ``name(`` in the templates
+    of the location's chain, innermost first (a macro is called from where it
+    was imported).
+    """
+    lines = _file_lines(location.file)
+    name = None
+    for text in reversed(lines[: location.line]):
+        if _MACRO_CLOSE.match(text):
+            return None
+        opened = _MACRO_OPEN.match(text)
+        if opened:
+            name = opened[1]
+            break
+    if name is None:
+        return None
+    call = re.compile(rf"(?<![\w.]){name}\s*\(")
+    for file in dict.fromkeys(f for f, _ in reversed(location.chain)):
+        for number, text in enumerate(_file_lines(file), 1):
+            if call.search(text) and not _MACRO_OPEN.match(text):
+                return name, SourceLocation(file, number)
+    return None
+
+
+def _file_lines(file: str) -> list[str]:
+    try:
+        with open(file, encoding="utf-8") as f:
+            return f.read().splitlines()
+    except OSError:
+        return []
