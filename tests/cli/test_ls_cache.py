@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from forgather.cli.listing import project_listing
@@ -33,6 +34,20 @@ def test_listing_is_reused_then_refreshed_after_an_edit(tmp_path: Path):
     fresh = ListingCache(tmp_path / "cache")
     assert fresh.get(project.resolve()) is None
     assert project_listing(project, {}, fresh).configs[0].title == "Renamed"
+
+
+def test_an_edit_of_the_same_size_with_its_mtime_put_back_invalidates(tmp_path: Path):
+    project = _project(tmp_path)
+    project_listing(project, {}, ListingCache(tmp_path / "cache"))
+    config = project / "templates" / "configs" / "default.yaml"
+    before = config.stat()
+    time.sleep(0.01)  # the ctime of the edit differs from the first one's
+    config.write_text(config.read_text().replace('"Default"', '"Defeats"'))  # same size
+    os.utime(config, ns=(before.st_atime_ns, before.st_mtime_ns))  # as `touch -r` would
+    assert config.stat().st_size == before.st_size
+    fresh = ListingCache(tmp_path / "cache")
+    assert fresh.get(project.resolve()) is None
+    assert project_listing(project, {}, fresh).configs[0].title == "Defeats"
 
 
 def test_new_config_file_invalidates(tmp_path: Path):

@@ -70,14 +70,14 @@ class ListingCache:
         return self.directory / f"{key}.json"
 
     def _tree_print(self, path: str) -> bytes:
-        """Digest of (relative path, size, mtime) of every file under ``path``."""
+        """Digest of (relative path, :func:`_stat_text`) of every file under ``path``."""
         cached = self._prints.get(path)
         if cached is not None:
             return cached
         h = hashlib.sha1(path.encode())
         if os.path.isfile(path):
             st = os.stat(path)
-            h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+            h.update(_stat_text(st).encode())
         for root, dirs, files in os.walk(path):
             dirs[:] = sorted(d for d in dirs if d != "__pycache__")  # written by imports
             for name in sorted(files):
@@ -86,7 +86,7 @@ class ListingCache:
                     st = os.stat(full)
                 except OSError:  # vanished while walking: just changes the print
                     continue
-                h.update(f"{os.path.relpath(full, path)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+                h.update(f"{os.path.relpath(full, path)}:{_stat_text(st)}\n".encode())
         self._prints[path] = digest = h.digest()
         return digest
 
@@ -148,3 +148,9 @@ class ListingCache:
             os.replace(tmp, path)  # atomic: a concurrent ls never reads half a file
         except OSError:
             pass
+
+
+def _stat_text(st: os.stat_result) -> str:
+    """Size, mtime, ctime and inode: an edit shows even when the mtime is put back
+    (``touch -r``, some editors and sync tools), since the ctime cannot be."""
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
