@@ -72,6 +72,19 @@ def test_an_unset_namespace_attribute_says_how_to_set_it(templates):
     )
 
 
+def test_an_unclosed_block_shows_the_line_that_opened_it(templates):
+    path = templates.write(
+        "a.yaml",
+        "-- set ns = namespace()\n-- set ns.x = 1\n-- if true\n-- endif\n"
+        "-- block main\nmain: 1\nother: 2\n",
+    )
+    with pytest.raises(TemplateError) as info:
+        templates.env().load("a.yaml")
+    assert "Unexpected end of template" in info.value.reason
+    assert (info.value.opened_at.file, info.value.opened_at.line) == (str(path), 5)
+    assert "     5 | -- block main" in str(info.value)
+
+
 def test_jinja_syntax_error(templates):
     path = templates.write("a.yaml", "x: 1\n-- if x\ny: 2\n")
     with pytest.raises(TemplateError) as info:

@@ -481,12 +481,49 @@ def _template_frames(exc: BaseException, known: set[str]) -> list[tuple[str, int
     return frames
 
 
+_PAIRED_TAGS = {"block", "if", "for", "macro", "call", "filter", "with", "set", "raw", "autoescape"}
+
+
+def _innermost_unclosed(env: jinja2.Environment, source: str) -> int | None:
+    """The line of the innermost tag ``source`` opens and never closes (``-- block`` without
+    ``-- endblock``), for a syntax error that Jinja reports at the end of the file."""
+    stack: list[tuple[str, int]] = []
+    try:
+        tokens = list(env.lex(source))
+    except jinja2.TemplateSyntaxError:
+        return None
+    for i, (line, kind, _) in enumerate(tokens):
+        if kind != "block_begin":
+            continue
+        statement = []  # the tag's tokens up to its end, whitespace left out
+        for _, part_kind, part in tokens[i + 1 :]:
+            if part_kind == "block_end":
+                break
+            if part_kind != "whitespace":
+                statement.append((part_kind, part))
+        if not statement or statement[0][0] != "name":
+            continue
+        word = statement[0][1]
+        if word == "set" and ("operator", "=") in statement:  # `set x = ...` has no end tag
+            continue
+        if word in _PAIRED_TAGS:
+            stack.append((word, line))
+        elif word.startswith("end") and stack and stack[-1][0] == word[3:]:
+            stack.pop()
+    return stack[-1][1] if stack else None
+
+
 def render_error(exc: Exception, name: str, templates: TemplateSet) -> TemplateError:
     """Turn any exception raised while compiling or rendering into a located error."""
     if isinstance(exc, jinja2.TemplateSyntaxError):
         filename = exc.filename or name
         location = SourceLocation(filename, exc.lineno or 1)
-        return TemplateError(f"template syntax error: {exc.message}", location)
+        opened = None
+        if exc.source is not None and "Unexpected end of template" in (exc.message or ""):
+            line = _innermost_unclosed(templates.env, exc.source)
+            if line is not None:
+                opened = SourceLocation(filename, line)
+        return TemplateError(f"template syntax error: {exc.message}", location, opened_at=opened)
     frames = _template_frames(exc, set(templates._files) | {STRING_TEMPLATE})
     location = None
     if frames:
