@@ -50,3 +50,8 @@ def test_the_original_shells_commands(tmp_path):
     assert "no command 'nosuch'; the commands are:" in result.out
     assert "name: Project Composition" in result.out  # project show: the command
     assert "error: no directory 'nowhere'" in result.out
+    unknown = run_cli(
+        "-p", str(TUTORIAL), "-i", stdin="config nosuch.yaml\nconfig 2_includes\nquit\n"
+    )
+    assert "error: no config 'nosuch.yaml' in this project (configs lists them)" in unknown.out
+    assert "forgather:project_composition [2_includes]> " in unknown.out

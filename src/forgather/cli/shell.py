@@ -110,6 +110,11 @@ class ForgatherShell(cmd.Cmd):
     def do_config(self, arg: str) -> None:
         """config [NAME]: select the config the next commands use (none: show it)."""
         if arg.strip():
+            if self._config_names is None or arg.strip() not in self._config_names:
+                problem = self._config_problem(arg.strip())
+                if problem:
+                    print(f"error: {problem}")
+                    return
             self.config = arg.strip()
             self._update_prompt()
         else:
@@ -161,6 +166,20 @@ class ForgatherShell(cmd.Cmd):
             open_in_editor(os.path.expanduser(path))
         except (CLIError, ConfigError) as err:  # the shell goes on
             print(f"error: {format_error(err)}")
+
+    def _config_problem(self, name: str) -> str | None:
+        """Why ``name`` is not a config of the current project (None: it is)."""
+        from forgather.cli.errors import format_error
+        from forgather.config import ConfigError
+        from forgather.project import Project
+
+        try:
+            project = Project.open(self.project_dir)
+            if project.has_config(name):
+                return None
+        except ConfigError as err:
+            return format_error(err)
+        return f"no config {name!r} in this project (configs lists them)"
 
     def _config_file(self) -> str:
         """The file of the selected config (else the project's default)."""

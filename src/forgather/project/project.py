@@ -120,7 +120,7 @@ class Project:
         """
         meta = self.meta
         name = meta.default_config
-        if name is not None and not self._exists(name):
+        if name is not None and not self.has_config(name):
             raise ProjectError(
                 f"default_config {name!r} is not a config of this project (no "
                 f"{self.template_name(name)} in {', '.join(meta.searchdir)})",
@@ -128,7 +128,7 @@ class Project:
             )
         return name
 
-    def _exists(self, config: str) -> bool:
+    def has_config(self, config: str) -> bool:
         """Whether ``config`` names a config file or an added template."""
         if self._added_name(config):
             return True
