@@ -19,6 +19,7 @@ import pytest
 from forgather import control
 from forgather.ml.trainer import TrainerCallback, list_checkpoints
 from forgather.ml.trainer.callbacks import TrainerControlCallback, TrainingAborted
+from forgather.ml.trainer.state import TrainerControl, TrainerState
 
 from .tiny_lm import make_trainer
 
@@ -137,7 +138,13 @@ def test_a_finished_job_leaves_a_private_entry_until_cleanup(tmp_path):
 
 def test_warns_when_processes_were_launched_without_a_process_group(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("WORLD_SIZE", "2")
-    trainer, _, _ = _train(tmp_path, {}, max_steps=1)
-    with caplog.at_level(logging.WARNING):
+    trainer, callback, _ = _train(tmp_path, {}, max_steps=1)
+    # The one-process Trainer refuses to be one of several (each would train alone) ...
+    with pytest.raises(RuntimeError, match="Trainer trains in one process, but this is one of 2"):
         trainer.train()
+    assert not os.path.exists(trainer.args.checkpoints_dir)
+    # ... and a loop of the user's own that drives the callback is warned.
+    with caplog.at_level(logging.WARNING):
+        callback.on_train_begin(trainer.args, TrainerState(max_steps=1), TrainerControl())
+        callback.on_train_end(trainer.args, TrainerState(max_steps=1), TrainerControl())
     assert any("commands reach rank 0 only" in m for m in caplog.messages)

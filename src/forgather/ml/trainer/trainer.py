@@ -14,6 +14,8 @@ interchangeable.
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import nn
 
@@ -34,6 +36,14 @@ class Trainer(BaseTrainer):
     """
 
     def _setup(self) -> nn.Module:
+        world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+        if world > 1:  # each process would train alone and write over the others' files
+            raise RuntimeError(
+                f"Trainer trains in one process, but this is one of {world} started together "
+                "(WORLD_SIZE, e.g. `forgather train --nproc`): use AccelTrainer (DDP or FSDP; "
+                "a config extending accel_training_script.yaml) or PipelineTrainer, or start "
+                "one process"
+            )
         self.device = self._select_device()
         self.model.to(self.device)
         if self._should_compile():
