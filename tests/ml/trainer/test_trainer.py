@@ -278,6 +278,9 @@ def test_constructor_errors(tmp_path):
         TrainingArguments(str(tmp_path), save_strategy="sometimes")
     with pytest.raises(ValueError, match="report_to"):
         TrainingArguments(str(tmp_path), report_to=["wandb"])
+    for steps in (0, -2):  # 0 would silently train every epoch, as -1 asks to
+        with pytest.raises(ValueError, match="max_steps must be >= 1, or -1"):
+            TrainingArguments(str(tmp_path), max_steps=steps)
     args = TrainingArguments(str(tmp_path), logging_steps=7, report_to="all")
     assert args.eval_steps == 7 and args.report_to == ["json", "tensorboard"]
     assert args.logging_dir.startswith(os.path.join(str(tmp_path), "runs"))

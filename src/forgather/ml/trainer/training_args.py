@@ -163,6 +163,10 @@ class TrainingArguments:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError(
+                f"max_steps must be >= 1, or -1 to train num_train_epochs, got {self.max_steps}"
+            )
         if self.torch_compile not in (True, False, "auto"):
             raise ValueError(
                 f"torch_compile must be True, False or 'auto', got {self.torch_compile!r}"
