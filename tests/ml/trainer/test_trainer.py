@@ -293,3 +293,18 @@ def test_custom_scheduler_factory_is_checkpointed(tmp_path):
     saved = torch.load(tmp_path / "checkpoints" / "checkpoint-3" / "scheduler.pt",
                        weights_only=True)  # fmt: skip
     assert saved["last_epoch"] == 3 and saved["lr_lambdas"][0]["warmup_steps"] == 10
+
+
+def test_a_tokenizer_larger_than_the_models_vocabulary_is_refused_before_training(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tests.serve.tiny_model import train_tokenizer
+
+    tokenizer = train_tokenizer(300)
+    config = LlamaConfig(vocab_size=256, hidden_size=16, intermediate_size=32,
+                         num_hidden_layers=1, num_attention_heads=2)  # fmt: skip
+    trainer = Trainer(LlamaForCausalLM(config), TrainingArguments(str(tmp_path), max_steps=1),
+                      processing_class=tokenizer)  # fmt: skip
+    with pytest.raises(ValueError, match=f"the tokenizer has {len(tokenizer)} tokens but the "
+                       "model's embedding has 256 rows"):  # fmt: skip
+        trainer.train()

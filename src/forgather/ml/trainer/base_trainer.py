@@ -60,6 +60,7 @@ class BaseTrainer(TrainerParts):
                     self.model = self.model_init()
             elif self.args.default_dtype:
                 self.model.to(torch_dtype(self.args.default_dtype))
+            check_vocabulary(self.model, self.processing_class)
             if self.args.gradient_checkpointing and self.enable_activation_checkpoint_fn:
                 self.enable_activation_checkpoint_fn(int(os.environ.get("RANK", "0")), self.model)
             self.local_model = self._setup()
@@ -425,3 +426,24 @@ class BaseTrainer(TrainerParts):
             self.processing_class.save_pretrained(output_dir)
         self._barrier()
         return output_dir
+
+
+def check_vocabulary(model: Any, tokenizer: Any) -> None:
+    """Refuse a tokenizer whose token ids the model's embedding cannot look up.
+
+    Without this a tokenizer trained for a larger vocabulary fails at the first
+    forward with an `IndexError` from the embedding, saying nothing of why.
+    """
+    if tokenizer is None or not hasattr(tokenizer, "__len__"):
+        return
+    get_embeddings = getattr(model, "get_input_embeddings", None)
+    embedding = get_embeddings() if callable(get_embeddings) else None
+    rows = getattr(embedding, "num_embeddings", None)
+    if rows is None or rows == 0:  # not an embedding table (or one on the meta device)
+        return
+    if len(tokenizer) > rows:
+        raise ValueError(
+            f"the tokenizer has {len(tokenizer)} tokens but the model's embedding has {rows} "
+            "rows, so the larger token ids cannot be looked up: give the model a vocab_size of "
+            f"at least {len(tokenizer)}, or use the tokenizer it was made for"
+        )

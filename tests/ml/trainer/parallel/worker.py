@@ -29,6 +29,7 @@ under `options`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -189,13 +190,31 @@ def _full_weights(trainer) -> dict[str, torch.Tensor] | None:
     return {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
 
 
+@contextlib.contextmanager
+def _world_size(value: str | None):
+    before = os.environ.get("WORLD_SIZE")
+    if value is not None:
+        os.environ["WORLD_SIZE"] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("WORLD_SIZE", None)
+        else:
+            os.environ["WORLD_SIZE"] = before
+
+
 def train_run(spec: dict, run: dict) -> None:
     digests: dict[str, str] = {}
     trainer = _make_trainer(spec, run, digests)
     if run.get("per_rank_init"):
         trainer.add_callback(_Digests(trainer, digests))
-    trainer.train(resume_from_checkpoint=run.get("resume"))
-    metrics = trainer.evaluate() if run.get("evaluate") else {}
+    alone = run["trainer"] == "trainer" and run.get("shard")
+    # The negative control: each rank a one-process job of its own. Trainer refuses to be one
+    # of several processes, so the control hides the job's WORLD_SIZE from it.
+    with _world_size("1" if alone else os.environ.get("WORLD_SIZE")):
+        trainer.train(resume_from_checkpoint=run.get("resume"))
+        metrics = trainer.evaluate() if run.get("evaluate") else {}
     rank = int(os.environ.get("RANK", "0"))
     result = {"log_history": trainer.state.log_history, "metrics": metrics, "digests": digests}
     if hasattr(trainer, "pp_rank"):
