@@ -131,3 +131,10 @@ def test_load_tokenizer_from_a_generated_model_directory_does_not_ask(
     assert "custom code" not in asked.out + asked.err
     text = "def f(x):\n    return x"
     assert loaded(text)["input_ids"] == small_tokenizer(text)["input_ids"]
+
+
+def test_a_tokenizer_path_that_is_not_there_says_so(tmp_path):
+    from forgather.ml.data import load_tokenizer
+
+    with pytest.raises(FileNotFoundError, match=f"no tokenizer directory {tmp_path / 'nothere'}"):
+        load_tokenizer(tmp_path / "nothere")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 
@@ -129,9 +130,11 @@ def test_save_total_limit_prunes_oldest(tmp_path):
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["checkpoint-10", "checkpoint-12"]
 
 
-def test_resume_true_without_checkpoint_starts_fresh_and_bad_path_fails(tmp_path):
+def test_resume_true_without_checkpoint_starts_fresh_and_bad_path_fails(tmp_path, caplog):
     trainer = make_trainer(str(tmp_path), max_steps=2, eval_strategy="no")
-    assert trainer.train(resume_from_checkpoint=True).global_step == 2
+    with caplog.at_level(logging.WARNING):
+        assert trainer.train(resume_from_checkpoint=True).global_step == 2
+    assert f"no checkpoint in {trainer.args.checkpoints_dir}, so this is a new run" in caplog.text
     with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
         make_trainer(str(tmp_path)).train(resume_from_checkpoint=str(tmp_path / "nope"))
 

@@ -163,6 +163,9 @@ def load_tokenizer(path: str | os.PathLike) -> PreTrainedTokenizerFast:
     from transformers import AutoTokenizer
 
     path = os.fspath(path)
+    looks_like_a_path = path.startswith((os.sep, ".", "~")) or path.count("/") > 1
+    if looks_like_a_path and not os.path.isdir(path):  # not a hub name ("org/name")
+        raise FileNotFoundError(f"no tokenizer directory {path}")
     return AutoTokenizer.from_pretrained(path, trust_remote_code=brings_own_code(path))
 
 

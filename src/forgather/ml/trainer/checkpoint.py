@@ -158,7 +158,10 @@ def find_checkpoint(resume: bool | str | None, checkpoints_dir: str) -> str | No
         return resume
     found = layout.latest_checkpoint(checkpoints_dir)
     if found is None:
-        logger.info("no checkpoint in %s: starting a new run", checkpoints_dir)
+        # A warning: a mistyped output or model name looks exactly like this.
+        logger.warning(
+            "resume_from_checkpoint: no checkpoint in %s, so this is a new run", checkpoints_dir
+        )
     return found
 
 
