@@ -55,9 +55,10 @@ def run_merge_lora(ctx: CommandContext, args: argparse.Namespace) -> int:
     except (ImportError, FileExistsError, FileNotFoundError, ValueError) as err:
         raise CLIError(str(err)) from err
     ctx.emit(
-        f"merged {result.merged_layers} LoRA layers into {result.base_model}: logits match, "
-        f"max abs diff {result.max_abs_diff:.3g} (allowed {result.tolerance:.3g})\n"
-        f"saved {result.output_dir}\n"
+        f"merged {result.merged_layers} LoRA layers with a copy of {result.base_model} (left "
+        f"as it was): logits match, max abs diff {result.max_abs_diff:.3g} "
+        f"(allowed {result.tolerance:.3g})\n"
+        f"saved the merged model to {result.output_dir}\n"
     )
     return 0
 

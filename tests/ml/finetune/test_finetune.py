@@ -123,7 +123,7 @@ def test_full_finetuning_writes_a_whole_model(tiny_models, tmp_path):
     assert (logits(base, vocab) - logits(tuned, vocab)).abs().max() > 1e-3
 
 
-def test_lora_on_a_converted_forgather_model(tiny_models, tmp_path):
+def test_lora_on_a_converted_forgather_model(tiny_models, tmp_path, capsys):
     """HF -> Forgather (forgather convert) -> LoRA -> merge: a generated model directory again."""
     from forgather.ml.model_conversion import convert_model
 
@@ -136,7 +136,13 @@ def test_lora_on_a_converted_forgather_model(tiny_models, tmp_path):
     train(model, tmp_path / "fg", tmp_path / "adapter", steps=2)
     vocab = model.get_input_embeddings().weight.shape[0]
     adapted = logits(model, vocab)
-    merge_lora(tmp_path / "adapter", tmp_path / "merged")
+    capsys.readouterr()
+    from forgather.cli import main
+
+    assert main(["merge-lora", str(tmp_path / "adapter"), str(tmp_path / "merged")]) == 0
+    out = capsys.readouterr().out  # the base is said to be left alone: only a copy is merged
+    assert f"LoRA layers with a copy of {tmp_path / 'fg'} (left as it was)" in out
+    assert out.endswith(f"saved the merged model to {tmp_path / 'merged'}\n")
     assert (tmp_path / "merged" / "modeling_fg.py").is_file()
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged", trust_remote_code=True)
     torch.testing.assert_close(logits(merged, vocab), adapted, atol=1e-4, rtol=1e-4)
