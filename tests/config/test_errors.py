@@ -327,6 +327,16 @@ def test_an_unexpected_keyword_names_the_line_that_wrote_it(templates):
     assert f"'digits' was set at {child}:4" in str(info.value)
 
 
+def test_a_misspelt_keyword_gets_a_suggestion_and_a_long_signature_is_cut(load):
+    with pytest.raises(ArgumentError) as info:
+        load("main: !call:forgather.ml.trainer:TrainingArguments\n    learnig_rate: 0.1\n").build()
+    message = str(info.value)
+    assert "got an unexpected keyword argument 'learnig_rate'" in message
+    assert "\n  did you mean 'learning_rate'" in message
+    signature = next(line for line in message.splitlines() if line.startswith("  signature: "))
+    assert signature.endswith(" parameters)") and len(signature) < 500
+
+
 def test_an_error_in_a_parents_block_names_the_super_call_that_led_there(templates):
     base = templates.write("base.yaml", "a: 1\n[blk]\nb: {{ nope }}\n")
     child = templates.write("child.yaml", "-- extends 'base.yaml'\n[blk]\n== super()\nc: 2\n")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -70,6 +71,8 @@ _PLACEHOLDER = object()
 
 #: Where transformers' and datasets' loaders take what they load, after the first positional argument.
 _LOADED_PATH_KEYWORDS = ("pretrained_model_name_or_path", "path", "repo_id")
+#: An error shows this much of a signature (TrainingArguments's alone is ~2,500 characters).
+MAX_SIGNATURE_CHARS = 400
 
 
 def loaded_path(args: list, kwargs: dict) -> Any:
@@ -337,13 +340,22 @@ class Builder:
     def argument_error(self, node: CallNode, fn: Any, problem: str) -> ArgumentError:
         name = callee_name(fn, node.spec)
         try:
+            parameters = list(inspect.signature(fn).parameters)
             signature = f"{name}{inspect.signature(fn)}"
         except (TypeError, ValueError):
-            signature = name
+            parameters, signature = [], name
+        if len(signature) > MAX_SIGNATURE_CHARS:  # TrainingArguments has ~150 parameters
+            signature = f"{signature[:MAX_SIGNATURE_CHARS]}... ({len(parameters)} parameters)"
+        detail = f"  signature: {signature}"
+        unexpected = re.search(r"unexpected keyword argument '([^']+)'", problem)
+        if unexpected:
+            import difflib
+
+            close = difflib.get_close_matches(unexpected[1], parameters, n=3)
+            if close:
+                detail += "\n  did you mean " + " or ".join(repr(c) for c in close) + "?"
         return ArgumentError(
-            f"wrong arguments for {describe(node)}: {problem}",
-            self.locate(node),
-            detail=f"  signature: {signature}",
+            f"wrong arguments for {describe(node)}: {problem}", self.locate(node), detail=detail
         )
 
     def invoke(self, node: CallNode, fn: Any, args: list, kwargs: dict, path: str) -> Any:
