@@ -217,3 +217,12 @@ def test_optuna_search(project):
     more = run_cli("-p", str(project), "sweep", *[a if a != "2" else "3" for a in args])
     assert more.rc == 0 and "3 of 3 trials finished" in more.out
     assert more.err.count("] trial-") == 1  # only the new one ran
+
+
+def test_a_misspelt_set_grid_path_stops_the_sweep_before_any_trial(project):
+    result = sweep(project, "--set-grid", "main.args.per_device_train_batchsize=2,4",
+                   "--", "--max-steps", "2")  # fmt: skip
+    assert result.rc == 2, result.out + result.err
+    assert "break the config, which passes `forgather check` without them; no trial" in result.err
+    assert "unexpected keyword argument 'per_device_train_batchsize'" in result.err
+    assert not (project / "sw" / "trial-000").exists()

@@ -35,7 +35,7 @@ from typing import Any
 
 from forgather.cli.command import Command
 from forgather.cli.context import CommandContext, find_project_dir
-from forgather.cli.errors import CLIError
+from forgather.cli.errors import CLIError, UsageError
 from forgather.cli.sweep_manifest import FINISHED, MANIFEST, Manifest, TrialRecord, load
 from forgather.cli.sweep_space import (
     Dimension,
@@ -120,6 +120,7 @@ def _sweep(ctx: CommandContext, args: argparse.Namespace) -> int:
         require_optuna()
     if args.dry_run:  # nothing is written
         return _dry_run(ctx, plan)
+    _preflight(plan)
     with _locked(plan.sweep_dir):
         manifest = Manifest.open(plan.sweep_dir, plan.base)
         manifest.add_dimensions(
@@ -154,6 +155,37 @@ def _sweep(ctx: CommandContext, args: argparse.Namespace) -> int:
             f"({', '.join(t.name for t in unfinished)}); run the same command again to retry them"
         )
     return code
+
+
+def _preflight(plan: Plan) -> None:
+    """`forgather check` the config with the first trial's `--set` values, and without them.
+
+    A swept `--set` path with a typo (a new key under a mapping is a valid
+    place) would otherwise fail every trial in turn, each after loading the
+    model and data. Only what the trial's values break is refused: a config
+    that fails the check on its own is left to its trials.
+    """
+    import subprocess
+
+    if not plan.trials or not any(d.kind == "set" for d in plan.dims):
+        return  # Optuna chooses its values as results come in; -D values are the config's own
+    base = plan.base
+    words = [sys.executable, "-m", "forgather", "-p", base["project"], "-t", base["config"],
+             *base["assignments"], *base["options"],
+             "-D", f"{base['dir_var']}={format_value(str(plan.sweep_dir / 'preflight'))}"]  # fmt: skip
+    trial = _words(plan.dims, plan.trials[0])
+
+    def check(extra: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run([*words, *extra, "check"], capture_output=True, text=True)
+
+    with_values = check(trial)
+    if with_values.returncode == 0 or check([]).returncode != 0:
+        return
+    problems = (with_values.stdout + with_values.stderr).strip()
+    raise UsageError(
+        f"the first trial's values ({shlex.join(trial)}) break the config, which passes "
+        f"`forgather check` without them; no trial was started:\n{problems}"
+    )
 
 
 def _dry_run(ctx: CommandContext, plan: Plan) -> int:
