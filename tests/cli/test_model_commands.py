@@ -90,7 +90,7 @@ def test_model_test_on_a_training_projects_data_and_on_one_without_data(tmp_path
         ("--batch-size", "0", "must be at least 1, got 0"),
         ("--steps", "-1", "must be at least 1, got -1"),
         ("--seq-len", "1", "must be at least 2, got 1"),
-        ("--lr", "nan", "must be a finite number above 0"),
+        ("--lr", "nan", "must be a finite number, 0 or more"),
     ],
 )
 def test_model_test_refuses_values_it_cannot_run(option, value, message):

@@ -105,10 +105,10 @@ def project(tmp_path_factory):
     return project
 
 
-def sweep(project, *args):
+def sweep(project, *args, sweep_dir: str = "sw"):
     """``forgather -p PROJECT sweep --sweep-dir PROJECT/sw ARGS``, given time for its trials."""
     command = [sys.executable, "-m", "forgather.cli", "-p", str(project), "sweep",
-               "--sweep-dir", str(project / "sw"), *args]  # fmt: skip
+               "--sweep-dir", str(project / sweep_dir), *args]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "100"}
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     return Result(proc.returncode, proc.stdout, proc.stderr)
@@ -221,8 +221,8 @@ def test_optuna_search(project):
 
 def test_a_misspelt_set_grid_path_stops_the_sweep_before_any_trial(project):
     result = sweep(project, "--set-grid", "main.args.per_device_train_batchsize=2,4",
-                   "--", "--max-steps", "2")  # fmt: skip
+                   "--", "--max-steps", "2", sweep_dir="sw_typo")  # fmt: skip
     assert result.rc == 2, result.out + result.err
     assert "break the config, which passes `forgather check` without them; no trial" in result.err
     assert "unexpected keyword argument 'per_device_train_batchsize'" in result.err
-    assert not (project / "sw" / "trial-000").exists()
+    assert not (project / "sw_typo" / "trial-000").exists()

@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from forgather.cli.command import Command
 from forgather.cli.context import CommandContext
 from forgather.cli.errors import CLIError
-from forgather.cli.values import int_at_least, positive_float
+from forgather.cli.values import int_at_least, non_negative_float
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,7 +75,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         help="tokens per row (default: 64)",
     )
     test.add_argument(
-        "--lr", type=positive_float, default=1e-3, help="learning rate (default: 1e-3)"
+        "--lr", type=non_negative_float, default=1e-3, help="learning rate (default: 1e-3)"
     )
     test.add_argument(
         "--dataset-project",

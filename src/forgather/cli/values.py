@@ -116,14 +116,14 @@ def int_at_least(minimum: int):
     return parse
 
 
-def positive_float(text: str) -> float:
-    """An argparse ``type``: a finite number above 0."""
+def non_negative_float(text: str) -> float:
+    """An argparse ``type``: a finite number, 0 or more."""
     import argparse
 
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number, 0 or more, got {text}")
     return value
