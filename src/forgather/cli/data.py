@@ -112,14 +112,12 @@ def _dataset(ctx: CommandContext, args: argparse.Namespace) -> int:
     if args.pp:
         sections.append("# Preprocessed configuration\n" + config.pp)
     if args.tokenizer_path:
-        from transformers import AutoTokenizer
+        from forgather.ml.data import load_tokenizer
 
-        path = os.path.expanduser(args.tokenizer_path)
-        # A path that is not there (a hub name, "org/name", is left to transformers).
-        is_path = path.startswith((os.sep, ".", "~")) or path.count("/") > 1
-        if is_path and not os.path.isdir(path):
-            raise CLIError(f"-T {args.tokenizer_path}: no tokenizer directory there")
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        try:  # one rule for what is a missing directory and what a hub name
+            tokenizer = load_tokenizer(os.path.expanduser(args.tokenizer_path))
+        except FileNotFoundError:
+            raise CLIError(f"-T {args.tokenizer_path}: no tokenizer directory there") from None
         built = config.build(args.target, tokenizer=tokenizer, preprocess_args={})
     else:
         built, tokenizer = _dataset_and_tokenizer(config, args.target)
