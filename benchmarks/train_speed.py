@@ -81,7 +81,10 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-PEERS = ("forgather", "transformers", "hf-llama", "original")
+PEERS = ("forgather", "forgather-ckpt", "transformers", "hf-llama", "original")
+# Peers run only when asked for (--only or --checkpointing).
+OPT_IN = {"forgather-ckpt"}
+OURS = ("forgather", "forgather-ckpt")
 # Issue 18's aims (bf16, with and without compile): ours / peer.
 SPEED_AIMS = {"transformers": 1.3, "hf-llama": 1.3, "original": 1.5}
 RSS_AIM_ORIGINAL = 0.6  # ours / original's peak RSS, at most
@@ -410,11 +413,12 @@ def run_child(which: str, opts: argparse.Namespace) -> dict:
         save_strategy="no", use_cpu=True, dataloader_num_workers=0, seed=0,
         torch_compile=opts.compile,
     )  # fmt: skip
-    if which == "forgather":
+    if which in ("forgather", "forgather-ckpt"):
         from forgather.ml.trainer import Trainer, TrainerCallback, TrainingArguments
 
         args = TrainingArguments(output_dir=outdir, report_to="none", disable_tqdm=True,
-                                 bf16=opts.bf16, **common)  # fmt: skip
+                                 bf16=opts.bf16, gradient_checkpointing=which == "forgather-ckpt",
+                                 **common)  # fmt: skip
         trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=collate,
                           callbacks=[type("Clock", (Clock, TrainerCallback), {})()])  # fmt: skip
     elif which in ("transformers", "hf-llama"):
@@ -482,6 +486,11 @@ def parser() -> argparse.ArgumentParser:
                    help="THP_MEM_ALLOC_ENABLE=1 for every peer (what `forgather train` sets)")  # fmt: skip
     p.add_argument("--repeats", type=int, default=2, help="runs per trainer, best kept")
     p.add_argument("--only", choices=PEERS, action="append", help="run only these (repeatable)")
+    p.add_argument(
+        "--checkpointing",
+        action="store_true",
+        help="also run ours with activation checkpointing (forgather-ckpt)",
+    )
     p.add_argument("--original", type=Path, help="a checkout of the original Forgather")
     p.add_argument("--original-deps", type=Path, default=DEFAULT_DEPS_DIR,
                    help="where the original's missing dependencies are installed")  # fmt: skip
@@ -509,25 +518,33 @@ def print_results(results: dict[str, dict | str], opts: argparse.Namespace, peak
         mfu = r["tokens_per_s"] * r["flops_per_token"] / (peak * 1e9)
         print(f"{which:<14}{r['tokens_per_s']:>10,.0f}{r['peak_rss_mib']:>14,.0f}{mfu:>8.1%}"
               f"{r['first_loss']:>11.3f} -> {r['last_loss']:.3f}")  # fmt: skip
-    ours = results.get("forgather")
-    if not isinstance(ours, dict):
-        return
+    for variant in OURS:
+        ours = results.get(variant)
+        if isinstance(ours, dict):
+            print_ratios(variant, ours, results, opts, peak)
+
+
+def print_ratios(
+    variant: str, ours: dict, results: dict[str, dict | str], opts: argparse.Namespace, peak: float
+) -> None:
+    """One of our variants against every peer, next to issue 18's aims."""
+    name = "ours" if variant == "forgather" else variant
     print()
     if opts.bf16:
         mfu = ours["tokens_per_s"] * ours["flops_per_token"] / (peak * 1e9)
-        print(f"MFU ours: {mfu:.1%} of the matmul peak (aim >= {MFU_AIM_BF16:.0%}: "
+        print(f"MFU {name}: {mfu:.1%} of the matmul peak (aim >= {MFU_AIM_BF16:.0%}: "
               f"{'met' if mfu >= MFU_AIM_BF16 else 'not met'})")  # fmt: skip
     for which, aim in SPEED_AIMS.items():
         theirs = results.get(which)
         if isinstance(theirs, dict):
             ratio = ours["tokens_per_s"] / theirs["tokens_per_s"]
             note = aim_text(ratio, aim) if opts.bf16 else "(aims are for bf16)"
-            print(f"speed ours/{which}: {ratio:.2f}x {note}")
+            print(f"speed {name}/{which}: {ratio:.2f}x {note}")
     for which, theirs in results.items():
-        if which != "forgather" and isinstance(theirs, dict):
+        if which not in OURS and isinstance(theirs, dict):
             ratio = ours["peak_rss_mib"] / theirs["peak_rss_mib"]
             note = aim_text(ratio, RSS_AIM_ORIGINAL, at_most=True) if which == "original" else ""
-            print(f"peak RSS ours/{which}: {ratio:.2f}x {note}".rstrip())
+            print(f"peak RSS {name}/{which}: {ratio:.2f}x {note}".rstrip())
 
 
 def profile(opts: argparse.Namespace, peers: list[str], workdir: Path) -> None:
@@ -560,7 +577,10 @@ def main(argv: list[str] | None = None) -> None:
         opts.profile_steps = opts.profile_steps if opts.profile else 0
         print(json.dumps(run_child(opts.child, opts)))
         return
-    peers = opts.only or [w for w in PEERS if w != "original" or opts.original]
+    peers = opts.only or [
+        w for w in PEERS
+        if (w != "original" or opts.original) and (w not in OPT_IN or opts.checkpointing)
+    ]  # fmt: skip
     if "original" in peers and not opts.original:
         p.error("--only original needs --original PATH")
 

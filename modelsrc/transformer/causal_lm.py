@@ -34,7 +34,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutpu
 
 from .attention_masks import causal_attention_mask, default_position_ids
 from .causal_loss import causal_lm_loss, linear_cross_entropy
-from .layer_stack import run_layers
+from .layer_stack import default_checkpoint, run_layers
 
 # transformers 5.2x renamed the KV cache argument and output field from
 # `past_key_values` to `cache`; the old name now warns and is announced for
@@ -153,6 +153,11 @@ class CausalTransformerModel(CausalTransformerPreTrainedModel):
     def _weight_init_fn(self) -> Callable[[str, torch.Tensor], None] | None:
         return self.__dict__.get("_init_fn")
 
+    def _checkpoint_fn(self) -> Callable[..., torch.Tensor]:
+        """The function that checkpoints a layer: the one ``activation_checkpointing_enable``
+        gave (with its kwargs, e.g. a trainer's ``context_fn``), else non-reentrant."""
+        return getattr(self, "_gradient_checkpointing_func", None) or default_checkpoint
+
     def get_input_embeddings(self) -> nn.Module:
         # Under vLLM's pipeline parallelism a stage may hold a placeholder instead.
         return getattr(self.input_encoder, "embed_tokens", self.input_encoder)
@@ -234,7 +239,9 @@ class CausalTransformerModel(CausalTransformerPreTrainedModel):
         hidden_states = run_layers(
             self.layers,
             hidden_states,
-            checkpoint_activations=self.gradient_checkpointing and self.training,
+            checkpoint_fn=self._checkpoint_fn()
+            if self.gradient_checkpointing and self.training
+            else None,
             all_hidden_states=all_hidden_states,
             attention_mask=mask,
             position_ids=position_ids,

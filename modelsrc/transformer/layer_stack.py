@@ -9,10 +9,15 @@ loop is therefore a function the base model calls.
 """
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+#: How layers are checkpointed unless the model was given its own function
+#: (``activation_checkpointing_enable(kwargs)`` sets ``_gradient_checkpointing_func``).
+default_checkpoint = partial(checkpoint, use_reentrant=False)
 
 
 def layer_stack(layer_factory: Callable[..., nn.Module], num_hidden_layers: int) -> nn.ModuleList:
@@ -31,7 +36,7 @@ def layer_stack(layer_factory: Callable[..., nn.Module], num_hidden_layers: int)
 def run_layers(
     layers: nn.ModuleList,
     hidden_states: torch.Tensor,
-    checkpoint_activations: bool = False,
+    checkpoint_fn: Callable[..., torch.Tensor] | None = None,
     all_hidden_states: list[torch.Tensor] | None = None,
     **layer_kwargs,
 ) -> torch.Tensor:
@@ -40,9 +45,10 @@ def run_layers(
     Args:
         layers: The stack.
         hidden_states: (B, T, D) input of the first layer.
-        checkpoint_activations: Recompute each layer's activations in the
-            backward pass instead of storing them (saves memory, costs about
-            one extra forward).
+        checkpoint_fn: If given, each layer runs as ``checkpoint_fn(layer,
+            hidden_states, **layer_kwargs)`` (e.g. ``default_checkpoint``): its
+            activations are recomputed in the backward pass instead of stored
+            (saves memory, costs about one extra forward).
         all_hidden_states: If given, each layer's input is appended to it.
         **layer_kwargs: Passed to every layer (mask, positions, cache, ...).
 
@@ -52,8 +58,8 @@ def run_layers(
     for layer in layers:
         if all_hidden_states is not None:
             all_hidden_states.append(hidden_states)
-        if checkpoint_activations:
-            hidden_states = checkpoint(layer, hidden_states, use_reentrant=False, **layer_kwargs)
+        if checkpoint_fn is not None:
+            hidden_states = checkpoint_fn(layer, hidden_states, **layer_kwargs)
         else:
             hidden_states = layer(hidden_states, **layer_kwargs)
     return hidden_states

@@ -12,6 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from forgather.ml.trainer.torch_settings import compiler_available
+
 from .conftest import TINY, build_template, component
 
 IGNORE = -100
@@ -359,3 +361,47 @@ def test_bf16_gemms_on_a_cpu_without_native_bf16_run_in_float32():
     both = (a.float() @ b.float() + c.float() @ d.float()).bfloat16()
     torch.testing.assert_close(sa.matmul_sum(a, b, c, d), both, atol=0, rtol=2**-7)
     assert sa.matmul(a.float(), b.float()).dtype == torch.float32  # other dtypes as called
+
+
+@pytest.mark.parametrize(
+    "bf16_gemm, compiled",
+    [
+        ("float32", False),
+        ("native", False),
+        pytest.param("float32", True, marks=pytest.mark.skipif(
+            not compiler_available("cpu"), reason="Inductor needs a C++ compiler for the CPU"
+        )),
+    ],
+)  # fmt: skip
+# Compiled: Dynamo notes the checkpoint's context_fn, and instantiates Bf16Linear itself.
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:<class 'torch.autograd.function.Function'>:DeprecationWarning")
+def test_activation_checkpointing_under_bf16_autocast_trains_as_without(
+    llama, tmp_path, bf16_gemm, compiled
+):
+    """The trainer's float32-GEMM mode covers the recomputation in the backward too: without
+    it the recomputed linears saved other tensors than the forward's and the step failed.
+    Compiled, the checkpoint's context_fn gives the dispatch modes Dynamo requires."""
+    from forgather.ml.trainer import Trainer, TrainingArguments
+
+    gen = torch.Generator().manual_seed(5)
+    rows = [{"input_ids": r, "labels": r} for r in torch.randint(0, 96, (8, 16), generator=gen)]
+
+    def losses(checkpointing: bool) -> list[float]:
+        torch.manual_seed(0)
+        model = type(llama)(llama.config)
+        model.load_state_dict(llama.state_dict())
+        args = TrainingArguments(
+            str(tmp_path / f"{checkpointing}"), use_cpu=True, bf16=True, bf16_gemm=bf16_gemm,
+            gradient_checkpointing=checkpointing, torch_compile=compiled, max_steps=3,
+            per_device_train_batch_size=4, logging_steps=1, learning_rate=1e-2,
+            report_to="none", save_strategy="no",
+        )  # fmt: skip
+        collate = lambda batch: {k: torch.stack([b[k] for b in batch]) for k in batch[0]}  # noqa: E731
+        trainer = Trainer(model, args, train_dataset=rows, data_collator=collate)
+        trainer.train()
+        return [e["loss"] for e in trainer.state.log_history if "loss" in e]
+
+    plain, checkpointed = losses(False), losses(True)
+    assert len(checkpointed) == 3
+    assert checkpointed == pytest.approx(plain, rel=1e-3)

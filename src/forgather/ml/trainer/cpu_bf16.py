@@ -24,6 +24,11 @@ while it is entered, not the backward (autograd runs that), so:
 
 A custom autograd function's own backward is out of its reach: Forgather's
 generated models make the same choice in theirs (`saved_activations.matmul`).
+So is the recomputation of activation checkpointing, which runs in the
+backward with no mode entered: `recompute_context` is the checkpoint's
+`context_fn` that enters the mode there when the forward ran under it (else
+the recomputed linears save other tensors than the forward's and
+`torch.utils.checkpoint` stops the step).
 
 Anything else (other dtypes, other devices, tensor subclasses such as DTensor,
 matmuls autograd records outside autocast) runs as called.
@@ -31,7 +36,9 @@ matmuls autograd records outside autocast) runs as called.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -158,6 +165,21 @@ def _plain_cpu(tensor) -> bool:
 class Float32Gemms(TorchFunctionMode):
     """Runs CPU bf16 matmuls as float32 GEMMs (see the module docstring)."""
 
+    _entered = threading.local()  # how deep this thread is inside the mode
+
+    def __enter__(self):
+        Float32Gemms._entered.depth = self.active() + 1
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        Float32Gemms._entered.depth -= 1
+        return super().__exit__(*exc)
+
+    @staticmethod
+    def active() -> int:
+        """How many times this thread has entered the mode (0: not in it)."""
+        return getattr(Float32Gemms._entered, "depth", 0)
+
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func in _GEMMS:
@@ -168,6 +190,24 @@ class Float32Gemms(TorchFunctionMode):
                 if not _recorded(tensors) and all(t.dtype == BF16 for t in tensors):
                     return _float32_gemm(func, args, kwargs)
         return func(*args, **kwargs)
+
+
+def recompute_context():
+    """`torch.utils.checkpoint`'s `context_fn` (non-reentrant): nothing around the
+    forward; around its recomputation, the mode if the forward ran under it.
+
+    Compiled, the checkpoint is traced into the graph (its recomputation with it) and
+    `context_fn` must give two dispatch modes: selective checkpointing that recomputes
+    every operator, which is what a plain checkpoint does.
+    """
+    if torch.compiler.is_compiling():
+        from torch.utils.checkpoint import CheckpointPolicy, create_selective_checkpoint_contexts
+
+        return create_selective_checkpoint_contexts(
+            lambda ctx, op, *args, **kwargs: CheckpointPolicy.PREFER_RECOMPUTE
+        )
+    recompute = Float32Gemms() if Float32Gemms.active() else contextlib.nullcontext()
+    return contextlib.nullcontext(), recompute
 
 
 def _autocast_bf16() -> bool:
