@@ -226,3 +226,46 @@ def test_compiled_mode_saves_bf16_activations():
     assert all(t.dtype == torch.bfloat16 for t in activations), [
         (tuple(t.shape), t.dtype) for t in activations
     ]
+
+
+class SelfCheckpointingMLP(torch.nn.Module):
+    """A model that checkpoints its block itself, ignoring the function it is given."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = torch.nn.Embedding(tiny_lm.VOCAB, 32)
+        self.block = torch.nn.Sequential(
+            torch.nn.Linear(32, 64), torch.nn.SiLU(), torch.nn.Linear(64, 32)
+        )
+        self.head = torch.nn.Linear(32, tiny_lm.VOCAB)
+        self.checkpointing = False
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None):
+        self.checkpointing = True
+
+    def forward(self, input_ids, labels=None):
+        from torch.utils.checkpoint import checkpoint
+
+        x = self.embed(input_ids)
+        x = checkpoint(self.block, x, use_reentrant=False) if self.checkpointing else self.block(x)
+        logits = self.head(x)
+        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten())
+        return {"loss": loss, "logits": logits}
+
+
+def test_a_model_that_checkpoints_itself_gets_a_way_out(tmp_path):
+    """Its recomputation runs outside the mode and torch stops the step: the error says why
+    and what to do, instead of torch's list of mismatched tensors alone."""
+    from torch.utils.checkpoint import CheckpointError
+
+    args = TrainingArguments(str(tmp_path), use_cpu=True, bf16=True, bf16_gemm="float32",
+                             gradient_checkpointing=True, max_steps=1, report_to="none",
+                             save_strategy="no", per_device_train_batch_size=4)  # fmt: skip
+    trainer = Trainer(SelfCheckpointingMLP(), args, train_dataset=tiny_lm.token_rows(8),
+                      data_collator=tiny_lm.collate)  # fmt: skip
+    with pytest.raises(CheckpointError, match="bf16_gemm: native"):
+        trainer.train()
+    # The mode is what makes the difference: native bf16 GEMMs train it.
+    args.bf16_gemm = "native"
+    Trainer(SelfCheckpointingMLP(), args, train_dataset=tiny_lm.token_rows(8),
+            data_collator=tiny_lm.collate).train()  # fmt: skip
