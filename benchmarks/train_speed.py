@@ -28,6 +28,11 @@ the ratios against each peer next to issue 18's aims.
     .venv/bin/python benchmarks/train_speed.py --original /work/orig --compile
     .venv/bin/python benchmarks/train_speed.py --no-bf16 --preset llama_25m --batch-size 8
     .venv/bin/python benchmarks/train_speed.py --only forgather --profile   # + profiler table
+    .venv/bin/python benchmarks/train_speed.py --checkpointing   # + ours with activation checkpointing
+
+`--checkpointing` adds `forgather-ckpt`: ours with `gradient_checkpointing=True`
+(each layer recomputed in the backward), printed with its own ratios, so the
+memory it saves and the speed it costs show against the same peers.
 
 Precision (`--bf16`, the default): ours and Hugging Face's train with bf16
 autocast over fp32 weights (their `bf16=True`); the original has no autocast,
