@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from forgather.cli.listing import project_listing
-from forgather.cli.ls_cache import ListingCache
+from forgather.cli.render_cache import ListingCache
 
 from .conftest import run_cli
 
@@ -91,13 +91,13 @@ def test_no_cache_flag_renders_again(tmp_path: Path):
 def test_a_listing_made_by_other_code_is_not_reused(tmp_path: Path, monkeypatch):
     # The cache key covers Forgather's own code (config, project, the listing modules),
     # so a listing stored by another version, or by a checkout edited since, is stale.
-    from forgather.cli import ls_cache
+    from forgather.cli import render_cache
 
     package = tmp_path / "forgather"
-    for part in ("config/loader.py", "project/meta.py", "cli/listing.py", "cli/ls_cache.py"):
+    for part in ("config/loader.py", "project/meta.py", "cli/listing.py", "cli/render_cache.py"):
         (package / part).parent.mkdir(parents=True, exist_ok=True)
         (package / part).write_text("# version 1\n")
-    monkeypatch.setattr(ls_cache, "_PACKAGE", package)
+    monkeypatch.setattr(render_cache, "_PACKAGE", str(package))
     project = _project(tmp_path)
     project_listing(project, {}, ListingCache(tmp_path / "cache"))
     assert ListingCache(tmp_path / "cache").get(project.resolve()) is not None

@@ -15,22 +15,25 @@ in ``--help``) while every other command starts without touching the config.
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable
+
     from forgather.cli.context import CommandContext
 
 
-@dataclass(frozen=True)
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
 class Command:
     """One ``forgather`` command.
 
     The one-line help lives in ``registry.COMMANDS`` (so ``forgather --help``
     imports no command module); ``description`` adds detail to the command's
-    own ``--help``.
+    own ``--help``. A plain class, not a dataclass: importing ``dataclasses``
+    (and the ``inspect`` it imports) would be a sixth of a cached ``pp``.
 
     Attributes:
         run: ``run(ctx, args) -> int | None``.
@@ -48,12 +51,33 @@ class Command:
             command's own options when loading the config fails, before the
             error is reported (``pp -d`` prints the template sources, which
             is when they help most).
+        cached_output: its printed text may be stored and replayed while no
+            file it was made from changes (``pp``; :mod:`forgather.cli.pp_cache`).
+            The command takes ``--no-cache``.
     """
 
-    run: Callable[[CommandContext, argparse.Namespace], int | None]
-    add_arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
-    uses_config: bool = False
-    description: str = ""
-    common_options: bool = True
-    intermixed: bool = False
-    on_config_error: Callable[[CommandContext, argparse.Namespace], None] | None = None
+    __slots__ = ("run", "add_arguments", "uses_config", "description", "common_options",
+                 "intermixed", "on_config_error", "cached_output")  # fmt: skip
+
+    def __init__(
+        self,
+        run: Callable[[CommandContext, argparse.Namespace], int | None],
+        add_arguments: Callable[[argparse.ArgumentParser], None] = _no_arguments,
+        uses_config: bool = False,
+        description: str = "",
+        common_options: bool = True,
+        intermixed: bool = False,
+        on_config_error: Callable[[CommandContext, argparse.Namespace], None] | None = None,
+        cached_output: bool = False,
+    ):
+        self.run = run
+        self.add_arguments = add_arguments
+        self.uses_config = uses_config
+        self.description = description
+        self.common_options = common_options
+        self.intermixed = intermixed
+        self.on_config_error = on_config_error
+        self.cached_output = cached_output
+
+    def __repr__(self) -> str:
+        return f"Command(run={getattr(self.run, '__qualname__', self.run)!r})"

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Any
 
 from forgather.cli.errors import CLIError, UsageError
 from forgather.cli.values import parse_yaml_value
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a cached pp's start-up)
 if TYPE_CHECKING:
+    from typing import Any
+
     from forgather.config import Config
     from forgather.project import Project
 

@@ -111,6 +111,17 @@ def _run_command(global_options: argparse.Namespace, name: str, argv: list[str])
     if command.common_options:
         add_common_options(parser.add_argument_group("common options"), prefix="cmd_")
     ctx = _context(global_options, name, argv, read_common=command.common_options)
+    if command.cached_output:
+        from forgather.cli import pp_cache
+
+        if pp_cache.usable(ctx, argv):
+            return pp_cache.run_cached(ctx, lambda: _run_parsed(command, parser, ctx, argv))
+    return _run_parsed(command, parser, ctx, argv)
+
+
+def _run_parsed(command: Command, parser: argparse.ArgumentParser, ctx: CommandContext,
+                argv: list[str]) -> int:  # fmt: skip
+    """The rest of a command's run once its context exists: config options, parse, run."""
     options = None
     if command.uses_config and not ctx.no_dyn:
         options = _add_config_options(ctx, command, parser, argv)

@@ -13,7 +13,7 @@ YAML) to read its ``meta`` target, instead of scanning the text for a
 description. A config that does not load is then reported right there, as
 ``PARSE ERROR`` with the one-line reason, which is what a user scanning a
 project wants to learn first. The cost is paid once: listings are cached
-until a file on the project's search path changes (:mod:`ls_cache`).
+until a file on the project's search path changes (:mod:`render_cache`).
 """
 
 from __future__ import annotations
@@ -128,8 +128,10 @@ def project_listing(project_dir, template_vars: dict, cache=None, report=None) -
         stored = cache.get(project_dir)
         if stored is not None:
             return ProjectListing.from_dict(stored)
+    from forgather.config.template_globals import volatile_reads
     from forgather.project import Project
 
+    reads_before = volatile_reads()
     project = Project.open(project_dir)
     meta = project.meta
     if use_cache:  # before the configs render, so an edit during ls invalidates it
@@ -141,7 +143,7 @@ def project_listing(project_dir, template_vars: dict, cache=None, report=None) -
         config_prefix=meta.config_prefix,
         configs=summarize_configs(project, template_vars, report),
     )
-    if use_cache:
+    if use_cache and volatile_reads() == reads_before:  # a clock in the text: never stored
         cache.put(
             project_dir, fingerprint, str(meta.workspace_root), meta.searchpath, asdict(listing)
         )
@@ -207,7 +209,7 @@ def _report_to_stderr(show_traceback: bool):
 
 def _ls(ctx: CommandContext, args: argparse.Namespace) -> int:
     from forgather.cli.context import find_project_dir
-    from forgather.cli.ls_cache import ListingCache
+    from forgather.cli.render_cache import ListingCache
 
     cache = None if args.no_cache or args.debug else ListingCache()
     report = _report_to_stderr("--traceback" in ctx.argv) if args.debug else None

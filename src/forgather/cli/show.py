@@ -69,6 +69,12 @@ def _pp_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print each rendered line after the template file:line that produced it",
     )
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="render afresh and store nothing (the text is otherwise kept, and printed again "
+        "while no template, meta.yaml or Forgather file changes)",
+    )
 
 
 def _pp(ctx: CommandContext, args: argparse.Namespace) -> int:
@@ -218,6 +224,7 @@ COMMANDS = {
         add_arguments=_pp_arguments,
         uses_config=True,
         on_config_error=lambda ctx, args: args.debug and print_jinja_sources(ctx),
+        cached_output=True,
     ),
     "why": Command(
         run=_why,

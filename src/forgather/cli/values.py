@@ -20,9 +20,12 @@ from __future__ import annotations
 import functools
 import math
 import re
-from typing import Any
 
 from forgather.cli.errors import CLIError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Any
 
 _STD = "tag:yaml.org,2002:"
 

@@ -41,7 +41,7 @@ from .errors import (
 )
 from .preprocess import TemplateSection, pad_to_line, preprocess, split_templates
 from .sourcemap import LEAVE, LineMap, add_markers, enter_mark
-from .template_globals import template_globals, toyaml
+from .template_globals import template_globals, toyaml, volatile
 
 STRING_TEMPLATE = "<string>"
 _SKIP_DIRS = {"__pycache__", "node_modules", "output_models"}
@@ -105,11 +105,9 @@ def _bytecode_cache() -> jinja2.BytecodeCache:
     Compiling is most of a cold load (a new process per CLI command); the disk
     cache makes ``forgather pp`` pay for it once per template version.
     """
-    base = os.environ.get("FORGATHER_CACHE_DIR")
-    if not base:
-        import platformdirs
+    from forgather.cache_root import cache_root
 
-        base = platformdirs.user_cache_dir("forgather")
+    base = cache_root()
     # Sandboxed code differs from plain Jinja's (calls go through the sandbox) and
     # the cache key does not say which compiled it: a directory of its own.
     directory = os.path.join(base, "jinja-sandbox")
@@ -275,6 +273,8 @@ class TemplateSet:
         env.globals.update(template_globals())
         env.globals.update(self.global_vars)
         env.filters["toyaml"] = toyaml
+        env.filters["random"] = volatile(env.filters["random"])  # output a cache must not keep
+        env.globals["lipsum"] = volatile(env.globals["lipsum"])
         return env
 
     def file_id(self, filename: str) -> int:

@@ -18,6 +18,7 @@ Decisions a reader may question:
 from __future__ import annotations
 
 import datetime
+import functools
 import math
 import os
 import platform
@@ -27,6 +28,27 @@ from typing import Any
 
 import yaml
 from jinja2 import Undefined
+
+_volatile_reads = 0
+
+
+def volatile_reads() -> int:
+    """How many times renders in this process read something their files do not fix
+    (a clock, ``versions``, Jinja's ``random`` and ``lipsum``). The ``ls`` and ``pp``
+    caches store no output made while this count moved."""
+    return _volatile_reads
+
+
+def volatile(fn):
+    """``fn``, counted by :func:`volatile_reads` at each call (Jinja's pass_* marks kept)."""
+
+    @functools.wraps(fn)
+    def read(*args, **kwargs):
+        global _volatile_reads
+        _volatile_reads += 1
+        return fn(*args, **kwargs)
+
+    return read
 
 
 class _Versions(Mapping):
@@ -38,6 +60,7 @@ class _Versions(Mapping):
     def __init__(self):
         self._cache: dict[str, str | None] = {}
 
+    @volatile  # installed versions change without any template changing
     def __getitem__(self, name: str) -> str | None:
         if name not in self._PACKAGES and name not in self._BY_NAME_ONLY:
             raise KeyError(name)
@@ -183,8 +206,8 @@ def _hostname() -> str:
 
 def template_globals() -> dict[str, Any]:
     """The globals of LANGUAGE.md, fresh for each environment."""
-    now = datetime.datetime.now
-    utcnow = lambda: datetime.datetime.now(datetime.timezone.utc)  # noqa: E731
+    now = volatile(datetime.datetime.now)
+    utcnow = volatile(lambda: datetime.datetime.now(datetime.timezone.utc))
     return {
         "isotime": lambda: now().isoformat(timespec="seconds"),
         "utcisotime": lambda: utcnow().replace(tzinfo=None).isoformat(timespec="seconds"),

@@ -36,9 +36,9 @@ def default_cache_dir() -> Path:
     """``$FORGATHER_CACHE_DIR`` if set, else the user cache dir (``~/.cache/forgather/data``)."""
     if env := os.environ.get("FORGATHER_CACHE_DIR"):
         return Path(env).expanduser()
-    from platformdirs import user_cache_dir
+    from forgather.cache_root import user_cache_root
 
-    return Path(user_cache_dir("forgather")) / "data"
+    return Path(user_cache_root()) / "data"
 
 
 def cache_key(*parts: object) -> str:

@@ -1,0 +1,138 @@
+"""``pp`` replays its stored text while nothing it was made from changes, and only then.
+
+Each run is a fresh process that says on stderr whether it imported Jinja2
+(rendered) or not (replayed the stored text). A file changed less than
+``pp_cache.SETTLE_NS`` before a run leaves that run's text unstored, so the
+tests wait that long after writing files before a run whose text must be kept.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from forgather.cli import pp_cache
+
+from .conftest import run_cli
+
+SETTLE_S = pp_cache.SETTLE_NS / 1e9 + 0.2
+PROBE = (
+    "import sys\n"
+    "from forgather.cli.main import main\n"
+    "code = main(sys.argv[1:])\n"
+    "sys.stderr.write('RENDERED' if 'jinja2' in sys.modules else 'REPLAYED')\n"
+    "sys.exit(code)\n"
+)
+
+
+def pp(project: Path, *args: str, cwd: Path | None = None, env: dict | None = None):
+    """Run ``forgather -p PROJECT pp ARGS``; its stdout and whether it rendered."""
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, "-p", str(project), "pp", *args],
+        cwd=cwd or project, capture_output=True, text=True, timeout=60,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.endswith(("RENDERED", "REPLAYED")), proc.stderr
+    return proc.stdout, proc.stderr.endswith("RENDERED")
+
+
+def settle() -> None:
+    time.sleep(SETTLE_S)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch) -> Path:
+    monkeypatch.setenv("FORGATHER_CACHE_DIR", str(tmp_path / "cache"))
+    run_cli("ws", "init", "--name", "W", cwd=tmp_path)
+    run_cli("ws", "project", "--name", "P", cwd=tmp_path)
+    return tmp_path / "p"
+
+
+def config_file(project: Path) -> Path:
+    return project / "templates" / "configs" / "default.yaml"
+
+
+def test_the_second_pp_replays_the_first_and_an_edit_renders_again(project: Path):
+    settle()
+    first, rendered = pp(project)
+    assert rendered
+    again, rendered = pp(project)
+    assert (again, rendered) == (first, False)
+    assert again == pp(project, "--no-cache")[0]
+
+    config = config_file(project)
+    config.write_text(config.read_text() + "\nextra: 1\n")
+    edited, rendered = pp(project)
+    assert rendered and "extra: 1" in edited
+    settle()
+    assert pp(project) == (edited, True)  # stored now: the edit had settled
+    assert pp(project) == (edited, False)
+
+
+def test_no_cache_renders_and_stores_nothing(project: Path):
+    settle()
+    assert pp(project, "--no-cache")[1]
+    assert pp(project, "--no-cache")[1]
+    assert pp(project)[1]  # the first run that may store
+
+
+def test_command_line_working_directory_and_environment_are_part_of_the_key(
+    project: Path, tmp_path: Path
+):
+    config = config_file(project)
+    config.write_text(
+        config.read_text() + "\nhere: {{ getcwd() }}\nhome: {{ user_home_dir() }}\n"
+        "who: {{ greeting | default('none') }}\n"
+    )
+    settle()
+    plain, _ = pp(project)
+    assert pp(project) == (plain, False)
+    hi, rendered = pp(project, "-D", "greeting=hi")
+    assert rendered and "who: hi" in hi
+    elsewhere, rendered = pp(project, cwd=tmp_path)
+    assert rendered and f"here: {tmp_path}" in elsewhere
+    other_home, rendered = pp(project, env={"HOME": str(tmp_path)})
+    assert rendered and f"home: {tmp_path}" in other_home
+    assert pp(project) == (plain, False)
+
+
+def test_text_that_reads_a_clock_is_never_stored(project: Path):
+    config = config_file(project)
+    config.write_text(config.read_text() + "\nwhen: {{ utcisotime() }}\n")
+    settle()
+    assert pp(project)[1]
+    assert pp(project)[1]
+
+
+def test_output_to_a_file_is_not_cached(project: Path, tmp_path: Path):
+    settle()
+    out = tmp_path / "pp.yaml"
+    for _ in range(2):
+        proc = subprocess.run(
+            [sys.executable, "-c", PROBE, "-p", str(project), "pp", "-o", str(out)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert proc.returncode == 0 and proc.stderr.endswith("RENDERED"), proc.stderr
+    assert out.read_text() == pp(project)[0]
+
+
+def test_a_replayed_pp_imports_neither_jinja2_nor_yaml_nor_torch(project: Path):
+    settle()
+    pp(project)
+    code = (
+        "import sys\n"
+        "from forgather.cli.main import main\n"
+        f"main(['-p', {str(project)!r}, 'pp'])\n"
+        "heavy = [m for m in ('jinja2', 'yaml', 'torch', 'transformers', 'platformdirs', "
+        "'dataclasses', 'pathlib') if m in sys.modules]\n"
+        "sys.stderr.write(repr(heavy))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=project)  # fmt: skip
+    assert proc.stderr.endswith("[]"), proc.stderr
