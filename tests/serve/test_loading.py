@@ -142,3 +142,21 @@ def test_served_model_is_named_after_its_directory(model_dir):
     assert served.name == "tiny" and served.context_length == 4096
     assert served.stop_token_ids == (served.tokenizer.eos_token_id,)
     assert served.scheduler.max_batch_size == 2
+
+
+def test_a_port_taken_after_the_cli_checked_it_is_an_os_error(model_dir, capfd):
+    """uvicorn exits 3 when it cannot bind; serve() says so as an error naming the address
+    (the CLI prints it as one line, exit 1) instead of leaking uvicorn's exit status."""
+    import socket
+
+    from forgather.serve.server import serve
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = ServerSettings(model_path=model_dir, port=port, max_batch_size=2)
+        with pytest.raises(OSError, match="could not start listening") as raised:
+            serve(settings)
+    assert raised.value.filename == f"127.0.0.1:{port}"
+    assert "address already in use" in capfd.readouterr().err.lower()

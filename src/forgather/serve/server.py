@@ -13,6 +13,7 @@ real socket, and can still read the scheduler's counters directly.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import sys
@@ -193,14 +194,21 @@ def serve(settings: ServerSettings) -> None:
         file=sys.stderr,
         flush=True,
     )
-    uvicorn.run(
-        create_app(
-            served, root=os.path.abspath(loaded.weights), max_body_bytes=settings.max_body_bytes
-        ),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
+    app = create_app(
+        served, root=os.path.abspath(loaded.weights), max_body_bytes=settings.max_body_bytes
     )
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port,
+                    log_level=settings.log_level.lower())  # fmt: skip
+    except SystemExit as exit_:
+        if exit_.code in (0, None):
+            raise
+        # uvicorn logs why (the port was taken since the CLI checked it, say) and exits 3.
+        raise OSError(
+            errno.EADDRNOTAVAIL,
+            "the server could not start listening (uvicorn's message is above)",
+            f"{settings.host}:{settings.port}",
+        ) from None
 
 
 def free_port(host: str = "127.0.0.1") -> int:
