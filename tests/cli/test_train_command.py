@@ -150,3 +150,24 @@ def test_dry_run_prints_the_torchrun_command(tmp_path):
         in result.out
     )
     assert "--standalone" not in result.out
+
+
+def test_a_derived_config_that_renames_the_model_writes_everything_under_the_new_name(tmp_path):
+    """The tutorial's model piece takes the including config's model name: a derived config
+    setting `ns.model_name` used to write the model to output_models/tiny_llama anyway."""
+    import shutil
+
+    project = tmp_path / "tiny_llama"
+    shutil.copytree(TUTORIAL, project, ignore=shutil.ignore_patterns("output_models"))
+    shutil.copytree(REPO_ROOT / "forgather_workspace", tmp_path / "forgather_workspace")
+    (project / "templates" / "configs" / "mine.yaml").write_text(
+        '-- extends "configs/train_tiny_llama.yaml"\n'
+        "[config_metadata]\n"
+        "    == super()\n"
+        '    -- set ns.model_name = "mine"\n'
+    )
+    result = run_cli("-p", str(project), "-t", "mine.yaml", "pp", "--no-cache", cwd=REPO_ROOT)
+    assert result.rc == 0, result.err
+    dirs = {line.split(":", 1)[1].strip() for line in result.out.splitlines()
+            if line.strip().startswith(("output_dir:", "model_dir:"))}  # fmt: skip
+    assert dirs == {str(project / "output_models" / "mine")}
