@@ -127,7 +127,10 @@ def test_exception_under_torchrun_exits_non_zero(tmp_path):
         "main.args.per_device_train_batch_size=0",
         cwd=REPO_ROOT,
     )
-    assert result.rc != 0
+    assert result.rc == 1
+    # The rank's one-line error, then the launcher's one line: no traceback of torchrun's.
+    assert "batch_size" in result.err and "forgather: rank " in result.err
+    assert "Traceback" not in result.err and "ChildFailedError" not in result.err
 
 
 def test_dry_run_prints_the_torchrun_command(tmp_path):

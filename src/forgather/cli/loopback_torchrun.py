@@ -118,13 +118,35 @@ def main(argv: list[str]) -> None:
     if interface is not None:
         os.environ.setdefault("GLOO_SOCKET_IFNAME", interface)
     _register_backend(listener)
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import main as torchrun_main
 
     host, port = listener.getsockname()[:2]
     host = f"[{host}]" if ":" in host else host
-    torchrun_main(
-        [f"--rdzv-backend={BACKEND}", f"--rdzv-endpoint={host}:{port}", "--nnodes=1", *rest]
-    )
+    try:
+        torchrun_main(
+            [f"--rdzv-backend={BACKEND}", f"--rdzv-endpoint={host}:{port}", "--nnodes=1", *rest]
+        )
+    except ChildFailedError as err:
+        sys.exit(_report_failure(err))
+
+
+def _report_failure(err) -> int:
+    """One line for a failed job (the rank printed its own error above); its exit code.
+
+    torchrun raises ``ChildFailedError``, whose traceback and table would follow the
+    rank's one-line error and bury it. The code is the first failed rank's (1 for an
+    error, 2 for a usage error), or 128 + N for a rank killed by signal N.
+    """
+    rank, failure = err.get_first_failure()
+    if failure.exitcode < 0:
+        how, code = f"was killed by {failure.signal_name()}", 128 - failure.exitcode
+    else:
+        how, code = f"exited with code {failure.exitcode}", failure.exitcode
+    others = len(err.failures) - 1
+    stopped = f"; {others} other rank(s) failed or were stopped" if others else ""
+    print(f"forgather: rank {rank} {how} (its error is above){stopped}", file=sys.stderr)
+    return code or 1
 
 
 if __name__ == "__main__":
