@@ -136,3 +136,68 @@ def test_a_replayed_pp_imports_neither_jinja2_nor_yaml_nor_torch(project: Path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, cwd=project)  # fmt: skip
     assert proc.stderr.endswith("[]"), proc.stderr
+
+
+def test_a_config_file_outside_the_search_path_is_fingerprinted(project: Path, tmp_path: Path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "c.yaml").write_text("main: one\n")
+    settle()
+    pp(project, "-t", str(elsewhere / "c.yaml"))
+    assert pp(project, "-t", str(elsewhere / "c.yaml")) == ("main: one\n", False)
+    (elsewhere / "c.yaml").write_text("main: two\n")
+    assert pp(project, "-t", str(elsewhere / "c.yaml"))[0] == "main: two\n"
+
+
+def test_where_the_project_is_found_is_part_of_the_fingerprint(project: Path, tmp_path: Path):
+    """A -p link repointed, a nearer meta.yaml or forgather_workspace/ that appears."""
+    link = tmp_path / "current"
+    link.symlink_to(project)
+    settle()
+    first, _ = pp(link)
+    assert pp(link) == (first, False)
+    run_cli("ws", "project", "--name", "Q", cwd=tmp_path)
+    (tmp_path / "q" / "templates" / "project.yaml").write_text("main: q\n")
+    link.unlink()
+    link.symlink_to(tmp_path / "q")
+    assert pp(link)[0] != first
+
+    sub = project / "sub"  # -p a directory inside the project: the project is found above
+    sub.mkdir()
+    settle()
+    pp(sub)
+    assert pp(sub) == (pp(project)[0], False)
+    run_cli("ws", "project", "--name", "Sub", cwd=project)  # now sub is a project itself
+    (sub / "templates" / "project.yaml").write_text("main: sub\n")
+    assert pp(sub) == (pp(sub, "--no-cache")[0], True)
+
+
+def test_a_linked_template_directory_is_followed(project: Path, tmp_path: Path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "hp.yaml").write_text("lr: 0.1\n")
+    (project / "templates" / "common").symlink_to(shared)
+    config_file(project).write_text('main:\n    {% include "common/hp.yaml" %}\n')
+    settle()
+    pp(project)
+    assert pp(project)[1] is False
+    (shared / "hp.yaml").write_text("lr: 0.5\n")
+    assert "lr: 0.5" in pp(project)[0]
+
+
+def test_a_damaged_entry_is_a_miss_and_is_replaced(project: Path, tmp_path: Path):
+    settle()
+    text, _ = pp(project)
+    pp(project)
+    for entry in (tmp_path / "cache" / "pp").glob("*.json"):
+        entry.write_text('{"key": 1, "paths": [1], "fingerprint": "x", "value": "stale"}')
+    assert pp(project) == (text, True)
+    assert pp(project) == (text, False)
+
+
+def test_text_with_an_object_address_is_not_stored(project: Path):
+    config = config_file(project)
+    config.write_text(config.read_text() + "\nthing: '{{ cycler(1) }}'\n")
+    settle()
+    assert pp(project)[1]
+    assert pp(project)[1]

@@ -40,11 +40,13 @@ import hashlib
 import json
 import os
 
+from forgather.template_dirs import skipped_dir
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from typing import Any
 
-CACHE_FORMAT = 3  # bump when the stored entries change shape
+CACHE_FORMAT = 4  # bump when the stored entries or the fingerprint change shape
 
 # .../forgather. Paths are strings here: importing pathlib would be a tenth of a cached pp.
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
@@ -72,18 +74,36 @@ def project_paths(
     ]
 
 
+class TooManyFiles(Exception):
+    """A fingerprint would stat more files than the cache's ``max_files``: not worth it."""
+
+
 class RenderCache:
     """Entries keyed by a string, each valid while its files' fingerprint holds.
 
+    A fingerprint covers *trees* (every file below a directory, walked as the
+    template loader walks: symbolic links followed, hidden directories, caches
+    and ``output_models`` skipped; a file path is the file alone) and *probes*
+    (whether a path exists and, for a file, its stat: a ``meta.yaml`` or
+    ``forgather_workspace/`` that would be found first if it appeared).
     Directory fingerprints are memoized for the life of the object, so
     ``ls -r`` stats the shared workspace and template library only once.
+
+    Args:
+        directory: where the entries are kept.
+        code: directories and files of the ``forgather`` package the output depends on.
+        max_files: a fingerprint that would stat more files raises :class:`TooManyFiles`
+            (``None``: no limit).
     """
 
-    def __init__(self, directory: str | os.PathLike, code: tuple[str, ...]):
+    def __init__(self, directory: str | os.PathLike, code: tuple[str, ...],
+                 max_files: int | None = None):  # fmt: skip
         self.directory = os.fspath(directory)
         self.code = code
+        self.max_files = max_files
         self._prints: dict[str, bytes] = {}
-        #: The latest modification or change time (ns) of any file printed so far.
+        self._files = 0
+        #: The latest modification or change time (ns) of any file or directory seen so far.
         self.newest_change = 0
 
     def _entry_path(self, key: str) -> str:
@@ -96,64 +116,96 @@ class RenderCache:
             return cached
         h = hashlib.sha1(path.encode())
         if os.path.isfile(path):
-            st = os.stat(path)
-            h.update(_stat_text(st).encode())
-            self._saw(st)
-        for root, dirs, files in os.walk(path):
-            dirs[:] = sorted(d for d in dirs if d != "__pycache__")  # written by imports
+            self._stat_into(h, path, path)
+        visited: set[str] = set()
+        for root, dirs, files in os.walk(path, followlinks=True):
+            real = os.path.realpath(root)
+            if real in visited:  # a link back up the tree
+                dirs[:] = []
+                continue
+            visited.add(real)
+            self._saw(os.stat(root))  # a file deleted or renamed here changes it
+            dirs[:] = sorted(d for d in dirs if not skipped_dir(d))
             for name in sorted(files):
-                full = os.path.join(root, name)
-                try:
-                    st = os.stat(full)
-                except OSError:  # vanished while walking: just changes the print
-                    continue
-                h.update(f"{os.path.relpath(full, path)}:{_stat_text(st)}\n".encode())
-                self._saw(st)
+                self._stat_into(h, os.path.join(root, name), path)
         self._prints[path] = digest = h.digest()
         return digest
+
+    def _stat_into(self, h, full: str, top: str) -> None:
+        self._files += 1
+        if self.max_files is not None and self._files > self.max_files:
+            raise TooManyFiles(top)
+        try:
+            st = os.stat(full)
+        except OSError:  # vanished while walking, or a dangling link: just changes the print
+            h.update(f"{full}:missing\n".encode())
+            return
+        h.update(f"{os.path.relpath(full, top)}:{_stat_text(st)}\n".encode())
+        self._saw(st)
+
+    def _probe_print(self, path: str) -> bytes:
+        """Whether ``path`` is missing, a directory, or a file (with its stat)."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return f"{path}:missing".encode()
+        self._saw(st)
+        kind = "dir" if os.path.isdir(path) else _stat_text(st)
+        return f"{path}:{kind}".encode()
 
     def _saw(self, st: os.stat_result) -> None:
         self.newest_change = max(self.newest_change, st.st_mtime_ns, st.st_ctime_ns)
 
     def code_print(self) -> bytes:
-        """Digest of the code that renders the output: ours, Jinja2's and PyYAML's."""
+        """Digest of the code that renders the output: ours, Jinja2's (and MarkupSafe's)
+        and PyYAML's."""
         from importlib.machinery import PathFinder  # importlib.util costs a cached pp 5%
 
         h = hashlib.sha1(f"{CACHE_FORMAT}".encode())
         for part in self.code:
             h.update(self._tree_print(os.path.join(_PACKAGE, part)))
-        for module in ("jinja2", "yaml"):
+        for module in ("jinja2", "markupsafe", "yaml"):
             spec = PathFinder.find_spec(module)  # finds on sys.path, does not import
             origin = spec.origin if spec is not None and spec.origin else module
             h.update(self._tree_print(os.path.dirname(origin)))
         return h.digest()
 
-    def fingerprint_of(self, paths: list[str]) -> str:
-        """The fingerprint of the code and of every file under ``paths``."""
+    def fingerprint_of(self, paths: list[str], probes: list[str] = ()) -> str:
+        """The fingerprint of the code, every file under ``paths`` and the ``probes``.
+
+        Raises:
+            TooManyFiles: more than ``max_files`` files to stat.
+        """
         h = hashlib.sha1(self.code_print())
         for path in paths:
             h.update(self._tree_print(path))
+        for path in probes:
+            h.update(self._probe_print(path))
         return h.hexdigest()
 
     def load(self, key: str) -> Any:
-        """The value stored under ``key`` if still valid, else ``None``."""
+        """The value stored under ``key`` if still valid, else ``None`` (also for an
+        entry that cannot be read, whatever is wrong with it: the next store replaces it)."""
         try:
             with open(self._entry_path(key), encoding="utf-8") as f:
                 entry = json.load(f)
             valid = entry["key"] == key and entry["fingerprint"] == self.fingerprint_of(
-                entry["paths"]
+                entry["paths"], entry.get("probes", [])
             )
-        except (OSError, ValueError, KeyError, TypeError):
+        except Exception:  # noqa: BLE001 - a damaged or foreign entry is a miss
             return None
         return entry["value"] if valid else None
 
-    def store(self, key: str, fingerprint: str, paths: list[str], value: Any) -> None:
+    def store(self, key: str, fingerprint: str, paths: list[str], value: Any,
+              probes: list[str] = ()) -> None:  # fmt: skip
         """Store ``value``; failures to write are ignored (the cache is optional).
 
-        ``fingerprint`` must have been taken before the output was made, so an
-        edit made while it was being made leaves the entry stale, not wrong.
+        ``fingerprint`` must describe the files as they were when the output was
+        made (``ls`` takes it before rendering; ``pp`` checks that nothing changed
+        since shortly before it started).
         """
-        entry = {"key": key, "fingerprint": fingerprint, "paths": paths, "value": value}
+        entry = {"key": key, "fingerprint": fingerprint, "paths": paths,
+                 "probes": list(probes), "value": value}  # fmt: skip
         path = self._entry_path(key)
         try:
             os.makedirs(self.directory, exist_ok=True)
@@ -161,6 +213,16 @@ class RenderCache:
             with open(tmp, "w", encoding="utf-8") as f:
                 json.dump(entry, f)
             os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+        except OSError:
+            pass
+
+    def prune(self, keep: int) -> None:
+        """Delete all but the ``keep`` most recently written entries."""
+        try:
+            entries = [e for e in os.scandir(self.directory) if e.name.endswith(".json")]
+            entries.sort(key=lambda e: e.stat().st_mtime_ns, reverse=True)
+            for entry in entries[keep:]:
+                os.unlink(entry.path)
         except OSError:
             pass
 

@@ -31,6 +31,8 @@ import jinja2
 from jinja2 import nodes as jinja_nodes
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
+from forgather.template_dirs import skipped_dir
+
 from .errors import (
     SandboxError,
     SourceLocation,
@@ -44,7 +46,16 @@ from .sourcemap import LEAVE, LineMap, add_markers, enter_mark
 from .template_globals import template_globals, toyaml, volatile
 
 STRING_TEMPLATE = "<string>"
-_SKIP_DIRS = {"__pycache__", "node_modules", "output_models"}
+# What every TemplateSet of this process searched and read, in order (only appended
+# to). The pp cache fingerprints what a render used: the entries a run added.
+_SEARCHPATHS: list[str] = []
+_FILES_READ: list[str] = []
+
+
+def render_inputs() -> tuple[list[str], list[str]]:
+    """The search directories and template files used by this process so far (live lists:
+    callers compare lengths before and after a render)."""
+    return _SEARCHPATHS, _FILES_READ
 
 
 @dataclass
@@ -250,6 +261,7 @@ class TemplateSet:
 
     def __init__(self, searchpath: list[str], global_vars: dict[str, Any] | None = None):
         self.searchpath = [os.fspath(p) for p in searchpath]
+        _SEARCHPATHS.extend(self.searchpath)
         self.global_vars = dict(global_vars or {})
         self._sections: dict[str, tuple[TemplateSection, str]] = {}
         self._scanned = False
@@ -287,6 +299,7 @@ class TemplateSet:
         return self._files[file_id]
 
     def _read(self, path: str) -> list[TemplateSection]:
+        _FILES_READ.append(path)
         with open(path, encoding="utf-8") as f:
             text = f.read()
         sections = split_templates(text)
@@ -325,7 +338,7 @@ class TemplateSet:
     def _template_files(self):
         for directory in self.searchpath:
             for root, dirs, files in os.walk(directory):
-                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIP_DIRS)
+                dirs[:] = sorted(d for d in dirs if not skipped_dir(d))
                 for file in sorted(files):
                     if not file.startswith("."):
                         path = os.path.join(root, file)
