@@ -201,3 +201,18 @@ def test_text_with_an_object_address_is_not_stored(project: Path):
     settle()
     assert pp(project)[1]
     assert pp(project)[1]
+
+
+def test_pp_from_a_deleted_working_directory_renders(project: Path, tmp_path: Path):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    code = (
+        "import os, sys\n"
+        f"os.chdir({str(gone)!r}); os.rmdir({str(gone)!r})\n"
+        "from forgather.cli.main import main\n"
+        f"sys.exit(main(['-p', {str(project)!r}, 'pp']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == pp(project, "--no-cache")[0]
