@@ -18,8 +18,9 @@ states in their own files instead (``stage-<i>/``, ``sharded/``; see
 
 The trainers (``forgather.ml.trainer``), the training script's resume, the CLI
 (``forgather checkpoint``) and the server (``forgather inf server -c``) all
-name, find, order and check checkpoints here. "Newest" has one meaning
-everywhere: the highest step, ties broken by modification time.
+name, find, order and check checkpoints here. A "newest" checkpoint is the one
+with the highest step, ties broken by modification time; the run a resume
+continues is the most recently started one with a complete checkpoint.
 
 Decision a reader may question: whether a checkpoint fits a model is decided
 from the safetensors *header* (tensor names and shapes, a few kilobytes read
@@ -144,22 +145,43 @@ def find_checkpoints(model_dir: str) -> list[Checkpoint]:
 
 
 def run_to_resume(model_dir: str) -> str | None:
-    """The run directory (``<model_dir>/runs/<run>``) holding the newest complete checkpoint.
+    """The run directory (``<model_dir>/runs/<run>``) a resume continues: the most recently
+    started run that holds a complete checkpoint.
 
-    Newest as :func:`find_checkpoints` orders them; only complete checkpoints in a
-    run's ``checkpoints/`` count. None when no run has one.
+    A run's start is the time ``forgather train`` puts at the end of its name
+    (``<name>_YYYY-MM-DDTHH-MM-SS``), else its directory's modification time.
+    Not the run with the highest step: after a finished run, a newer run stopped
+    early is what ``--resume`` means to continue (see :func:`resumable_runs`).
+    None when no run has a complete checkpoint.
     """
-    runs = os.path.join(model_dir, RUNS_DIR)
-    for checkpoint in find_checkpoints(runs):
+    runs = resumable_runs(model_dir)
+    return max(runs, key=_run_start) if runs else None
+
+
+def resumable_runs(model_dir: str) -> dict[str, Checkpoint]:
+    """Each run of ``model_dir`` with a complete checkpoint, with its newest (highest step)."""
+    runs_dir = os.path.join(model_dir, RUNS_DIR)
+    found: dict[str, Checkpoint] = {}
+    for checkpoint in find_checkpoints(runs_dir):  # newest first
         checkpoints_dir = os.path.dirname(checkpoint.path)
         run = os.path.dirname(checkpoints_dir)
         if (
             checkpoint.is_complete
             and os.path.basename(checkpoints_dir) == CHECKPOINTS_DIR
-            and os.path.dirname(run) == runs
+            and os.path.dirname(run) == runs_dir
         ):
-            return run
-    return None
+            found.setdefault(run, checkpoint)
+    return found
+
+
+_RUN_TIME_RE = re.compile(r"_(\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d)$")
+
+
+def _run_start(run: str) -> tuple[int, str]:
+    match = _RUN_TIME_RE.search(os.path.basename(run))
+    if match:  # the name's own time survives copying; compared as text (same format)
+        return 1, match.group(1)
+    return 0, f"{os.path.getmtime(run):020.6f}"
 
 
 # -- what a checkpoint holds --------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""`TrainingScript.choose_run_dir`: a new run, or the run that holds the newest checkpoint."""
+"""`TrainingScript.choose_run_dir`: a new run, or the newest run that holds a checkpoint."""
 
 from __future__ import annotations
 
@@ -22,13 +22,29 @@ def checkpoint(model_dir, run: str, step: int, complete: bool = True) -> None:
         (path / "trainer_state.json").write_text("{}")
 
 
-def test_resume_continues_the_run_holding_the_highest_step(tmp_path):
+def test_resume_continues_the_newest_run_with_a_checkpoint_and_says_so(tmp_path, capsys):
+    """A finished run got further than a newer one stopped early: --resume continues the
+    newer one (it used to pick the highest step, train nothing and overwrite the model's
+    weights with the older run's), names it, and says how to continue the other."""
+    checkpoint(tmp_path, "run_2026-11-01T10-00-00", 1000)  # finished
+    checkpoint(tmp_path, "run_2026-11-02T10-00-00", 200)  # stopped at 200
+    checkpoint(tmp_path, "run_2026-11-03T10-00-00", 5000, complete=False)  # crashed mid-save
+    assert script(tmp_path, True).choose_run_dir() == tmp_path / "runs" / "run_2026-11-02T10-00-00"
+    err = capsys.readouterr().err
+    assert "resuming run run_2026-11-02T10-00-00 from checkpoint-200" in err
+    assert "run_2026-11-01T10-00-00, reached step 1000" in err
+    assert (
+        str(tmp_path / "runs" / "run_2026-11-01T10-00-00" / "checkpoints" / "checkpoint-1000")
+        in err
+    )
+
+
+def test_runs_without_a_time_in_their_name_go_by_their_directory_time(tmp_path):
     checkpoint(tmp_path, "long", 1000)
     checkpoint(tmp_path, "short", 200)
-    checkpoint(tmp_path, "crashed", 5000, complete=False)  # no trainer_state.json: not resumable
     old = time.time() - 3600
-    os.utime(tmp_path / "runs" / "long", (old, old))  # the run itself is older: steps decide
-    assert script(tmp_path, True).choose_run_dir() == tmp_path / "runs" / "long"
+    os.utime(tmp_path / "runs" / "long", (old, old))
+    assert script(tmp_path, True).choose_run_dir() == tmp_path / "runs" / "short"
 
 
 @pytest.mark.parametrize("resume", [None, False, True])

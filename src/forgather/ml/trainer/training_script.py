@@ -10,10 +10,11 @@ Decisions a reader may question:
 * The run directory is chosen at run time, not in the template, so every
   rank of a ``torchrun`` job agrees on it: the launcher exports
   ``FORGATHER_RUN_TIME`` and each rank derives the same name from it.
-* Resuming (``resume_from_checkpoint: true``) continues in the run directory
-  that holds the newest complete checkpoint (highest step: the rule
-  ``forgather checkpoint`` and the server use, ``checkpoint_layout.run_to_resume``):
-  a resumed run is the same run, with one log and one set of checkpoints.
+* Resuming (``resume_from_checkpoint: true``) continues in the most recently
+  started run directory that holds a complete checkpoint
+  (``checkpoint_layout.run_to_resume``), and says which on stderr (and names
+  an earlier run that got further): a resumed run is the same run, with one
+  log and one set of checkpoints.
 * ``args.seed`` is applied *before* the trainer is built, not only by the
   trainer. The templates pass the model, datasets and callbacks to the
   trainer's ``!partial``, and a partial builds its arguments when it is
@@ -147,6 +148,7 @@ class TrainingScript:
         if self.args.resume_from_checkpoint is True:
             run = layout.run_to_resume(str(self.model_dir))
             if run is not None:
+                _say_which_run(run, layout.resumable_runs(str(self.model_dir)))
                 return Path(run)
         return self.model_dir / layout.RUNS_DIR / f"{self.run_name}_{_run_time()}"
 
@@ -158,6 +160,23 @@ class TrainingScript:
 
     def __repr__(self) -> str:
         return f"TrainingScript(model_dir={str(self.model_dir)!r}, run_name={self.run_name!r})"
+
+
+def _say_which_run(run: str, runs: Mapping[str, layout.Checkpoint]) -> None:
+    """Name the run a resume continues (on the first rank), and a run further along."""
+    if os.environ.get("RANK", "0") != "0":
+        return
+    chosen = runs[run]
+    print(f"forgather: resuming run {os.path.basename(run)} from "
+          f"{os.path.basename(chosen.path)}", file=sys.stderr, flush=True)  # fmt: skip
+    ahead = max(runs.values(), key=lambda c: c.step)
+    if ahead.step > chosen.step:
+        print(
+            f"forgather: note: an earlier run, {os.path.basename(os.path.dirname(os.path.dirname(ahead.path)))}, "
+            f"reached step {ahead.step}; to continue it instead, set "
+            f"resume_from_checkpoint to {ahead.path}",
+            file=sys.stderr, flush=True,
+        )  # fmt: skip
 
 
 def record_run(
