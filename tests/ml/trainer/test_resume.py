@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from forgather.ml.optim import get_scheduler
+from forgather.ml.optim import AdamW, get_scheduler
 from forgather.ml.trainer import latest_checkpoint, list_checkpoints
 
 from . import tiny_lm
@@ -164,3 +164,37 @@ def test_resume_with_a_larger_max_steps_follows_a_schedule_for_the_new_horizon(t
 
 def rates(history: list[dict]) -> dict[int, float]:
     return {e["step"]: e["learning_rate"] for e in history if "learning_rate" in e}
+
+
+def test_resume_says_which_changed_settings_the_checkpoint_overrides(tmp_path, caplog, capsys):
+    """A new learning rate, weight decay or batch size in the resumed run's config: the
+    restored optimizer and schedule keep the checkpoint's values (as Hugging Face's do),
+    and the log now says so instead of dropping the new value without a word."""
+
+    def trainer(lr: float, weight_decay: float, batch: int, **overrides):
+        trainer = tiny_lm.make_trainer(
+            str(tmp_path), "run", max_steps=8, save_steps=4, eval_strategy="no",
+            per_device_train_batch_size=batch, **overrides,
+        )  # fmt: skip
+        trainer.optimizer_factory = lambda params: AdamW(params, lr=lr, weight_decay=weight_decay)
+        return trainer
+
+    first = trainer(3e-3, 0.01, 4)
+    first.add_callback(tiny_lm._Report(stop_at=2, delay=0))  # stops (and saves) at step 2
+    first.train()
+    same = trainer(3e-3, 0.01, 4, resume_from_checkpoint=True)
+    same.add_callback(tiny_lm._Report(stop_at=4, delay=0))
+    with caplog.at_level(logging.WARNING, logger="forgather.ml.trainer.base_trainer"):
+        same.train()
+    assert "is not used" not in caplog.text and "per_device_train_batch_size" not in caplog.text
+
+    changed = trainer(1e-3, 0.5, 8, resume_from_checkpoint=True)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="forgather.ml.trainer.base_trainer"):
+        changed.train()
+    assert "the learning rate of this run's config (0.001) is not used" in caplog.text
+    assert "checkpoint's (0.003)" in caplog.text
+    assert "the weight decay of this run's config (0.5) is not used" in caplog.text
+    assert "per_device_train_batch_size is 8, the checkpoint's was 4" in caplog.text
+    group = changed.optimizer.param_groups[0]  # as the warnings say
+    assert group["weight_decay"] == 0.01 and group["initial_lr"] == 3e-3

@@ -373,6 +373,7 @@ class BaseTrainer(TrainerParts):
         logger.info("resuming from %s", path)
         args = self.args
         checkpoint.check_layout(path, self._checkpoint_layout())
+        configured = _group_settings(self.optimizer)
         fresh_optimizer = None
         if not args.restore_optimizer_state:
             fresh_optimizer = copy.deepcopy(self.optimizer.state_dict())
@@ -390,6 +391,7 @@ class BaseTrainer(TrainerParts):
             ):
                 group["lr"] = lr
         self._last_saved_step = saved.global_step
+        self._warn_of_settings_not_applied(path, configured, saved.train_batch_size)
         checkpoint.load_process_state(
             path,
             self._rank_file,
@@ -410,6 +412,39 @@ class BaseTrainer(TrainerParts):
             logger.info(
                 "not restored from the checkpoint (restore_*_state=False): %s", ", ".join(kept)
             )
+
+    def _warn_of_settings_not_applied(self, path: str, configured: list[tuple], batch: int) -> None:
+        """Say which of this run's settings the restored state overrides, and what to do.
+
+        A resumed optimizer and schedule keep the checkpoint's learning rate and weight
+        decay (as Hugging Face's Trainer's do); a changed value in the config would
+        otherwise be dropped without a word. The data position is restored by batches,
+        so another batch size moves it (an iterable dataset skips or repeats rows).
+        """
+        name = os.path.basename(path)
+        base_lrs = getattr(self.lr_scheduler, "base_lrs", None)
+        restored = _group_settings(self.optimizer)
+        if base_lrs is not None:
+            restored = [(lr, wd) for lr, (_, wd) in zip(base_lrs, restored, strict=False)]
+        for label, index in (("learning rate", 0), ("weight decay", 1)):
+            ours = [group[index] for group in configured]
+            theirs = [group[index] for group in restored]
+            if ours != theirs:
+                logger.warning(
+                    "resuming from %s: the %s of this run's config (%s) is not used; the "
+                    "restored optimizer and schedule continue with the checkpoint's (%s). Set "
+                    "restore_optimizer_state=False and restore_scheduler_state=False to start "
+                    "them afresh with the new values.",
+                    name, label, _values(ours), _values(theirs),
+                )  # fmt: skip
+        now = self.args.per_device_train_batch_size
+        if batch and batch != now and self.args.restore_dataset_state:
+            logger.warning(
+                "resuming from %s: per_device_train_batch_size is %d, the checkpoint's was %d; "
+                "the data position is restored as a count of batches, so an iterable dataset "
+                "skips or repeats rows and the epoch count moves.",
+                name, now, batch,
+            )  # fmt: skip
 
     # ----------------------------------------------------------- final model
     def save_model(self, output_dir: str | None = None) -> str:
@@ -447,3 +482,15 @@ def check_vocabulary(model: Any, tokenizer: Any) -> None:
             "rows, so the larger token ids cannot be looked up: give the model a vocab_size of "
             f"at least {len(tokenizer)}, or use the tokenizer it was made for"
         )
+
+
+def _group_settings(optimizer) -> list[tuple]:
+    """(base learning rate, weight decay) of each parameter group."""
+    return [
+        (group.get("initial_lr", group.get("lr")), group.get("weight_decay"))
+        for group in optimizer.param_groups
+    ]
+
+
+def _values(values: list) -> str:
+    return str(values[0]) if len(set(values)) == 1 else str(values)
