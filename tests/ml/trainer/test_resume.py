@@ -198,3 +198,17 @@ def test_resume_says_which_changed_settings_the_checkpoint_overrides(tmp_path, c
     assert "per_device_train_batch_size is 8, the checkpoint's was 4" in caplog.text
     group = changed.optimizer.param_groups[0]  # as the warnings say
     assert group["weight_decay"] == 0.01 and group["initial_lr"] == 3e-3
+
+
+def test_eval_on_start_evaluates_once_per_run_not_again_on_resume(tmp_path):
+    def trainer(**overrides):
+        return tiny_lm.make_trainer(str(tmp_path), "run", max_steps=4, save_steps=2,
+                                    eval_strategy="no", eval_on_start=True, **overrides)  # fmt: skip
+
+    first = trainer()
+    first.add_callback(tiny_lm._Report(stop_at=2, delay=0))
+    first.train()
+    resumed = trainer(resume_from_checkpoint=True)
+    resumed.train()
+    evals = [e["step"] for e in resumed.state.log_history if "eval_loss" in e]
+    assert evals == [0]  # the first run's, from the checkpoint's history

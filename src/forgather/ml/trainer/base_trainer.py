@@ -114,7 +114,7 @@ class BaseTrainer(TrainerParts):
         self._signals = self._stop_signals()
         with self._signals:
             self._call("on_train_begin")
-            if args.eval_on_start:
+            if args.eval_on_start and resume is None:  # the run's start, not a resumption's
                 self.evaluate()
             start_step, start_tokens = self.state.global_step, self.state.num_input_tokens_seen
             start_time = time.perf_counter()
