@@ -124,7 +124,10 @@ class RenderCache:
                 dirs[:] = []
                 continue
             visited.add(real)
-            self._saw(os.stat(root))  # a file deleted or renamed here changes it
+            try:  # a file deleted or renamed here changes the directory's times
+                self._saw(os.stat(root))
+            except OSError:  # gone since the walk listed it
+                pass
             dirs[:] = sorted(d for d in dirs if not skipped_dir(d))
             for name in sorted(files):
                 self._stat_into(h, os.path.join(root, name), path)
