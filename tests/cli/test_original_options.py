@@ -430,3 +430,9 @@ def test_project_create_show_and_new_config(tmp_path: Path):
     assert (top.rc, top.out) == (0, "'Main Output'\n")
     duplicate = run_cli("project", "new_config", "extra.yaml", cwd=project)
     assert duplicate.rc == 1 and "already exists" in duplicate.err
+    # SOURCE relative to the -p project (docs/cli.md's example), from outside it.
+    copy = run_cli("-p", "p_one", "project", "new_config", "bigger.yaml",
+                   "templates/configs/extra.yaml", cwd=tmp_path)  # fmt: skip
+    assert copy.rc == 0, copy.err
+    extra = project / "templates" / "configs" / "extra.yaml"
+    assert (extra.parent / "bigger.yaml").read_text() == extra.read_text()

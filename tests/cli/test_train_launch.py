@@ -53,6 +53,19 @@ def test_dry_run_of_one_machine_binds_the_store_to_loopback():
     assert result.out.rstrip().endswith(f"-m forgather.cli -p {TUTORIAL} train")
 
 
+def test_each_rank_gets_its_share_of_the_cores_unless_the_user_chose(monkeypatch):
+    """torchrun sets OMP_NUM_THREADS=1 when it is unset, which the trainer then reads as
+    the user's choice: the launcher sets each rank's share of the cores instead."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    share = max(1, len(os.sched_getaffinity(0)) // 2)
+    result = run_cli("-p", str(TUTORIAL), "train", "--nproc", "2", "--dry-run")
+    assert result.out.startswith(f"OMP_NUM_THREADS={share} "), result.out
+    chosen = run_cli("-p", str(TUTORIAL), "train", "--nproc", "2", "--dry-run",
+                     env={"OMP_NUM_THREADS": "3"})  # fmt: skip
+    assert "OMP_NUM_THREADS" not in chosen.out  # the user's 3 reaches the ranks as it is
+
+
 def test_shell_builds_the_rank_command_from_the_command_typed():
     session = "train --nproc 2 --dry-run --max-steps 3\nquit\n"
     result = run_cli("-p", str(TUTORIAL), "-D", "block_size=64", "-i", stdin=session)

@@ -106,7 +106,7 @@ def _new_config(ctx: CommandContext, args: argparse.Namespace) -> int:
     path = os.path.join(where, args.config_name)
     if os.path.exists(path):
         raise CLIError(f"{path} already exists")
-    source = _source(args.copy_from)
+    source = _source(args.copy_from, str(meta.project_dir))
     os.makedirs(os.path.dirname(path), exist_ok=True)
     if source is not None:
         shutil.copyfile(source, path)
@@ -121,11 +121,17 @@ def _new_config(ctx: CommandContext, args: argparse.Namespace) -> int:
     return 0
 
 
-def _source(path: str | None) -> str | None:
-    """``copy_from``, expanded; an error when it is not a file."""
+def _source(path: str | None, project_dir: str | None = None) -> str | None:
+    """``copy_from``, expanded: from the current directory, else (a relative path) from
+    ``project_dir``, as ``-p PROJECT ... templates/configs/x.yaml`` means; an error when
+    neither is a file."""
     if path is None:
         return None
     expanded = os.path.expanduser(path)
+    if not os.path.isfile(expanded) and project_dir and not os.path.isabs(expanded):
+        in_project = os.path.join(project_dir, expanded)
+        if os.path.isfile(in_project):
+            return in_project
     if not os.path.isfile(expanded):
         raise CLIError(f"{path}: no such file to copy")
     return expanded

@@ -72,6 +72,16 @@ def _child_argv(argv: list[str]) -> list[str]:
     return out
 
 
+def _threads_per_rank(nproc: int) -> int:
+    """The cores this process may use, divided among the node's ranks (at least 1), as
+    `forgather.ml.trainer.threads.fitted_threads` divides them (without importing torch)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, nproc))
+
+
 def _train(ctx: CommandContext, args: argparse.Namespace) -> int:
     config = ctx.config
     env = config.build("env") if "env" in config.targets else {}
@@ -84,6 +94,10 @@ def _train(ctx: CommandContext, args: argparse.Namespace) -> int:
 
         # Each rank runs this command as parsed here, not sys.argv (the shell's own).
         command = torchrun_command(_child_argv(ctx.argv), nproc, args.torchrun_args)
+        if not any(os.environ.get(name) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")):
+            # torchrun would set 1 thread per rank, which the trainer reads as the user's
+            # choice: give each rank its share of the cores (the trainer's own rule).
+            env = {"OMP_NUM_THREADS": _threads_per_rank(nproc), **env}
         if args.dry_run:
             prefix = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in env.items())
             ctx.emit((prefix + " " if prefix else "") + shlex.join(command))
