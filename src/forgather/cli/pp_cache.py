@@ -19,7 +19,7 @@ the template globals read or that change which code runs (``HOME``, ``USER``,
 ``LOGNAME``, ``PYTHONPATH``, ``XDG_*``, ``FORGATHER_*``).
 
 The fingerprint covers what the run's template sets used, recorded by the
-loader (:func:`forgather.config.loader.render_inputs`): every directory on
+loader (:func:`forgather.config.loader.recording_inputs`): every directory on
 their search paths (the project's, the one ``meta.yaml`` renders with, a
 ``-t`` file's own directory), walked as the loader walks them, the template
 library's root (a new library directory joins every search path), the files
@@ -101,20 +101,19 @@ def run_cached(ctx: CommandContext, run: Callable[[], int]) -> int:
     if isinstance(text, str):
         sys.stdout.write(text)
         return 0
-    from forgather.config.loader import render_inputs
+    from forgather.config.loader import recording_inputs
     from forgather.config.template_globals import volatile_reads
 
-    searched, read = render_inputs()
-    first_dir, first_file, reads_before = len(searched), len(read), volatile_reads()
+    reads_before = volatile_reads()
     started = time.time_ns()
-    with _Recording() as recording:
+    with _Recording() as recording, recording_inputs() as (searched, read):
         code = run()
     text = "".join(recording.stdout)
     if code != 0 or recording.incomplete or volatile_reads() != reads_before:
         return code
     if _OBJECT_ADDRESS.search(text):  # an object's repr: another address every run
         return code
-    _store(ctx, cache, key, text, started, searched[first_dir:], read[first_file:])
+    _store(ctx, cache, key, text, started, searched, read)
     return code
 
 

@@ -21,6 +21,7 @@ Decisions a reader may question:
 
 from __future__ import annotations
 
+import contextlib
 import linecache
 import os
 import sys
@@ -46,16 +47,24 @@ from .sourcemap import LEAVE, LineMap, add_markers, enter_mark
 from .template_globals import template_globals, toyaml, volatile
 
 STRING_TEMPLATE = "<string>"
-# What every TemplateSet of this process searched and read, in order (only appended
-# to). The pp cache fingerprints what a render used: the entries a run added.
-_SEARCHPATHS: list[str] = []
-_FILES_READ: list[str] = []
+# The recordings in progress: (search directories, files read) of every TemplateSet.
+_RECORDINGS: list[tuple[list[str], list[str]]] = []
 
 
-def render_inputs() -> tuple[list[str], list[str]]:
-    """The search directories and template files used by this process so far (live lists:
-    callers compare lengths before and after a render)."""
-    return _SEARCHPATHS, _FILES_READ
+@contextlib.contextmanager
+def recording_inputs():
+    """While entered, collect the search directories of every TemplateSet made and the
+    template files any of them reads: what a render used (the pp cache fingerprints it).
+
+    Yields:
+        (directories, files), filled in as they are used (duplicates included).
+    """
+    used: tuple[list[str], list[str]] = ([], [])
+    _RECORDINGS.append(used)
+    try:
+        yield used
+    finally:
+        _RECORDINGS.remove(used)
 
 
 @dataclass
@@ -261,7 +270,8 @@ class TemplateSet:
 
     def __init__(self, searchpath: list[str], global_vars: dict[str, Any] | None = None):
         self.searchpath = [os.fspath(p) for p in searchpath]
-        _SEARCHPATHS.extend(self.searchpath)
+        for directories, _ in _RECORDINGS:
+            directories.extend(self.searchpath)
         self.global_vars = dict(global_vars or {})
         self._sections: dict[str, tuple[TemplateSection, str]] = {}
         self._scanned = False
@@ -299,7 +309,8 @@ class TemplateSet:
         return self._files[file_id]
 
     def _read(self, path: str) -> list[TemplateSection]:
-        _FILES_READ.append(path)
+        for _, files in _RECORDINGS:
+            files.append(path)
         with open(path, encoding="utf-8") as f:
             text = f.read()
         sections = split_templates(text)
