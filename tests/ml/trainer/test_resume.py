@@ -212,3 +212,30 @@ def test_eval_on_start_evaluates_once_per_run_not_again_on_resume(tmp_path):
     resumed.train()
     evals = [e["step"] for e in resumed.state.log_history if "eval_loss" in e]
     assert evals == [0]  # the first run's, from the checkpoint's history
+
+
+def test_with_logging_steps_a_stopped_and_resumed_run_logs_what_an_uninterrupted_one_does(tmp_path):
+    """The stop between two logs logs its steps at once; on resume that entry is taken back
+    and its sums reopen the window, so the next log covers the same steps as without a stop."""
+
+    def trainer(directory: str, **overrides):
+        return tiny_lm.make_trainer(str(tmp_path / directory), "run", max_steps=12, save_steps=7,
+                                    logging_steps=5, eval_strategy="no", **overrides)  # fmt: skip
+
+    straight = trainer("straight")
+    straight.train()
+    stopped = trainer("stopped")
+    stopped.add_callback(tiny_lm._Report(stop_at=7, delay=0))
+    stopped.train()
+    assert [e["step"] for e in stopped.state.log_history if "loss" in e] == [5, 7]  # the flush
+    resumed = trainer("stopped", resume_from_checkpoint=True)
+    resumed.train()
+
+    def entries(t):
+        return [(e["step"], e["loss"], e["grad_norm"], e["learning_rate"])
+                for e in t.state.log_history if "loss" in e]  # fmt: skip
+
+    want, got = entries(straight), entries(resumed)
+    assert [e[0] for e in got] == [e[0] for e in want] == [5, 10, 12]
+    for (_, *w), (_, *g) in zip(want, got, strict=True):
+        assert g == pytest.approx(w, rel=1e-12)

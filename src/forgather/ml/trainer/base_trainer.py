@@ -138,7 +138,9 @@ class BaseTrainer(TrainerParts):
     def _train_loop(self) -> float:
         """Optimizer steps until done; returns the sum of the step losses."""
         state, control = self.state, self.control
-        window = LogWindow(state.num_input_tokens_seen)
+        window = self.__dict__.pop("_reopened_window", None) or LogWindow(
+            state.num_input_tokens_seen
+        )
         loss_sum = 0.0
         release_memory = getattr(self.args, "release_host_memory", None)
         if release_memory is None:
@@ -170,6 +172,8 @@ class BaseTrainer(TrainerParts):
             if stop:
                 logger.warning("%s: saving a checkpoint and stopping", stop)
                 control.should_save = control.should_log = control.should_training_stop = True
+            if control.should_training_stop:  # a stop logs the steps since the last log
+                control.should_log = True
             if control.should_log:
                 loss_total = self._window_loss_total(window)
                 loss_sum += loss_total
@@ -391,6 +395,7 @@ class BaseTrainer(TrainerParts):
             ):
                 group["lr"] = lr
         self._last_saved_step = saved.global_step
+        self._reopened_window = self._reopen_log_window()
         self._warn_of_settings_not_applied(path, configured, saved.train_batch_size)
         checkpoint.load_process_state(
             path,
@@ -412,6 +417,35 @@ class BaseTrainer(TrainerParts):
             logger.info(
                 "not restored from the checkpoint (restore_*_state=False): %s", ", ".join(kept)
             )
+
+    def _reopen_log_window(self) -> LogWindow | None:
+        """The log window a stop between two logs closed early, taken out of the history and
+        reopened, so the resumed run logs what an uninterrupted one would.
+
+        A stop logs the steps since the last log at once (so a run never resumed loses
+        none); that entry's mean loss and gradient norm, times its steps, are the sums
+        the window had. One process only: with several, each held its own share.
+        """
+        every = self.args.logging_steps
+        step = self.state.global_step
+        if self.args.logging_strategy != "steps" or not every or step % every == 0:
+            return None
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            return None
+        history = self.state.log_history
+        logged = [e for e in history if "loss" in e and "step" in e]
+        if not logged or logged[-1]["step"] != step:
+            return None
+        flush = logged[-1]
+        previous = logged[-2]["step"] if len(logged) > 1 else 0
+        window = LogWindow(flush.get("num_input_tokens_seen", self.state.num_input_tokens_seen))
+        window.steps = step - previous
+        window.loss = flush["loss"] * window.steps
+        if "grad_norm" in flush:
+            window.grad_norm = torch.tensor(flush["grad_norm"] * window.steps, device=self.device)
+        history.remove(flush)
+        return window
 
     def _warn_of_settings_not_applied(self, path: str, configured: list[tuple], batch: int) -> None:
         """Say which of this run's settings the restored state overrides, and what to do.
