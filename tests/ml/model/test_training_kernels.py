@@ -381,7 +381,8 @@ def test_activation_checkpointing_under_bf16_autocast_trains_as_without(
 ):
     """The trainer's float32-GEMM mode covers the recomputation in the backward too: without
     it the recomputed linears saved other tensors than the forward's and the step failed.
-    Compiled, the checkpoint's context_fn gives the dispatch modes Dynamo requires."""
+    Compiled, the checkpoint's context_fn gives the dispatch modes Dynamo requires (compared
+    with the eager run without checkpointing: one compile, not two)."""
     from forgather.ml.trainer import Trainer, TrainingArguments
 
     gen = torch.Generator().manual_seed(5)
@@ -393,7 +394,7 @@ def test_activation_checkpointing_under_bf16_autocast_trains_as_without(
         model.load_state_dict(llama.state_dict())
         args = TrainingArguments(
             str(tmp_path / f"{checkpointing}"), use_cpu=True, bf16=True, bf16_gemm=bf16_gemm,
-            gradient_checkpointing=checkpointing, torch_compile=compiled, max_steps=3,
+            gradient_checkpointing=checkpointing, torch_compile=compiled and checkpointing, max_steps=3,
             per_device_train_batch_size=4, logging_steps=1, learning_rate=1e-2,
             report_to="none", save_strategy="no",
         )  # fmt: skip
@@ -404,4 +405,5 @@ def test_activation_checkpointing_under_bf16_autocast_trains_as_without(
 
     plain, checkpointed = losses(False), losses(True)
     assert len(checkpointed) == 3
-    assert checkpointed == pytest.approx(plain, rel=1e-3)
+    # Compiled against eager: Inductor's fused bf16 arithmetic rounds differently.
+    assert checkpointed == pytest.approx(plain, rel=5e-3 if compiled else 1e-3)
