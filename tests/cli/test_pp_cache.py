@@ -2,8 +2,9 @@
 
 Each run is a fresh process that says on stderr whether it imported Jinja2
 (rendered) or not (replayed the stored text). A file changed less than
-``pp_cache.SETTLE_NS`` before a run leaves that run's text unstored, so the
-tests wait that long after writing files before a run whose text must be kept.
+the settle time (``FORGATHER_PP_SETTLE_SECONDS``, shortened here) before a run leaves
+that run's text unstored, so the tests wait that long after writing files before a
+run whose text must be kept.
 """
 
 from __future__ import annotations
@@ -16,11 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from forgather.cli import pp_cache
-
 from .conftest import run_cli
 
-SETTLE_S = pp_cache.SETTLE_NS / 1e9 + 0.2
+SETTLE_S = 0.5 + 0.2  # the settle time the tests set, and a margin
 PROBE = (
     "import sys\n"
     "from forgather.cli.main import main\n"
@@ -49,6 +48,8 @@ def settle() -> None:
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.setenv("FORGATHER_CACHE_DIR", str(tmp_path / "cache"))
+    # A shorter settle time than the default 2 s (ext4's timestamps are fine-grained).
+    monkeypatch.setenv("FORGATHER_PP_SETTLE_SECONDS", "0.5")
     run_cli("ws", "init", "--name", "W", cwd=tmp_path)
     run_cli("ws", "project", "--name", "P", cwd=tmp_path)
     return tmp_path / "p"

@@ -58,8 +58,9 @@ if TYPE_CHECKING:
 
 #: The code ``pp`` text depends on, besides Jinja2 and PyYAML (directories of forgather/).
 PP_CODE = ("config", "project", "cli")
-#: Files changed this recently before a run began leave its text unstored.
-SETTLE_NS = 2_000_000_000
+#: Files changed this recently before a run began leave its text unstored: 2 s, the
+#: coarsest timestamps of common file systems; ``FORGATHER_PP_SETTLE_SECONDS`` sets it.
+SETTLE_NS = int(float(os.environ.get("FORGATHER_PP_SETTLE_SECONDS") or 2) * 1e9)
 #: A fingerprint that would stat more files than this is not worth taking (the render is
 #: faster): such a pp is never stored.
 MAX_FILES = 5_000
