@@ -22,6 +22,7 @@ import atexit
 import contextlib
 import datetime
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -74,20 +75,46 @@ def init_process_group(use_cpu: bool, timeout_seconds: float) -> bool:
 def destroy_process_group_at_exit() -> None:
     """Leave the process group when the interpreter exits, while it is still whole.
 
-    A process that exits with a live gloo group can abort (SIGABRT) while the
-    interpreter is torn down: gloo's threads still hold tensors whose release
-    needs the GIL (pytorch/pytorch#179291). No barrier: after a failure on
-    another rank it would wait for the whole timeout.
+    A process that exits with a live gloo group can abort (SIGABRT, "terminate
+    called without an active exception"): a gloo worker thread that finishes
+    a collective after the main thread has moved on drops the last reference
+    to the tensors it held, and that needs the GIL, which the interpreter's
+    finalization no longer hands out (pytorch/pytorch#179291; a core dump of
+    a loaded 2-rank run showed exactly that). So at exit the group is
+    destroyed, and while gloo's worker threads are still there (something
+    such as DDP's reducer keeps the group alive, so destroying it does not
+    join them) the main thread releases the GIL for a moment to let them
+    finish. No barrier: after a failure on another rank it would wait for the
+    whole timeout.
     """
     if not getattr(destroy_process_group_at_exit, "registered", False):
         atexit.register(_destroy_quietly)
         destroy_process_group_at_exit.registered = True
 
 
+#: How long the exiting main thread lets gloo's worker threads run (seconds): a thread
+#: that was runnable gets a core within this even on a loaded machine.
+GLOO_DRAIN_SECONDS = 0.2
+
+
 def _destroy_quietly() -> None:
     with contextlib.suppress(Exception):
         if dist.is_initialized():
             dist.destroy_process_group()
+    if _gloo_threads_alive():
+        time.sleep(GLOO_DRAIN_SECONDS)  # releases the GIL to them
+
+
+def _gloo_threads_alive() -> bool:
+    """Whether this process still runs gloo's worker threads (Linux names them; elsewhere assume so)."""
+    tasks = "/proc/self/task"
+    if not os.path.isdir(tasks):
+        return True
+    for tid in os.listdir(tasks):
+        with contextlib.suppress(OSError), open(f"{tasks}/{tid}/comm") as comm:
+            if comm.read().startswith("pt_gloo"):
+                return True
+    return False
 
 
 def check_joined(expected: int, joined: int) -> None:
