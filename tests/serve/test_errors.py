@@ -1,6 +1,6 @@
 """Every bad request gets its status and an OpenAI-style body, and the server keeps
 serving: a valid request right after each one succeeds. Also: overload (503) and
-clients that disconnect."""
+clients that disconnect, and bodies sent without a JSON Content-Type (read as JSON)."""
 
 from __future__ import annotations
 
@@ -233,4 +233,86 @@ def test_disconnected_whole_request_is_dropped(server):
     connection.close()
     wait_until(lambda: scheduler.stats()["cancelled"] == before + 1)
     assert scheduler.stats()["running"] == 0
+    _assert_still_serving(server)
+
+
+def _post_raw(server, path: str, body: bytes, content_type: str | None,
+              origin: str | None = None) -> tuple[int, dict]:  # fmt: skip
+    """POST ``body`` with exactly this ``Content-Type`` (``None``: no such header)."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    try:
+        headers = {} if content_type is None else {"Content-Type": content_type}
+        headers |= {} if origin is None else {"Origin": origin}
+        connection.request("POST", path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+# What clients send when they forget the header: curl -d sends the form type.
+CONTENT_TYPES = [
+    None,
+    "application/x-www-form-urlencoded",
+    "text/plain",
+    "text/plain; charset=utf-8",
+    "application/octet-stream",
+]
+
+
+@pytest.mark.parametrize("content_type", CONTENT_TYPES)
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        (COMPLETIONS, {"prompt": "def", "max_tokens": 3, "temperature": 0}),
+        (CHAT, {"messages": USER, "max_tokens": 3, "temperature": 0}),
+    ],
+)
+def test_a_json_body_is_read_as_json_whatever_its_content_type(server, content_type, path, body):
+    expected_status, expected = _post(server.url + path, body)
+    assert expected_status == 200, expected
+    status, got = _post_raw(server, path, json.dumps(body).encode(), content_type)
+    assert status == 200, got
+    assert got["choices"] == expected["choices"] and got["usage"] == expected["usage"]
+
+
+@pytest.mark.parametrize("content_type", CONTENT_TYPES)
+@pytest.mark.parametrize(
+    "body, status, param, code",
+    [
+        (b'{"prompt": "x",', 400, None, "invalid_json"),
+        (b"prompt=def&max_tokens=3", 400, None, "invalid_json"),  # a real form is not JSON
+        (b'{"prompt": "\xff\xfe"}', 400, None, "invalid_json"),
+        (b"[1, 2]", 400, None, None),
+        (b'{"prompt": "x", "temperature": 3}', 400, "temperature", None),
+    ],
+)
+def test_bad_bodies_get_their_documented_error_whatever_their_content_type(
+    server, content_type, body, status, param, code
+):
+    got_status, got = _post_raw(server, COMPLETIONS, body, content_type)
+    assert got_status == status, got
+    error = got["error"]
+    assert error["type"] == "invalid_request_error" and error["message"]
+    assert error["param"] == param and error["code"] == code
+    _assert_still_serving(server)
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain", None])
+def test_a_web_page_cannot_spend_the_server_with_a_body_it_sends_without_asking(
+    server, content_type
+):
+    """A browser sends these to any origin without a CORS preflight (JSON only after one,
+    which this server never answers): from a page (an Origin header) they are refused."""
+    before = server.served.scheduler.stats()["generated_tokens"]
+    body = json.dumps({"prompt": "def", "max_tokens": 3}).encode()
+    status, got = _post_raw(server, COMPLETIONS, body, content_type, origin="http://evil.test")
+    assert status == 415, got
+    assert got["error"]["code"] == "unsupported_media_type"
+    assert got["error"]["type"] == "invalid_request_error"
+    assert server.served.scheduler.stats()["generated_tokens"] == before  # nothing generated
+    status, got = _post_raw(
+        server, COMPLETIONS, body, "application/json", origin="http://evil.test"
+    )
+    assert status == 200, got  # declared JSON: a browser asks first, so this came from a client
     _assert_still_serving(server)

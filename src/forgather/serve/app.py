@@ -15,6 +15,7 @@ connection while it waits, and a streaming one cancels its sequences when its
 generator is closed, so a client that goes away stops costing batch rows at
 the next step instead of when its ``max_tokens`` run out.
 
+Request bodies are JSON whatever their ``Content-Type`` (``middleware.py``).
 Input from clients is bounded before it costs anything: bodies over
 ``max_body_bytes`` get 413 (``middleware.py``), a request asks for at most
 ``max_waiting`` sequences (prompts x ``n``, else 400 naming the limit), and
@@ -38,7 +39,7 @@ from fastapi.responses import StreamingResponse
 
 from forgather.serve import prompts as prompt_rules
 from forgather.serve.errors import APIError, install_error_handlers
-from forgather.serve.middleware import AnswerEveryError, BodySizeLimit
+from forgather.serve.middleware import AnswerEveryError, BodySizeLimit, JSONBody
 from forgather.serve.prompts import ServedModel
 from forgather.serve.protocol import ChatCompletionRequest, CompletionRequest
 from forgather.serve.responses import ChatFormat, CompletionFormat, usage
@@ -218,8 +219,9 @@ def create_app(
 
     app = FastAPI(title="Forgather inference server", lifespan=lifespan)
     install_error_handlers(app)
+    app.add_middleware(JSONBody)  # bodies are JSON whatever their Content-Type says
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
-    app.add_middleware(AnswerEveryError)  # added last: the outermost of the two
+    app.add_middleware(AnswerEveryError)  # added last: the outermost
 
     async def off_the_loop(function: Callable, *args):
         return await asyncio.get_running_loop().run_in_executor(tokenizing, function, *args)
