@@ -147,6 +147,7 @@ class CommandContext:
         """The selected config, loaded once with ``-D`` variables and ``--set`` applied."""
         if self._config is None:
             self._config = self.load_config(self.config_name)
+            warn_unread_variables(self._config, self.template_vars)
         return self._config
 
     def load_config(self, name: str, **extra_vars: Any) -> Config:
@@ -243,3 +244,23 @@ def open_in_editor(path: str, after_failure: str = "") -> None:
         raise CLIError(
             f"cannot start the editor {editor!r} ({err.strerror}); set $EDITOR. {after_failure}"
         ) from None
+
+
+def warn_unread_variables(config: Config, template_vars: dict[str, Any]) -> None:
+    """Say on stderr which ``-D`` variables no template of the config reads.
+
+    A misspelt name (``-D max_step=5``) would otherwise be ignored without a
+    word, and a training run would go on with the config's own value.
+    """
+    if not template_vars:
+        return
+    read = config.variables_read()
+    if read is None:
+        return
+    import difflib
+
+    for name in (n for n in template_vars if n not in read):
+        close = difflib.get_close_matches(name, sorted(read), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        print(f"forgather: warning: -D {name}: no template of {config.name} reads this "
+              f"variable{hint}", file=sys.stderr)  # fmt: skip

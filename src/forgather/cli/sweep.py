@@ -157,6 +157,22 @@ def _sweep(ctx: CommandContext, args: argparse.Namespace) -> int:
     return code
 
 
+def _refuse_unread(ctx: CommandContext, names: list[str]) -> None:
+    """Refuse to sweep a ``-D`` variable that no template of the config reads.
+
+    Every trial would be the same run, and the sweep would still name a "best" value.
+    """
+    read = ctx.project.variables_read(ctx.config_name) if names else None
+    unread = [n for n in names if read is not None and n not in read]
+    if unread:
+        raise UsageError(
+            f"--grid {', '.join(unread)}: no template of {ctx.config_name} reads "
+            f"{'this variable' if len(unread) == 1 else 'these variables'}, so every trial "
+            "would be the same run (`forgather pp` shows the config; sweep a config value "
+            "with --set-grid PATH=V1,V2)"
+        )
+
+
 def _preflight(plan: Plan) -> None:
     """`forgather check` the config with the first trial's `--set` values, and without them.
 
@@ -221,6 +237,7 @@ def _plan(ctx: CommandContext, args: argparse.Namespace) -> Plan:
     if args.dir_var in names or args.dir_var in ctx.template_vars:
         raise CLIError(f"{args.dir_var} receives each trial's directory (--dir-var): "
                        "it cannot be swept or fixed")  # fmt: skip
+    _refuse_unread(ctx, [d.name for d in dims if d.kind == "define"])
     project = os.path.abspath(find_project_dir(ctx.project_dir))
     config = ctx.config_template or ctx.config_name
     if os.path.isfile(config):

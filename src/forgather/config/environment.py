@@ -59,6 +59,10 @@ class Config:
         #: The rendered YAML, exactly as the templates printed it.
         self.pp: str = rendered
 
+    def variables_read(self) -> set[str] | None:
+        """Every variable name the templates of this config read (None: cannot tell)."""
+        return self._templates.variables_read(self._name, self._text)
+
     @property
     def pp_template(self) -> str:
         """:attr:`pp` as a template that renders to itself, to load it back as a config.
@@ -305,6 +309,10 @@ class ConfigEnvironment:
     def template_tree(self, name: str) -> TemplateRef:
         """The tree of templates ``name`` extends, includes and imports."""
         return self._templates.template_tree(name)
+
+    def variables_read(self, name: str) -> set[str] | None:
+        """Every variable name the template ``name`` and those it uses read (None: cannot tell)."""
+        return self._templates.variables_read(name)
 
     def preprocessed_sources(self, name: str) -> dict[str, str]:
         """Jinja2 source (after preprocessing) of ``name`` and every template it uses.

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jinja2
+import jinja2.meta
 from jinja2 import nodes as jinja_nodes
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
@@ -44,7 +45,7 @@ from .errors import (
 )
 from .preprocess import TemplateSection, pad_to_line, preprocess, split_templates
 from .sourcemap import LEAVE, LineMap, add_markers, enter_mark
-from .template_globals import template_globals, toyaml, volatile
+from .template_globals import TemplateFailure, template_globals, toyaml, volatile
 
 STRING_TEMPLATE = "<string>"
 # The recordings in progress: (search directories, files read) of every TemplateSet.
@@ -462,6 +463,37 @@ class TemplateSet:
 
         return visit(name)
 
+    def variables_read(self, name: str | None, text: str | None = None) -> set[str] | None:
+        """Every name the templates of a config read from their context.
+
+        The free variables (Jinja's ``find_undeclared_variables``) of the
+        template ``name`` (or of ``text`` when ``name`` is None) and of every
+        template it extends, includes or imports. None when that cannot be
+        known: a reference computed at render time, or a template that does not
+        parse (rendering reports that one).
+        """
+        pending: list[str | None] = [name]
+        seen: set[str | None] = set()
+        names: set[str] = set()
+        while pending:
+            current = pending.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            try:
+                source = (
+                    text if current is None else self.env.loader.get_source(self.env, current)[0]
+                )
+                tree = self.env.parse(source)
+            except (jinja2.TemplateNotFound, jinja2.TemplateSyntaxError):
+                return None
+            names |= jinja2.meta.find_undeclared_variables(tree)
+            for node in tree.find_all(tuple(_REFERENCE_KINDS)):
+                if not isinstance(node.template, jinja_nodes.Const):
+                    return None
+                pending.append(node.template.value)
+        return names
+
     def _references(self, name: str) -> tuple[str, list[tuple[str, str, int]]] | None:
         """(file, [(template, kind, line)]) of what ``name`` references by a constant name."""
         try:
@@ -567,6 +599,8 @@ def render_error(exc: Exception, name: str, templates: TemplateSet) -> TemplateE
             "the namespace has no attribute (set it first with `-- set ns.NAME = ...`):",
         )
         return UndefinedVariableError(message, location)
+    if isinstance(exc, TemplateFailure):
+        return TemplateError(str(exc), location)
     if isinstance(exc, SecurityError):
         return SandboxError(f"not allowed in a template: {exc}", location)
     if isinstance(exc, RecursionError):  # most often templates that extend or include each other

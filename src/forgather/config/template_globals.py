@@ -204,6 +204,19 @@ def _hostname() -> str:
     return socket.gethostname()
 
 
+class TemplateFailure(Exception):
+    """Raised by a template's ``fail(message)``: the config refuses what it was given."""
+
+
+def fail(message: str) -> None:
+    """Stop rendering with ``message``; reported at the template line that called it.
+
+    Lets a template check its variables (``-D trainer=acel``) and say what it
+    accepts, instead of failing later with Jinja's words for the symptom.
+    """
+    raise TemplateFailure(message)
+
+
 def template_globals() -> dict[str, Any]:
     """The globals of LANGUAGE.md, fresh for each environment."""
     now = volatile(datetime.datetime.now)
@@ -220,6 +233,7 @@ def template_globals() -> dict[str, Any]:
         "abspath": os.path.abspath,
         "relpath": os.path.relpath,
         "repr": repr,
+        "fail": fail,
         "dirname": os.path.dirname,
         "basename": os.path.basename,
         "splitext": os.path.splitext,

@@ -161,11 +161,24 @@ class Project:
         Returns:
             The loaded config; ``self.config`` is unchanged.
         """
+        environment, template = self._environment_of(config)
+        return environment.load(template, **template_vars)
+
+    def variables_read(self, config: str) -> set[str] | None:
+        """Every variable name the templates of ``config`` read, without rendering it.
+
+        None when that cannot be known (a template named at render time).
+        """
+        environment, template = self._environment_of(config)
+        return environment.variables_read(template)
+
+    def _environment_of(self, config: str) -> tuple[ConfigEnvironment, str]:
+        """The environment that loads ``config``, and its template name there."""
         template = self._added_name(config) or self.template_name(config)
         if os.path.isabs(template):  # a file outside every search directory
             directory, name = os.path.split(template)
-            return self._environment([directory, *self.meta.searchpath]).load(name, **template_vars)
-        return self.environment.load(template, **template_vars)
+            return self._environment([directory, *self.meta.searchpath]), name
+        return self.environment, template
 
     def template_name(self, config: str) -> str:
         """Map a config name as users type it to its template name.
