@@ -9,7 +9,7 @@ import pytest
 from safetensors.torch import load_file
 from torch import nn
 
-from forgather.config import ConfigEnvironment
+from forgather.config import ConfigEnvironment, ConfigError
 from forgather.ml.finetune import load_pretrained, save_adapter
 from forgather.project import templatelib_searchdirs
 
@@ -63,3 +63,21 @@ def test_adapter_saved_from_one_pipeline_stage_is_complete(tiny_models, tmp_path
     save_adapter(stage, weights, str(tmp_path))
     saved = load_file(tmp_path / "adapter_model.safetensors")
     assert len(saved) == sum(1 for n in weights if ".lora_" in n) == 28
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("trainer", "acel", "-D trainer=acel: must be one of single, accel, pipeline"),
+        ("data", "txt", "-D data=txt: must be chat or text"),
+        ("lora", "flase", "-D lora=flase: must be true or false"),
+    ],
+)
+def test_a_variable_outside_its_choices_is_refused_at_its_check(variable, value, says):
+    """Not Jinja's symptom ("'dict object' has no attribute 'acel'") nor a silent fallback
+    (any other `data` read as text, any non-empty `lora` string as true)."""
+    with pytest.raises(ConfigError) as caught:
+        load(model_path="m", data_path="d", **{variable: value})
+    assert str(caught.value).startswith(f"{caught.value.location.file}:")
+    assert says in str(caught.value)
+    assert caught.value.location.file.endswith("finetune.yaml")
