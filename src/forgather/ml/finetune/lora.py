@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from forgather.ml.file_modes import share_weights
+
 #: What ``pip install`` needs for LoRA (the error message names it).
 INSTALL_HINT = "pip install 'forgather[lora]'  (or: pip install peft)"
 ADAPTER_CONFIG_FILE = "adapter_config.json"
@@ -165,6 +167,7 @@ def save_adapter(model: nn.Module, weights: Mapping[str, torch.Tensor], output_d
         metadata={"format": "pt"},
     )
     model.peft_config["default"].save_pretrained(output_dir)
+    share_weights(output_dir)
 
 
 def read_adapter_config(adapter_dir: str) -> dict[str, Any]:

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from forgather.ml.data.tokenizer import brings_own_code
+from forgather.ml.file_modes import share_weights
 
 from .lora import (
     ADAPTER_WEIGHTS_FILE,
@@ -169,6 +170,7 @@ def merge_lora(
     os.makedirs(output_dir)
     try:
         model.save_pretrained(output_dir)
+        share_weights(output_dir)
         if trust:  # a generated model: every source file of the base, not only modeling_*.py
             for source in Path(base).glob("*.py"):
                 shutil.copy2(source, output_dir)

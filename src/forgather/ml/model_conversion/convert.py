@@ -35,6 +35,8 @@ from typing import Any
 
 import torch
 
+from forgather.ml.file_modes import share_weights
+
 from .architectures import (
     HF_FAMILIES,
     UnsupportedFeatureError,
@@ -227,6 +229,7 @@ def _finish(staging: Path, dst: Path, dry_run: bool) -> None:
     if dry_run:
         shutil.rmtree(staging)
     else:
+        share_weights(staging)
         staging.rename(dst)
 
 

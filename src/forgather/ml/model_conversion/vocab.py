@@ -29,6 +29,8 @@ from typing import Any
 
 import torch
 
+from forgather.ml.file_modes import share_weights
+
 logger = logging.getLogger(__name__)
 
 NAMED_TOKENS = ("bos_token", "eos_token", "pad_token", "unk_token")
@@ -269,6 +271,7 @@ def update_vocab(
     if dry_run:
         shutil.rmtree(staging)
     else:
+        share_weights(staging)
         staging.rename(output_path)
     return report
 

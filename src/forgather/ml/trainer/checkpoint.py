@@ -32,6 +32,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from forgather.ml import checkpoint_layout as layout
 from forgather.ml.checkpoint_layout import is_linked, list_checkpoints
+from forgather.ml.file_modes import share_weights
 
 from .batch_stream import BatchStream
 from .optimization import restore_lr_scheduler
@@ -133,6 +134,7 @@ def prune_checkpoints(checkpoints_dir: str, keep: int, best: str | None = None) 
 def save_model_weights(model: torch.nn.Module, path: str) -> None:
     """Save the model's state dict as safetensors; tied weights are stored once."""
     save_model(model, path, metadata={"format": "pt"})
+    share_weights(path)
 
 
 def load_model_weights(model: torch.nn.Module, path: str) -> None:

@@ -50,6 +50,7 @@ from torch.utils.checkpoint import CheckpointError
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from forgather.ml import checkpoint_layout as layout
+from forgather.ml.file_modes import share_weights
 
 from .activation_checkpointing import enable_hf_activation_checkpointing
 from .batch_stream import BatchStream, resumable_dataloader
@@ -478,5 +479,6 @@ class TrainerParts:
                 return
         if hasattr(self.model, "save_pretrained"):
             self.model.save_pretrained(output_dir)
+            share_weights(output_dir)
         else:
             save_model_weights(self.model, os.path.join(output_dir, layout.MODEL_FILE))

@@ -23,6 +23,7 @@ import re
 from safetensors.torch import load_file, save_file
 
 from forgather.ml import checkpoint_layout as layout
+from forgather.ml.file_modes import share_weights
 
 from .pipeline_split import merge_stage_weights
 
@@ -68,4 +69,5 @@ def merge_pipeline_checkpoint(checkpoint_dir: str, output_dir: str | None = None
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, layout.MODEL_FILE)
     save_file(weights, path, metadata={"format": "pt"})
+    share_weights(path)
     return path

@@ -41,6 +41,7 @@ from torch.distributed.fsdp import FSDPModule, fully_shard
 from torch.optim import Optimizer
 
 from forgather.ml import checkpoint_layout as layout
+from forgather.ml.file_modes import share_weights
 
 __all__ = [
     "apply_fsdp",
@@ -111,6 +112,7 @@ def save_full_weights(state: dict[str, torch.Tensor], module: nn.Module, path: s
         for name in names[1:]:
             state.pop(name, None)
     save_file({k: v.contiguous() for k, v in state.items()}, path, metadata={"format": "pt"})
+    share_weights(path)
 
 
 def _load_full_weights(module: nn.Module, path: str) -> dict[str, torch.Tensor]:
@@ -213,3 +215,4 @@ def save_full_model(model: nn.Module, weights: dict[str, torch.Tensor], output_d
         full = model_class(config)
     full.load_state_dict(weights, strict=True, assign=True)
     full.save_pretrained(output_dir)
+    share_weights(output_dir)
