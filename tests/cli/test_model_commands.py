@@ -96,3 +96,22 @@ def test_model_test_on_a_training_projects_data_and_on_one_without_data(tmp_path
 def test_model_test_refuses_values_it_cannot_run(option, value, message):
     result = run_cli("-p", MODELS, "-t", "tiny_llama.yaml", "model", "test", option, value)
     assert result.rc == 2 and message in result.err
+
+
+def test_model_dtype_is_checked_against_the_servers_names(tmp_path):
+    """An unknown --dtype is a usage error listing the names (it was an AttributeError from
+    deep in the build); the names are inf server's, aliases included."""
+    model = ["-p", MODELS, "-t", "tiny_llama.yaml", "-D", f"output_dir={tmp_path}", "model"]
+    wrong = run_cli(*model, "--dtype", "bfloat17", "construct")
+    assert (wrong.rc, wrong.err) == (
+        2,
+        "forgather: error: --dtype: unknown dtype 'bfloat17'; choose from bf16, bfloat16, "
+        "double, float16, float32, float64, fp16, fp32, fp64, half\n",
+    )
+    assert not (tmp_path / "config.json").exists()  # refused before anything was built
+    server = run_cli("inf", "server", "-m", str(tmp_path), "-T", "bfloat17")
+    assert server.rc == 2
+    assert "-T/--dtype: unknown dtype 'bfloat17'; choose from auto, bf16, bfloat16," in server.err
+    alias = run_cli(*model, "--dtype", "bf16", "construct")
+    assert alias.rc == 0, alias.err
+    assert "torch.bfloat16" in alias.out

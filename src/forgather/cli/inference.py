@@ -29,6 +29,7 @@ import os
 import sys
 
 from forgather.cli.command import Command
+from forgather.cli.dtypes import check_dtype
 from forgather.cli.errors import CLIError
 
 DESCRIPTION = """\
@@ -303,6 +304,7 @@ def _server(args: argparse.Namespace) -> int:
         raise CLIError(
             "inf server needs -m/--model PATH (on the command line or in the config file)"
         )
+    check_dtype(str(args.dtype), "-T/--dtype", auto=True)  # a usage error, as `model --dtype`
     _check_device(args.device)
     _check_port(args.host, args.port)  # before minutes of loading, not after
     checkpoint = args.from_checkpoint

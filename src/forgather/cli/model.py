@@ -30,6 +30,7 @@ from collections.abc import Mapping
 
 from forgather.cli.command import Command
 from forgather.cli.context import CommandContext
+from forgather.cli.dtypes import check_dtype
 from forgather.cli.errors import CLIError
 from forgather.cli.values import int_at_least, non_negative_float
 
@@ -37,7 +38,9 @@ from forgather.cli.values import int_at_least, non_negative_float
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=("construct", "test"), help="what to do")
     parser.add_argument("--device", help="cpu, cuda, mps or meta (default: the config's)")
-    parser.add_argument("--dtype", help="float32, bfloat16 or float16")
+    parser.add_argument(
+        "--dtype", help="float32/fp32, bfloat16/bf16, float16/fp16/half or float64/fp64/double"
+    )
     parser.add_argument(
         "--attn-implementation", help="eager, sdpa, flash_attention_2, flex_attention"
     )
@@ -126,6 +129,9 @@ def _constructed(model, device: str | None, dtype: str | None, stack: contextlib
 def _build(ctx: CommandContext, args: argparse.Namespace):
     from forgather.project.project import build_targets
 
+    dtype = _value(args, "dtype")
+    if dtype is not None:  # "bf16" -> "bfloat16": the torch name the model build looks up
+        dtype = check_dtype(str(dtype))
     config = ctx.config
     if "model" not in config.targets:
         raise CLIError(f"this config has no 'model' target (targets: {', '.join(config.targets)})")
@@ -137,7 +143,7 @@ def _build(ctx: CommandContext, args: argparse.Namespace):
         key: value
         for key, value in (
             ("device", args.device),
-            ("dtype", _value(args, "dtype")),
+            ("dtype", dtype),
             ("attn_implementation", _value(args, "attn_implementation")),
         )
         if value is not None

@@ -43,7 +43,8 @@ from forgather.ml.checkpoint_layout import (
 )
 
 _WEIGHT_FILES = (MODEL_FILE, INDEX_FILE, "pytorch_model.bin", "pytorch_model.bin.index.json")
-_DTYPES = {
+#: The names --dtype accepts (the CLI checks them against this table too).
+DTYPES = {
     "auto": "auto",
     "float32": torch.float32,
     "fp32": torch.float32,
@@ -301,8 +302,8 @@ def load_model_for_serving(
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    if dtype not in _DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; choose from {sorted(_DTYPES)}")
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose from {sorted(DTYPES)}")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     options: dict[str, Any] = {"trust_remote_code": True}
@@ -312,7 +313,7 @@ def load_model_for_serving(
     if not checkpoint:
         _check_model_weights(path)
         weights_dir = path
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=_DTYPES[dtype], **options)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype], **options)
     else:
         if isinstance(checkpoint, str):
             chosen = _checkpoint_at(checkpoint, path)
@@ -322,11 +323,11 @@ def load_model_for_serving(
         step = chosen.step if chosen.step >= 0 else None
         if os.path.exists(os.path.join(weights_dir, "config.json")):  # a self-contained save
             model = AutoModelForCausalLM.from_pretrained(
-                weights_dir, dtype=_DTYPES[dtype], **options
+                weights_dir, dtype=DTYPES[dtype], **options
             )
         else:
             config = AutoConfig.from_pretrained(path, trust_remote_code=True)
-            torch_dtype = _saved_dtype(weights_dir) if dtype == "auto" else _DTYPES[dtype]
+            torch_dtype = _saved_dtype(weights_dir) if dtype == "auto" else DTYPES[dtype]
             model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype, **options)
             _load_checkpoint_weights(model, weights_dir)
     has_tokenizer = os.path.exists(os.path.join(weights_dir, "tokenizer_config.json"))
