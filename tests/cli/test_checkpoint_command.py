@@ -159,3 +159,20 @@ def test_the_linked_checkpoint_survives_save_total_limit(tmp_path):
     train_until(8)  # checkpoint-2 is no longer linked: pruned as usual
     assert _steps(tmp_path) == [6, 8]
     assert (tmp_path / "model.safetensors").resolve().parent.name == "checkpoint-6"
+
+
+def test_link_dry_run_over_a_finished_runs_weights_says_what_it_would_need(model_dir):
+    """A finished run leaves a real weights file: --dry-run names the checkpoint, says the
+    real run needs --force, changes nothing and succeeds (it used to exit 1)."""
+    weights = model_dir / "model.safetensors"
+    weights.write_bytes(b"final weights")
+    result = run_cli("checkpoint", "link", str(model_dir), "--dry-run")
+    assert result.rc == 0, result.err
+    assert result.out == (
+        f"{weights} -> runs/a/checkpoints/checkpoint-8/model.safetensors  (dry run: nothing "
+        "changed; model.safetensors is a real file (final weights?): linking needs --force)\n"
+    )
+    assert not weights.is_symlink() and weights.read_bytes() == b"final weights"
+    assert not list(model_dir.rglob("linked_by.json"))
+    forced = run_cli("checkpoint", "link", str(model_dir), "--dry-run", "--force")
+    assert forced.out.endswith("(dry run: nothing changed)\n") and not weights.is_symlink()

@@ -59,3 +59,38 @@ def test_a_corrupt_log_names_its_file(tmp_path):
     result = run_cli("plot", str(run))
     assert result.rc == 1
     assert result.err.startswith(f"forgather: error: {run / 'trainer_logs.json'} is not valid JSON")
+
+
+def test_a_model_directory_names_its_newest_runs_instead(tmp_path):
+    """`plot MODEL_DIR` (not a run) says so and names the runs to plot, newest first
+    (it was `[Errno 2] ... trainer_logs.json`); a directory without runs says only why."""
+    model = tmp_path / "tiny_llama"
+    runs = model / "runs"
+    runs.mkdir(parents=True)
+    for name in (
+        "tiny_2026-01-02T00-00-00",
+        "tiny_2026-03-04T00-00-00",
+        "tiny_2025-12-31T00-00-00",
+    ):
+        _run_dir(tmp_path).rename(runs / name)
+    (runs / "tiny_2027-01-01T00-00-00").mkdir()  # started, nothing logged yet: not offered
+    result = run_cli("plot", str(model))
+    assert (result.rc, result.err) == (
+        1,
+        f"forgather: error: {model} is not a training run directory (no trainer_logs.json "
+        f"there); plot one of its runs, newest first: {runs / 'tiny_2026-03-04T00-00-00'}, "
+        f"{runs / 'tiny_2026-01-02T00-00-00'}, {runs / 'tiny_2025-12-31T00-00-00'}\n",
+    )
+    assert not list(tmp_path.rglob("*.png"))
+    (tmp_path / "bare").mkdir()
+    bare = run_cli("plot", str(tmp_path / "bare"))
+    assert (bare.rc, bare.err) == (
+        1,
+        f"forgather: error: {tmp_path / 'bare'} is not a training run directory "
+        "(no trainer_logs.json there)\n",
+    )
+    missing = run_cli("plot", str(tmp_path / "nowhere"))
+    assert (missing.rc, missing.err) == (
+        1,
+        f"forgather: error: {tmp_path / 'nowhere'}: no such run directory or log file\n",
+    )

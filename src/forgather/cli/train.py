@@ -245,8 +245,13 @@ def _plot(ctx: CommandContext, args: argparse.Namespace) -> int:
     to_output = image is None and (ctx.output or "").lower().endswith((".png", ".svg"))
     if to_output:  # `-o curves.svg` names the image, as --out does
         image = ctx.output
+    run_dir = os.path.expanduser(args.run_dir)
+    if not os.path.exists(run_dir):
+        raise CLIError(f"{run_dir}: no such run directory or log file")
+    if os.path.isdir(run_dir) and not os.path.isfile(os.path.join(run_dir, _RUN_LOG)):
+        raise CLIError(_not_a_run_dir(run_dir))
     try:
-        path = plot_run(args.run_dir, image)
+        path = plot_run(run_dir, image)
     except (FileNotFoundError, ValueError) as e:
         raise CLIError(str(e)) from None
     if to_output:
@@ -254,6 +259,32 @@ def _plot(ctx: CommandContext, args: argparse.Namespace) -> int:
     else:
         ctx.emit(f"wrote {path}")
     return 0
+
+
+_RUN_LOG = "trainer_logs.json"  # what makes a directory a run `plot` can draw
+
+
+def _not_a_run_dir(path: str, shown: int = 3) -> str:
+    """Why ``path`` (a directory) cannot be plotted, and its newest runs (``shown`` at most)
+    that can: those under its ``runs/`` (a model directory), else its own subdirectories."""
+    from forgather.ml import checkpoint_layout as layout  # no torch
+
+    message = f"{path} is not a training run directory (no {_RUN_LOG} there)"
+    runs_dir = os.path.join(path, layout.RUNS_DIR)
+    parent = runs_dir if os.path.isdir(runs_dir) else path
+    runs = [
+        entry.path
+        for entry in os.scandir(parent)
+        if entry.is_dir() and os.path.isfile(os.path.join(entry.path, _RUN_LOG))
+    ]
+    if not runs:
+        if parent == runs_dir:
+            return f"{message}; {runs_dir} holds no run with a {_RUN_LOG} yet"
+        return message
+    runs.sort(key=layout.run_start, reverse=True)  # the layout's "newest": the start time
+    more = f" (and {len(runs) - shown} older)" if len(runs) > shown else ""
+    which = "its newest run" if len(runs) == 1 else "one of its runs, newest first"
+    return f"{message}; plot {which}: {', '.join(runs[:shown])}{more}"
 
 
 def _checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
@@ -349,14 +380,18 @@ def _link(ctx: CommandContext, model_dir: Path, checkpoints, force: bool, dry_ru
             f"no checkpoint under {model_dir} fits the model in {model_dir / 'config.json'} (see above)"
         )
     link = model_dir / layout.MODEL_FILE
-    if link.exists() and not link.is_symlink() and not force:
+    real_file = link.exists() and not link.is_symlink()
+    target = os.path.relpath(os.path.join(chosen.path, layout.MODEL_FILE), model_dir)
+    if dry_run:  # says what the real run would do, and what it would need
+        note = "dry run: nothing changed"
+        if real_file and not force:
+            note += f"; {link.name} is a real file (final weights?): linking needs --force"
+        ctx.emit(f"{link} -> {target}  ({note})")
+        return 0
+    if real_file and not force:
         raise CLIError(
             f"{link} is a real file (final weights?); pass --force to replace it with a link"
         )
-    target = os.path.relpath(os.path.join(chosen.path, layout.MODEL_FILE), model_dir)
-    if dry_run:
-        ctx.emit(f"{link} -> {target}  (dry run: nothing changed)")
-        return 0
     previous = os.path.dirname(os.path.realpath(link)) if link.is_symlink() else None
     # Marked first: while the link points at it, save_total_limit does not prune it.
     layout.mark_linked(chosen.path, str(link))

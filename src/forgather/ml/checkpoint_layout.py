@@ -155,7 +155,7 @@ def run_to_resume(model_dir: str) -> str | None:
     None when no run has a complete checkpoint.
     """
     runs = resumable_runs(model_dir)
-    return max(runs, key=_run_start) if runs else None
+    return max(runs, key=run_start) if runs else None
 
 
 def resumable_runs(model_dir: str) -> dict[str, Checkpoint]:
@@ -177,7 +177,8 @@ def resumable_runs(model_dir: str) -> dict[str, Checkpoint]:
 _RUN_TIME_RE = re.compile(r"_(\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d)$")
 
 
-def _run_start(run: str) -> tuple[int, str]:
+def run_start(run: str) -> tuple[int, str]:
+    """Sort key of a run directory by when it started: the time in its name, else its mtime."""
     match = _RUN_TIME_RE.search(os.path.basename(run))
     if match:  # the name's own time survives copying; compared as text (same format)
         return 1, match.group(1)
