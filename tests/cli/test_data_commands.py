@@ -2,7 +2,7 @@
 
 import json
 
-from tests.cli.conftest import TEMPLATE_PROJECT, run_cli
+from tests.cli.conftest import EXAMPLES, TEMPLATE_PROJECT, run_cli
 
 
 def test_dataset_report_on_a_stdlib_subset(tmp_path):
@@ -66,3 +66,24 @@ def test_dataset_refuses_a_target_that_is_not_data_and_a_missing_tokenizer(tmp_p
     missing = run_cli("-p", str(tiny_llama), "dataset", "-T", str(tmp_path / "nowhere"))
     assert missing.rc == 1
     assert f"-T {tmp_path / 'nowhere'}: no tokenizer directory there" in missing.err
+
+
+def test_dataset_on_a_training_config_suggests_its_dataset_targets(tmp_path):
+    """`dataset` builds main, which a training config makes a TrainingScript: the message
+    names the dataset targets to use instead and --blocks, and the suggestion works."""
+    text = tmp_path / "input.txt"
+    words = ["the", "cat", "sat", "on", "a", "mat", "and", "then", "dog", "ran", "far", "away"]
+    text.write_text(
+        "\n\n".join(" ".join(words[(i * 7 + j) % len(words)] for j in range(60)) for i in range(40))
+    )
+    project = ["-p", str(EXAMPLES / "data" / "train_text"), "-D", f"data_path={text}"]
+    result = run_cli(*project, "dataset")
+    assert result.rc == 1
+    assert result.err.startswith(
+        "forgather: error: --target main builds a TrainingScript, not a dataset; try --target "
+        "train_dataset or --target eval_dataset, or --blocks (train_dataset as the trainer "
+        "collates it) (the config's targets: "
+    )
+    suggested = run_cli(*project, "dataset", "--target", "train_dataset", "-n", "1")
+    assert suggested.rc == 0, suggested.err
+    assert "# Examples from train_dataset" in suggested.out

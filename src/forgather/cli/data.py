@@ -128,8 +128,8 @@ def _dataset(ctx: CommandContext, args: argparse.Namespace) -> int:
         ):
             raise CLIError(
                 f"--target {args.target} builds {'a' if len(datasets) == 1 else f'{split!r} as a'} "
-                f"{type(dataset).__name__}, not a dataset (the config's targets: "
-                f"{', '.join(config.targets)})"
+                f"{type(dataset).__name__}, not a dataset{_dataset_targets_hint(config, args.target)}"
+                f" (the config's targets: {', '.join(config.targets)})"
             )
     features = args.features
     if tokenizer is None and features is None:  # nothing decodes ids: show the fields as they are
@@ -158,11 +158,27 @@ def _dataset(ctx: CommandContext, args: argparse.Namespace) -> int:
     return 0
 
 
+_BLOCKS_TARGETS = ("train_dataset", "data_collator", "tokenizer")  # what --blocks builds
+
+
+def _dataset_targets_hint(config, wrong: str) -> str:
+    """``; try --target train_dataset ...``: the config's targets named like datasets, and
+    ``--blocks`` when the config has what it needs; empty when there is nothing to suggest.
+
+    By name (``train_dataset``, ``eval_dataset``, the original's ``*_dataset_split``):
+    finding out by building every target would cost a build of each."""
+    named = [t for t in config.targets if t != wrong and "dataset" in t.lower()]
+    hints = [" or ".join(f"--target {t}" for t in named)] if named else []
+    if all(t in config.targets for t in _BLOCKS_TARGETS):
+        hints.append("--blocks (train_dataset as the trainer collates it)")
+    return f"; try {', or '.join(hints)}" if hints else ""
+
+
 def _blocks(ctx: CommandContext, config, args: argparse.Namespace) -> int:
     """``dataset --blocks``: the training split collated as the trainer would."""
     from forgather.ml.data.blocks_view import blocks_view
 
-    names = ["train_dataset", "data_collator", "tokenizer"]
+    names = list(_BLOCKS_TARGETS)
     missing = [name for name in names if name not in config.targets]
     if missing:
         raise CLIError(
@@ -185,7 +201,12 @@ def _tokenizer_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-O", "--output-dir", required=True, help="where to save the tokenizer")
     parser.add_argument("--vocab-size", type=int, default=2048)
-    parser.add_argument("--format", default="auto", help="auto, text, jsonl, parquet or hf")
+    parser.add_argument(
+        "--format",
+        default="auto",
+        help="auto (from the suffix), text, jsonl, parquet, csv or saved_dataset "
+        "(a directory written by datasets' save_to_disk)",
+    )
     parser.add_argument("--text-field", default="text", help="JSON field / column with the text")
     parser.add_argument("--chat-template", help="'simple', a Jinja file, or a template string")
     parser.add_argument("--max-train-chars", type=int, help="read at most this many characters")
