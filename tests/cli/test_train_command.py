@@ -174,3 +174,19 @@ def test_a_derived_config_that_renames_the_model_writes_everything_under_the_new
     dirs = {line.split(":", 1)[1].strip() for line in result.out.splitlines()
             if line.strip().startswith(("output_dir:", "model_dir:"))}  # fmt: skip
     assert dirs == {str(project / "output_models" / "mine")}
+
+
+def test_resume_after_the_last_step_says_there_is_nothing_to_train(trained):
+    """--resume on a finished run: one line says why nothing trains and how to go on, and
+    the model directory is left as it is (a link `checkpoint link` made stays a link)."""
+    weights = trained / "model.safetensors"
+    before = (os.path.islink(weights), os.lstat(weights).st_mtime_ns)
+    result = run_cli(*small_run(trained), "--resume", cwd=REPO_ROOT)
+    assert result.rc == 0, result.err
+    (run,) = (trained / "runs").iterdir()
+    assert f"forgather: resuming run {run.name} from checkpoint-4\n" in result.err
+    assert (
+        f"forgather: run {run.name} already reached step 4 = max_steps; nothing to train "
+        f"(raise --max-steps to continue); the final model in {trained} is left as it is\n"
+    ) in result.err
+    assert (os.path.islink(weights), os.lstat(weights).st_mtime_ns) == before

@@ -55,3 +55,39 @@ def test_otherwise_a_new_run_named_for_the_launch_time(tmp_path, monkeypatch, re
     assert (
         script(tmp_path, resume).choose_run_dir() == tmp_path / "runs" / "run_2030-01-01T00-00-00"
     )
+
+
+def test_resuming_a_run_that_reached_its_last_step_trains_nothing_and_says_so(
+    tmp_path, monkeypatch, capsys
+):
+    """An epoch-based run (2 steps) resumed once finished: the script says why nothing
+    trains and how to go on, and leaves the model directory as it is (here without weights:
+    the line says how to link them)."""
+    from forgather.ml.trainer import Trainer
+    from tests.ml.trainer.tiny_lm import collate, make_model, token_rows
+
+    def finished_script(resume: bool) -> TrainingScript:
+        args = TrainingArguments(
+            str(tmp_path), max_steps=-1, num_train_epochs=1, per_device_train_batch_size=8,
+            eval_strategy="no", report_to="none", disable_tqdm=True, torch_threads=1,
+            resume_from_checkpoint=resume,
+        )  # fmt: skip
+        return TrainingScript(
+            trainer=lambda args: Trainer(model=make_model(), args=args,
+                                         train_dataset=token_rows(16), data_collator=collate),
+            args=args, model_dir=str(tmp_path), run_name="tiny",
+        )  # fmt: skip
+
+    monkeypatch.setenv("FORGATHER_RUN_TIME", "2030-01-01T00-00-00")
+    assert finished_script(False).run().global_step == 2  # 16 rows, 8 a step
+    (tmp_path / "model.safetensors").unlink()
+    capsys.readouterr()
+    assert finished_script(True).run().global_step == 2
+    err = capsys.readouterr().err
+    assert (
+        "forgather: run tiny_2030-01-01T00-00-00 already reached step 2 = max_steps; nothing "
+        "to train (raise num_train_epochs or set --max-steps to continue); "
+        f"{tmp_path} has no weights: `forgather checkpoint link {tmp_path}` links them to "
+        "checkpoint-2\n"
+    ) in err
+    assert not (tmp_path / "model.safetensors").exists()

@@ -14,7 +14,10 @@ Decisions a reader may question:
   started run directory that holds a complete checkpoint
   (``checkpoint_layout.run_to_resume``), and says which on stderr (and names
   an earlier run that got further): a resumed run is the same run, with one
-  log and one set of checkpoints.
+  log and one set of checkpoints. A resumed run already at its ``max_steps``
+  trains nothing, says so (rank 0), and leaves the final model as it is: the
+  model directory holds those weights already, or a link ``checkpoint link``
+  made, which a rewrite would replace with a copy.
 * ``args.seed`` is applied *before* the trainer is built, not only by the
   trainer. The templates pass the model, datasets and callbacks to the
   trainer's ``!partial``, and a partial builds its arguments when it is
@@ -101,7 +104,8 @@ class TrainingScript:
         config_sources: preprocessed templates, name -> Jinja source.
         generated_code: ``to_python`` of the config's ``main``.
         project_dir: for the git commit of the run.
-        save_final_model: save the trained weights into ``model_dir`` at the end.
+        save_final_model: save the trained weights into ``model_dir`` at the end (unless
+            a resume found nothing left to train).
     """
 
     def __init__(
@@ -126,6 +130,7 @@ class TrainingScript:
         self.project_dir = project_dir
         self.save_final_model = save_final_model
         self.run_dir: Path | None = None
+        self.resumed_from: layout.Checkpoint | None = None  # set by choose_run_dir
         self.trainer: Any = None
 
     def run(self) -> Any:
@@ -139,7 +144,15 @@ class TrainingScript:
         set_seed(args.seed)  # building the trainer builds the model: initialise it under the seed
         self.trainer = self.trainer_factory(args=args)
         output = self.trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
-        if self.save_final_model:
+        max_steps = getattr(getattr(self.trainer, "state", None), "max_steps", args.max_steps)
+        resumed = self.resumed_from
+        done = getattr(output, "global_step", None)
+        if resumed is not None and done == resumed.step >= max_steps > 0:
+            # Nothing trained: the model directory already holds these weights (or what
+            # `checkpoint link` put there); rewriting it would undo such a link.
+            if _is_main_process():
+                self._say_nothing_to_train(resumed, max_steps)
+        elif self.save_final_model:
             self.trainer.save_model(str(self.model_dir))
         return output
 
@@ -148,9 +161,34 @@ class TrainingScript:
         if self.args.resume_from_checkpoint is True:
             run = layout.run_to_resume(str(self.model_dir))
             if run is not None:
-                _say_which_run(run, layout.resumable_runs(str(self.model_dir)))
+                runs = layout.resumable_runs(str(self.model_dir))
+                _say_which_run(run, runs)
+                self.resumed_from = runs[run]
                 return Path(run)
         return self.model_dir / layout.RUNS_DIR / f"{self.run_name}_{_run_time()}"
+
+    def _say_nothing_to_train(self, resumed: layout.Checkpoint, max_steps: int) -> None:
+        """Say that a resumed run was already done, how to go on, and that the model stays."""
+        run = os.path.basename(os.path.dirname(os.path.dirname(resumed.path)))
+        if resumed.step == max_steps:
+            reached = f"step {resumed.step} = max_steps"
+        else:  # max_steps lowered since
+            reached = f"step {resumed.step}, past max_steps {max_steps}"
+        if self.args.max_steps > 0:
+            how = "raise --max-steps to continue"
+        else:  # the horizon came from the epochs
+            how = "raise num_train_epochs or set --max-steps to continue"
+        message = f"forgather: run {run} already reached {reached}; nothing to train ({how})"
+        if self.save_final_model:
+            weights = [self.model_dir / name for name in (layout.MODEL_FILE, layout.INDEX_FILE)]
+            if any(os.path.lexists(path) for path in weights):
+                message += f"; the final model in {self.model_dir} is left as it is"
+            else:
+                message += (
+                    f"; {self.model_dir} has no weights: `forgather checkpoint link "
+                    f"{self.model_dir}` links them to {os.path.basename(resumed.path)}"
+                )
+        print(message, file=sys.stderr, flush=True)
 
     def record_run(self, run_dir: Path) -> None:
         """Write the resolved config, templates, generated code and environment."""
