@@ -201,3 +201,31 @@ def test_padded_batch_rows_hold_their_own_keys_through_joins_and_leaves(model_an
     tokens = [tokens[row] for row in order]
     step()
     check()
+
+
+def test_a_model_returning_bare_logits_is_served_like_generate(model_and_tokenizer):
+    """The original Forgather's generated models return a logits tensor unless given
+    ``return_dict=True``; the scheduler asks for the dict (and reads a bare tensor too)."""
+    model, tokenizer = model_and_tokenizer
+
+    class BareLogits(type(model)):
+        def forward(self, input_ids=None, attention_mask=None, position_ids=None, cache=None,
+                    use_cache=None, logits_to_keep=0, return_dict=None, **kwargs):  # fmt: skip
+            output = super().forward(
+                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                cache=cache, use_cache=use_cache, logits_to_keep=logits_to_keep, **kwargs,
+            )  # fmt: skip
+            return output if return_dict else output.logits
+
+    bare = BareLogits(model.config).eval()
+    bare.load_state_dict(model.state_dict())
+    prompts = [tokenizer(TEXT[: 5 + 9 * i])["input_ids"] for i in range(3)]
+    for use_cache in (True, False):
+        running = BatchScheduler(bare, tokenizer, use_cache=use_cache)
+        running.start()
+        try:
+            results = running.generate(prompts, _greedy(tokenizer, 8))
+        finally:
+            running.stop()
+        for prompt, (text, _, generated) in zip(prompts, results, strict=True):
+            assert (text, generated) == greedy_reference(model, tokenizer, prompt, 8)

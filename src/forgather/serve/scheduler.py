@@ -163,9 +163,13 @@ class BatchScheduler:
         self.max_prefill_tokens = max_prefill_tokens
         self._device = next(model.parameters()).device
         # Only pass `logits_to_keep` to models that take it (saves a (T, V) logits tensor).
-        self._prefill_kwargs = (
-            {"logits_to_keep": 1} if "logits_to_keep" in _forward_parameters(model) else {}
-        )
+        parameters = _forward_parameters(model)
+        # The original Forgather's models return bare logits unless asked for a dict.
+        self._forward_kwargs = {"return_dict": True} if "return_dict" in parameters else {}
+        self._prefill_kwargs = {
+            **self._forward_kwargs,
+            **({"logits_to_keep": 1} if "logits_to_keep" in parameters else {}),
+        }
         self._cache_keyword = cache_keyword(model)
         # Decode attention per group of similar-length rows (segmented_attention.enable says
         # which models).
@@ -388,12 +392,13 @@ class BatchScheduler:
             inputs["attention_mask"] = mask
             inputs["position_ids"] = (mask.cumsum(dim=1) - 1).clamp(min=0)
         if not self.use_cache:
-            return self.model(**inputs, use_cache=False, **self._prefill_kwargs).logits[:, -1], None
+            output = self.model(**inputs, use_cache=False, **self._prefill_kwargs)
+            return model_logits(output)[:, -1], None
         cache = DynamicCache(config=self.model.config)
         output = self.model(
             **inputs, use_cache=True, **{self._cache_keyword: cache}, **self._prefill_kwargs
         )
-        return output.logits[:, -1], cache
+        return model_logits(output)[:, -1], cache
 
     def _decode_step(self) -> None:
         """Feed every running row its last token and advance each by one token."""
@@ -413,8 +418,10 @@ class BatchScheduler:
                 )
                 segments = self._batch.segments() if self._segmented else []
                 with segmented_attention.decode_segments(segments):
-                    output = self.model(**inputs, **{self._cache_keyword: self._batch.cache})
-                logits = output.logits[:, -1]
+                    output = self.model(
+                        **inputs, **{self._cache_keyword: self._batch.cache}, **self._forward_kwargs
+                    )
+                logits = model_logits(output)[:, -1]
             else:  # the whole sequence again, one row at a time (no padding to get right)
                 logits = torch.cat([self._uncached_logits(s.history) for s in running])
             choices = choose_tokens(
@@ -455,9 +462,8 @@ class BatchScheduler:
     def _uncached_logits(self, tokens: list[int]) -> torch.Tensor:
         """(1, V) next-token logits of ``tokens``, computed without a KV cache."""
         input_ids = torch.tensor([tokens], device=self._device)
-        return self.model(input_ids=input_ids, use_cache=False, **self._prefill_kwargs).logits[
-            :, -1
-        ]
+        output = self.model(input_ids=input_ids, use_cache=False, **self._prefill_kwargs)
+        return model_logits(output)[:, -1]
 
     def _advance(self, sequence: _Sequence, choice: TokenChoice) -> bool:
         """Record one new token, deliver any new text; return True if the sequence ended."""
@@ -526,6 +532,16 @@ def prefill_groups(
         (first, end) indices of each run, in order, covering all prompts.
     """
     return cheapest_runs(lengths, group_cost, max_tokens)
+
+
+def model_logits(output: Any) -> torch.Tensor:
+    """The logits of a forward's output: ``.logits``, or the output itself (or its first
+    element) for models that return a bare tensor or a tuple, as the original Forgather's do
+    when not given ``return_dict``."""
+    logits = getattr(output, "logits", None)
+    if logits is not None:
+        return logits
+    return output[0] if isinstance(output, (tuple, list)) else output
 
 
 def _forward_parameters(model: Any) -> set[str]:
