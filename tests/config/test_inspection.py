@@ -63,3 +63,19 @@ def test_set_value(load):
         cfg.set_value("main.args.sizes.5", 1)
     with pytest.raises(ConfigError, match="no such key"):
         cfg.set_value("main.nothing.x", 1)
+
+
+def test_check_leaves_relative_specs_of_code_to_generate_alone(load):
+    """The original Forgather's model templates hand a factory of `.module:Name` calls to a
+    `!meta` code generator: those modules exist only in the generated code. The same SPEC
+    reached by no meta call is still a problem."""
+    cfg = load(
+        f"""
+        factory: &factory !partial:.layers:Block {{init: !partial:.init:normal []}}
+        code: !meta:{OBJ}:Layer {{obj: *factory}}
+        other: !partial:.layers:Block []
+        """
+    )
+    problems = check(cfg)
+    assert len(problems) == 1
+    assert problems[0].startswith("<string>:3: cannot import '.layers:Block'")  # `other`

@@ -8,7 +8,10 @@ in the same order and name them by the same paths as ``--set``.
 
 Decision a reader may question: ``check`` builds the value of each
 ``submodule_searchpath`` keyword (it decides where ``.module:Name`` SPECs
-are imported from), and nothing else.
+are imported from), and nothing else. A ``.module:Name`` SPEC with no search
+path below a ``!meta`` call's arguments is not imported: there it names a
+module of the code a generator writes (the original Forgather's model
+templates), which exists only once the config is built.
 """
 
 from __future__ import annotations
@@ -35,19 +38,40 @@ def check(cfg: Config) -> list[str]:
     problems: list[str] = []
     builder = Builder({"pp_config": cfg.pp_template}, cfg.locate_node, cfg.policy)
     searchpaths: dict[int, list[str] | None] = {}  # node id -> search path in effect below it
+    for_code = _below_meta_calls(cfg.graph)
     for visit in walk(cfg.graph):
         node = visit.value
         if not isinstance(node, Node) or not visit.first:
             continue
         searchpath = None if visit.parent is None else searchpaths[id(visit.parent)]
         if isinstance(node, CallNode):
-            searchpath = _check_call(cfg, builder, node, visit.dotted, searchpath, problems)
+            if id(node) in for_code and searchpath is None and node.spec.startswith("."):
+                pass  # a module of the code to generate (`!meta:...generate_code`), not an import
+            else:
+                searchpath = _check_call(cfg, builder, node, visit.dotted, searchpath, problems)
         searchpaths[id(node)] = searchpath
     problems += [
         CycleError(f"cycle: {describe(node)} needs itself ({path})", cfg.locate_node(node)).one_line
         for node, path in _cycles(cfg.graph)
     ]
     return problems
+
+
+def _below_meta_calls(graph: dict[str, Any]) -> set[int]:
+    """Ids of the nodes a ``!meta`` call's arguments reach: a code generator reads them."""
+    found: set[int] = set()
+    pending = [
+        child
+        for visit in walk(graph)
+        if isinstance(visit.value, CallNode) and visit.value.kind == META and visit.first
+        for _, child in visit.value.children()
+    ]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, Node) and id(node) not in found:
+            found.add(id(node))
+            pending.extend(child for _, child in node.children())
+    return found
 
 
 def _built_with(node: Node) -> list[tuple[str | None, Any]]:
