@@ -7,6 +7,7 @@ sequences, no KV cache) checked against ``generate()``."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ import openai
 import pytest
 import torch
 
+from forgather.cli.inference import add_parser, apply_config_file
 from forgather.cli.main import main
 from forgather.serve import ServerThread, load_for_serving, wrap_model
 from forgather.serve.sampling import SamplingParams, choose_tokens, make_generator
@@ -251,6 +253,87 @@ def test_a_config_file_value_is_checked_as_the_command_line_is(capfd, tmp_path, 
     config.write_text(line + "\n")
     assert main(["inf", command, str(config)]) == 1
     assert f"{config}: {message}" in capfd.readouterr().err
+
+
+# The original's tutorial file (examples/tutorials/tiny_llama/tiny_llama_server.yaml), verbatim.
+TUTORIAL_SERVER_YAML = """\
+model: "./output_models/tiny_llama/"
+from-checkpoint: True
+device: "cuda:0"
+dtype: "float32"
+host: "127.0.0.1"
+port: 8000
+log-level: "INFO"
+chat-template: "../../../chat_templates/narrative_chat.jinja"
+stop-sequences:
+  - "The end"
+  - "The End"
+  - "THE END"
+"""
+
+
+def _merged(tmp_path, text: str, *argv: str) -> argparse.Namespace:
+    """``inf ARGV`` parsed as ``forgather`` parses it, with ``text`` as its YAML file merged in."""
+    (tmp_path / "options.yaml").write_text(text)
+    parser = argparse.ArgumentParser(prog="forgather")
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["inf", argv[0], str(tmp_path / "options.yaml"), *argv[1:]])
+    apply_config_file(args)
+    return args
+
+
+def test_the_originals_tutorial_server_file_is_accepted(tmp_path):
+    args = _merged(tmp_path, TUTORIAL_SERVER_YAML, "server")
+    assert args.from_checkpoint is True  # as bare -c: the newest checkpoint
+    assert (args.device, args.dtype, args.port, args.log_level) == ("cuda:0", "float32", 8000,
+                                                                   "INFO")  # fmt: skip
+    assert args.stop_sequences == ["The end", "The End", "THE END"]
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [("true", True), ("false", False), ("out/ckpt/checkpoint-5", "out/ckpt/checkpoint-5")],
+)
+def test_from_checkpoint_in_a_file_is_true_false_or_a_directory(tmp_path, value, expected):
+    assert _merged(tmp_path, f"from-checkpoint: {value}\n", "server").from_checkpoint == expected
+
+
+@pytest.mark.parametrize(
+    "line, argv, dest, expected",
+    [
+        ("device: cuda:0", ("-d", "cpu"), "device", "cpu"),
+        ("port: 9000", ("-p", "8000"), "port", 8000),
+        ("host: 0.0.0.0", ("-H", "127.0.0.1"), "host", "127.0.0.1"),
+        ("dtype: float32", ("-T", "auto"), "dtype", "auto"),
+        ("log-level: WARNING", ("-l", "info"), "log_level", "info"),
+        ("max-batch-size: 4", ("--max-batch-size", "16"), "max_batch_size", 16),
+        ("stop-sequences: [x]", ("-s",), "stop_sequences", []),
+        ("from-checkpoint: false", ("-c",), "from_checkpoint", True),
+        ("from-checkpoint: true", ("-c", "ckpt"), "from_checkpoint", "ckpt"),
+    ],
+)
+def test_a_command_line_option_wins_even_with_the_default_value(tmp_path, line, argv, dest,
+                                                                 expected):  # fmt: skip
+    args = _merged(tmp_path, line + "\n", "server", *argv)
+    assert getattr(args, dest) == expected
+
+
+def test_a_client_command_line_option_wins_even_with_the_default_value(tmp_path):
+    args = _merged(tmp_path, "url: http://127.0.0.1:9/v1\nmax-tokens: 3\n", "client",
+                   "--url", "http://127.0.0.1:8000")  # fmt: skip
+    assert (args.url, args.max_tokens) == ("http://127.0.0.1:8000", 3)
+
+
+def test_server_d_cpu_overrides_a_files_cuda_device(capfd, tmp_path):
+    """The tutorial file with ``-d cpu`` on a machine without CUDA: no complaint about the
+    device (nor from-checkpoint); it gets as far as looking for the model."""
+    (tmp_path / "server.yaml").write_text(
+        TUTORIAL_SERVER_YAML.replace("./output_models/tiny_llama/", str(tmp_path / "none"))
+    )
+    capfd.readouterr()
+    assert main(["inf", "server", str(tmp_path / "server.yaml"), "-d", "cpu", "-p", "0"]) == 1
+    err = capfd.readouterr().err
+    assert "is not a model directory" in err and "device" not in err
 
 
 # -- inf server options: one process from a YAML file plus short options ----------------------

@@ -12,7 +12,10 @@
 The options are the original Forgather's (``tools/inference_server``), and
 both commands take its YAML file of options as an optional first argument:
 keys are option names (``chat-template`` or ``chat_template``), and an option
-given on the command line wins over the file.
+given on the command line wins over the file, even one given its default value
+(``-d cpu`` over ``device: cuda:0``): the parsers record which options were
+given (``_GIVEN``), rather than guessing it from values equal to a default.
+``from-checkpoint: true`` is bare ``-c`` (the newest checkpoint), ``false`` no ``-c``.
 
 Decision a reader may question: this module only parses arguments into
 ``ServerSettings`` / ``ClientSettings`` and calls ``forgather.serve``, which
@@ -41,6 +44,27 @@ client: chat with a server interactively, or send one --message / --completion.
 Both take an optional YAML file of their options first (command-line options win)."""
 
 _ATTENTION = ("eager", "sdpa", "flash_attention_2", "flex_attention")
+_GIVEN = "_options_given"  # Namespace attribute: the dests given on the command line
+
+
+def _recording(base: type[argparse.Action]) -> type[argparse.Action]:
+    """``base``, also noting its dest in the namespace's ``_GIVEN`` set when argparse calls it
+    (for an option: only when it is on the command line)."""
+
+    class Recording(base):  # type: ignore[misc, valid-type]
+        def __call__(self, parser, namespace, values, option_string=None):
+            super().__call__(parser, namespace, values, option_string)
+            given = set(getattr(namespace, _GIVEN, ()))
+            given.add(self.dest)
+            setattr(namespace, _GIVEN, given)  # copied onto the main namespace with the rest
+
+    return Recording
+
+
+def _record_given(parser: argparse.ArgumentParser) -> None:
+    """Make the actions ``parser`` adds from now on record that they were given."""
+    for name in (None, "store", "store_true", "extend"):
+        parser.register("action", name, _recording(parser._registry_get("action", name)))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,6 +91,7 @@ def _yaml_mapping(text: str):
 
 
 def _server_arguments(parser: argparse.ArgumentParser) -> None:
+    _record_given(parser)
     parser.add_argument("config", nargs="?", metavar="CONFIG.yaml", help="YAML file of options")
     parser.add_argument("-m", "--model", metavar="PATH", help="model directory")
     parser.add_argument(
@@ -148,6 +173,7 @@ def _server_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _client_arguments(parser: argparse.ArgumentParser) -> None:
+    _record_given(parser)
     parser.add_argument("config", nargs="?", metavar="CONFIG.yaml", help="YAML file of options")
     parser.add_argument(
         "--url",
@@ -202,6 +228,22 @@ def _client_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list-models", action="store_true", help="list the server's models")
 
 
+def apply_config_file(args: argparse.Namespace) -> None:
+    """Fill the options of ``inf server``/``inf client`` not given on the command line from
+    ``args.config`` (a YAML mapping of option names to values), in place.
+
+    Args:
+        args: as parsed by the parser :func:`add_arguments` set up, with ``config`` set.
+
+    Raises:
+        CLIError: the file cannot be read, is not a mapping, or has an unknown option or a
+            value the option would refuse on the command line.
+    """
+    parser = argparse.ArgumentParser()
+    (_server_arguments if args.inf_command == "server" else _client_arguments)(parser)
+    _apply_config_file(args, parser)
+
+
 def _apply_config_file(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """Fill options not given on the command line from ``args.config`` (a YAML mapping)."""
     import yaml
@@ -222,7 +264,7 @@ def _apply_config_file(args: argparse.Namespace, parser: argparse.ArgumentParser
         if dest not in actions:
             known = ", ".join(sorted(d.replace("_", "-") for d in actions))
             raise CLIError(f"{path}: unknown option {key!r} (options: {known})")
-        if getattr(args, dest) == actions[dest].default:  # not given on the command line
+        if dest not in getattr(args, _GIVEN, ()):  # the command line wins, default or not
             setattr(args, dest, _option_value(f"{path}: {key}", actions[dest], value))
 
 
@@ -234,6 +276,8 @@ def _option_value(where: str, action: argparse.Action, value):
         return value
     if value is None:
         return None
+    if isinstance(value, bool) and action.nargs == "?" and action.const is not None:
+        return action.const if value else action.default  # from-checkpoint: true = bare -c
     if action.nargs in ("*", "+") or isinstance(action.nargs, int):
         items = [value] if isinstance(value, (str, int, float)) else value
         if not isinstance(items, list):
@@ -288,9 +332,7 @@ def _check_port(host: str, port: int) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``inf server`` or ``inf client``; return the exit code."""
     if args.config:
-        sub = argparse.ArgumentParser()
-        (_server_arguments if args.inf_command == "server" else _client_arguments)(sub)
-        _apply_config_file(args, sub)
+        apply_config_file(args)
     if args.inf_command == "server":
         return _server(args)
     return _client(args)
