@@ -58,6 +58,28 @@ def test_dataset_without_a_tokenizer_shows_the_raw_examples(tmp_path):
     )
 
 
+def test_dataset_defaults_to_train_dataset_split_as_the_original_did(tmp_path):
+    """Without --target, a config with the original's default target shows that split: its
+    ``main`` needs a ``tokenizer`` only the training project gives. ``--target main`` still
+    builds main."""
+    config = tmp_path / "original_style.yaml"
+    config.write_text(
+        "tokenizer: &tokenizer !var tokenizer\n"
+        "train_dataset_split: &split !call:datasets:Dataset.from_dict\n"
+        "    - {text: ['first document', 'second one']}\n"
+        "main: !dict\n"
+        "    train: *split\n"
+        "    needs: *tokenizer\n"
+    )
+    project = ["-p", str(TEMPLATE_PROJECT), "-t", str(config)]
+    result = run_cli(*project, "dataset", "-n", "1")
+    assert result.rc == 0, result.err
+    assert "# Examples from train_dataset_split" in result.out
+    assert "[text]\nfirst document\n" in result.out
+    explicit = run_cli(*project, "dataset", "--target", "main", "-n", "1")
+    assert explicit.rc == 1 and "no value for !var 'tokenizer'" in explicit.err
+
+
 def test_dataset_refuses_a_target_that_is_not_data_and_a_missing_tokenizer(tmp_path):
     tiny_llama = TEMPLATE_PROJECT.parent / "tutorials" / "tiny_llama"
     not_data = run_cli("-p", str(tiny_llama), "dataset", "--target", "tokenizer")

@@ -8,7 +8,9 @@
 Decision a reader may question: ``dataset`` builds the config's ``main``
 target (a mapping of split name to dataset, what the dataset templates build)
 and its ``tokenizer`` target; a training config can be inspected the same way
-by naming its dataset target with ``--target``.
+by naming its dataset target with ``--target``. Without ``--target``, a config
+with a ``train_dataset_split`` target (the original Forgather's dataset
+projects, whose default that was) shows that split instead, as the original did.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from forgather.project.project import build_targets
 def _dataset_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target",
-        default="main",
-        help="target building {split: dataset}, or one dataset (default: main)",
+        default=None,
+        help="target building {split: dataset}, or one dataset (default: train_dataset_split "
+        "where the config has one, as in the original Forgather's dataset projects, else main)",
     )
     parser.add_argument(
         "-T",
@@ -104,6 +107,8 @@ def _dataset(ctx: CommandContext, args: argparse.Namespace) -> int:
     config = ctx.config
     if args.blocks:
         return _blocks(ctx, config, args)
+    if args.target is None:
+        args.target = _default_target(config)
     if args.target not in config.targets:
         raise CLIError(
             f"this config has no {args.target!r} target (targets: {', '.join(config.targets)})"
@@ -156,6 +161,16 @@ def _dataset(ctx: CommandContext, args: argparse.Namespace) -> int:
         raise CLIError(str(e)) from None
     ctx.emit("\n".join(sections))
     return 0
+
+
+_ORIGINAL_DEFAULT_TARGET = "train_dataset_split"  # the original Forgather's --target default
+
+
+def _default_target(config) -> str:
+    """The target ``dataset`` shows without ``--target``: the original's default,
+    ``train_dataset_split``, where the config has it (its ``main`` may need variables such as
+    ``tokenizer`` that only a training project fills), else ``main``."""
+    return _ORIGINAL_DEFAULT_TARGET if _ORIGINAL_DEFAULT_TARGET in config.targets else "main"
 
 
 _BLOCKS_TARGETS = ("train_dataset", "data_collator", "tokenizer")  # what --blocks builds

@@ -10,6 +10,13 @@ Decision a reader may question: when Forgather is installed from a wheel, the
 writing the same minimal project (``meta.yaml``, ``templates/project.yaml``,
 one config) from the strings below. A source checkout always copies the real
 example, so the two cannot drift without the example's tests noticing.
+
+A workspace that searches the original Forgather's template library (``ws create
+--forgather-dir ORIGINAL -l base``) finds its ``config_type.yaml`` before ours,
+whose required blocks are ``main_body`` and ``main_output``, not ``main``; there
+``create_project`` writes ``project.yaml`` in that library's terms instead
+(``_ORIGINAL_PROJECT_YAML``), found by reading the ``config_type.yaml`` the new
+project's search path resolves.
 """
 
 from __future__ import annotations
@@ -135,6 +142,43 @@ main: !call:dict
     words: !call:builtins:str.split [ "configs compose by inheritance" ]
 """
 
+# project.yaml for a workspace on the original Forgather's templatelib/base, whose
+# config_type.yaml requires the blocks main_body and main_output (it has no [main]).
+_ORIGINAL_PROJECT_YAML = """\
+## The project's base config: every config in configs/ extends it.
+## It extends config_type.yaml from the original Forgather's templatelib/base
+## (this workspace's template library): main_output holds the `main` target.
+-- extends "config_type.yaml"
+
+[config_metadata]
+    == super()
+    -- set ns.config_class = "type.example"
+
+[main_body]
+
+[main_output]
+main: !call:dict
+    greeting: "Hello from a new Forgather project"
+    words: !call:builtins:str.split [ "configs compose by inheritance" ]
+"""
+
+
+def _uses_original_config_type(project: Path) -> bool:
+    """Whether the ``config_type.yaml`` that ``project``'s search path resolves first is the
+    original Forgather's (it declares the ``main_output`` block); False when the project's
+    meta.yaml cannot be read or no config_type.yaml is found."""
+    from forgather.project.meta import load_meta
+
+    try:
+        searchpath = load_meta(project).searchpath
+    except ProjectError:
+        return False
+    for directory in searchpath:
+        candidate = Path(directory) / "config_type.yaml"
+        if candidate.is_file():
+            return "block main_output" in candidate.read_text(encoding="utf-8", errors="replace")
+    return False
+
 
 def config_text(name: str, description: str = "") -> str:
     """A config of a scaffolded project: it extends ``project.yaml`` and names itself."""
@@ -198,4 +242,7 @@ def create_project(
     (project / META_FILE).write_text(
         meta_yaml_text(name, description, config_prefix, default_config)
     )
+    project_yaml = templates / "project.yaml"
+    if project_yaml.is_file() and _uses_original_config_type(project):
+        project_yaml.write_text(_ORIGINAL_PROJECT_YAML)
     return project
