@@ -91,3 +91,30 @@ def test_resuming_a_run_that_reached_its_last_step_trains_nothing_and_says_so(
         "checkpoint-2\n"
     ) in err
     assert not (tmp_path / "model.safetensors").exists()
+
+
+def test_a_run_that_fails_before_its_first_step_leaves_no_run_directory(tmp_path):
+    """A mistake found when the trainer starts (a scheduler name, here) must not leave a run
+    that `--resume` and `plot` would list; a run that trained keeps its directory."""
+    from forgather.ml.trainer import Trainer
+    from tests.ml.trainer.tiny_lm import collate, make_model, token_rows
+
+    def script_with(scheduler: str, resume: bool = False) -> TrainingScript:
+        args = TrainingArguments(
+            str(tmp_path), max_steps=2, per_device_train_batch_size=8, eval_strategy="no",
+            report_to="none", disable_tqdm=True, torch_threads=1, logging_steps=1,
+            lr_scheduler_type=scheduler, resume_from_checkpoint=resume,
+        )  # fmt: skip
+        return TrainingScript(
+            trainer=lambda args: Trainer(model=make_model(), args=args,
+                                         train_dataset=token_rows(16), data_collator=collate),
+            args=args, model_dir=str(tmp_path), run_name="tiny",
+        )  # fmt: skip
+
+    failing = script_with("cosin")
+    with pytest.raises(ValueError, match="cosin"):
+        failing.run()
+    assert not failing.run_dir.exists()
+    trained = script_with("constant")
+    trained.run()
+    assert (trained.run_dir / "checkpoints").is_dir()

@@ -142,8 +142,13 @@ class TrainingScript:
         if _is_main_process():
             self.record_run(self.run_dir)
         set_seed(args.seed)  # building the trainer builds the model: initialise it under the seed
-        self.trainer = self.trainer_factory(args=args)
-        output = self.trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+        try:
+            self.trainer = self.trainer_factory(args=args)
+            output = self.trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+        except BaseException:
+            if _is_main_process() and self.resumed_from is None:
+                _remove_if_nothing_trained(self.run_dir)
+            raise
         max_steps = getattr(getattr(self.trainer, "state", None), "max_steps", args.max_steps)
         resumed = self.resumed_from
         done = getattr(output, "global_step", None)
@@ -198,6 +203,20 @@ class TrainingScript:
 
     def __repr__(self) -> str:
         return f"TrainingScript(model_dir={str(self.model_dir)!r}, run_name={self.run_name!r})"
+
+
+def _remove_if_nothing_trained(run_dir: Path) -> None:
+    """Remove a new run directory that a failure left with only its records in it.
+
+    A mistake found when the trainer starts (``lr_scheduler_type: cosin``) would
+    otherwise leave a run that ``--resume`` and ``plot`` list but that holds no
+    step: no log, no checkpoint.
+    """
+    import shutil
+
+    if (run_dir / layout.CHECKPOINTS_DIR).exists() or (run_dir / "trainer_logs.json").exists():
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _say_which_run(run: str, runs: Mapping[str, layout.Checkpoint]) -> None:
