@@ -15,6 +15,20 @@ def script(model_dir, resume) -> TrainingScript:
     return TrainingScript(trainer=lambda args: None, args=args, model_dir=str(model_dir))
 
 
+def tiny_training(model_dir, **options) -> TrainingScript:
+    """A script that really trains `tiny_lm` on 16 rows, 8 a step (`options`: its arguments)."""
+    from forgather.ml.trainer import Trainer
+    from tests.ml.trainer.tiny_lm import collate, make_model, token_rows
+
+    args = TrainingArguments(str(model_dir), per_device_train_batch_size=8, eval_strategy="no",
+                             report_to="none", disable_tqdm=True, torch_threads=1, **options)  # fmt: skip
+    return TrainingScript(
+        trainer=lambda args: Trainer(model=make_model(), args=args, train_dataset=token_rows(16),
+                                     data_collator=collate),
+        args=args, model_dir=str(model_dir), run_name="tiny",
+    )  # fmt: skip
+
+
 def checkpoint(model_dir, run: str, step: int, complete: bool = True) -> None:
     path = model_dir / "runs" / run / "checkpoints" / f"checkpoint-{step}"
     path.mkdir(parents=True)
@@ -63,20 +77,10 @@ def test_resuming_a_run_that_reached_its_last_step_trains_nothing_and_says_so(
     """An epoch-based run (2 steps) resumed once finished: the script says why nothing
     trains and how to go on, and leaves the model directory as it is (here without weights:
     the line says how to link them)."""
-    from forgather.ml.trainer import Trainer
-    from tests.ml.trainer.tiny_lm import collate, make_model, token_rows
 
     def finished_script(resume: bool) -> TrainingScript:
-        args = TrainingArguments(
-            str(tmp_path), max_steps=-1, num_train_epochs=1, per_device_train_batch_size=8,
-            eval_strategy="no", report_to="none", disable_tqdm=True, torch_threads=1,
-            resume_from_checkpoint=resume,
-        )  # fmt: skip
-        return TrainingScript(
-            trainer=lambda args: Trainer(model=make_model(), args=args,
-                                         train_dataset=token_rows(16), data_collator=collate),
-            args=args, model_dir=str(tmp_path), run_name="tiny",
-        )  # fmt: skip
+        return tiny_training(tmp_path, max_steps=-1, num_train_epochs=1,
+                             resume_from_checkpoint=resume)  # fmt: skip
 
     monkeypatch.setenv("FORGATHER_RUN_TIME", "2030-01-01T00-00-00")
     assert finished_script(False).run().global_step == 2  # 16 rows, 8 a step
@@ -96,20 +100,9 @@ def test_resuming_a_run_that_reached_its_last_step_trains_nothing_and_says_so(
 def test_a_run_that_fails_before_its_first_step_leaves_no_run_directory(tmp_path):
     """A mistake found when the trainer starts (a scheduler name, here) must not leave a run
     that `--resume` and `plot` would list; a run that trained keeps its directory."""
-    from forgather.ml.trainer import Trainer
-    from tests.ml.trainer.tiny_lm import collate, make_model, token_rows
 
-    def script_with(scheduler: str, resume: bool = False) -> TrainingScript:
-        args = TrainingArguments(
-            str(tmp_path), max_steps=2, per_device_train_batch_size=8, eval_strategy="no",
-            report_to="none", disable_tqdm=True, torch_threads=1, logging_steps=1,
-            lr_scheduler_type=scheduler, resume_from_checkpoint=resume,
-        )  # fmt: skip
-        return TrainingScript(
-            trainer=lambda args: Trainer(model=make_model(), args=args,
-                                         train_dataset=token_rows(16), data_collator=collate),
-            args=args, model_dir=str(tmp_path), run_name="tiny",
-        )  # fmt: skip
+    def script_with(scheduler: str) -> TrainingScript:
+        return tiny_training(tmp_path, max_steps=2, lr_scheduler_type=scheduler)
 
     failing = script_with("cosin")
     with pytest.raises(ValueError, match="cosin"):
