@@ -221,3 +221,20 @@ def test_a_string_template_is_traced_too(load):
     cfg = load("-- set n = 3\n[blk]\nn: {{ n }}\n")
     found = cfg.why("n")
     assert (found.location.file, found.location.line, found.block) == ("<string>", 3, "blk")
+
+
+def test_lines_after_a_trimmed_region_keep_their_own_template_lines(templates):
+    """The original Forgather's templates wrap blocks in `{% filter trim() %}`: the markers
+    of the blank lines trim removed used to stay, and every later line was attributed to
+    the line above it (`why` named the wrong template and line)."""
+    templates.write(
+        "base.yaml",
+        "-- filter trim()\n\n-- block defs\n<< endblock defs\n\n\n-- endfilter\n\nmain: !call:dict\n    -- block args\n    << endblock args\n",
+    )
+    templates.write(
+        "configs/top.yaml",
+        "-- extends 'base.yaml'\n[defs]\n\n\n[args]\n    lr: 0.3\n    momentum: 0.9\n",
+    )
+    cfg = templates.env().load("configs/top.yaml")
+    assert where(cfg.why("main.lr").location) == at(templates, "configs/top.yaml", 6)
+    assert where(cfg.why("main.momentum").location) == at(templates, "configs/top.yaml", 7)

@@ -44,7 +44,7 @@ from .errors import (
     template_chain,
 )
 from .preprocess import TemplateSection, pad_to_line, preprocess, split_templates
-from .sourcemap import LEAVE, LineMap, add_markers, enter_mark
+from .sourcemap import LEAVE, LineMap, add_markers, enter_mark, trim_marked
 from .template_globals import TemplateFailure, template_globals, toyaml, volatile
 
 STRING_TEMPLATE = "<string>"
@@ -296,6 +296,8 @@ class TemplateSet:
         env.globals.update(template_globals())
         env.globals.update(self.global_vars)
         env.filters["toyaml"] = toyaml
+        if marked:
+            env.filters["trim"] = trim_marked  # drops the markers of what it strips
         env.filters["random"] = volatile(env.filters["random"])  # output a cache must not keep
         env.globals["lipsum"] = volatile(env.globals["lipsum"])
         return env

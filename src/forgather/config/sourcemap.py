@@ -30,6 +30,29 @@ _MARKER = re.compile(
     f"{MARK_OPEN}(\\d+):(\\d+){MARK_CLOSE}|{ENTER_OPEN}(\\d+):(\\d+){ENTER_CLOSE}|{LEAVE}"
 )
 _DELIMITERS = re.compile(r"\{%|\{\{|\{#|%\}|\}\}|#\}|\n")
+_LINE_MARK = f"{MARK_OPEN}\\d+:\\d+{MARK_CLOSE}"
+_LEADING = re.compile(f"^(?:\\s|{_LINE_MARK})+")
+_TRAILING = re.compile(f"(?:\\s|{_LINE_MARK})+$")
+
+
+def trim_marked(value, chars: str | None = None) -> str:
+    """Jinja's ``trim`` filter for the marked render: the markers of the newlines it
+    strips go with them.
+
+    Plain ``trim`` stops at a marker (not whitespace), so the markers of the blank
+    lines a ``{% filter trim() %}`` removes stayed behind, and every later line
+    was attributed to the line before it (the original Forgather's templates trim
+    their preambles this way).
+    """
+    if chars is not None:
+        return str(value).strip(chars)
+    text = _LEADING.sub("", str(value))  # markers there mark blank lines, all removed
+    trailing = _TRAILING.search(text)
+    if trailing is None:
+        return text
+    # Up to the first newline, a marker marks the last line kept: it stays.
+    kept = trailing.group().split("\n", 1)[0]
+    return text[: trailing.start()] + "".join(re.findall(_LINE_MARK, kept))
 
 
 def add_markers(source: str, template_id: int) -> str:
