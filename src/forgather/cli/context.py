@@ -259,8 +259,9 @@ def warn_unread_variables(config: Config, template_vars: dict[str, Any]) -> None
         return
     import difflib
 
+    candidates = sorted(read)
     for name in (n for n in template_vars if n not in read):
-        close = difflib.get_close_matches(name, sorted(read), n=1)
+        close = difflib.get_close_matches(name, candidates, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         print(f"forgather: warning: -D {name}: no template of {config.name} reads this "
               f"variable{hint}", file=sys.stderr)  # fmt: skip

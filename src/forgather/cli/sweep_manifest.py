@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from forgather.cli.errors import CLIError
+from forgather.ml.checkpoint_layout import LOG_FILE
 
 MANIFEST = "sweep.json"
 FORMAT = 1
-LOG_FILE = "trainer_logs.json"
 FINISHED = "done"
 
 

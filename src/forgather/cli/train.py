@@ -239,6 +239,7 @@ def _plot_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _plot(ctx: CommandContext, args: argparse.Namespace) -> int:
+    from forgather.ml import checkpoint_layout as layout  # no torch
     from forgather.ml.trainer import plot_run
 
     image = args.out
@@ -248,7 +249,7 @@ def _plot(ctx: CommandContext, args: argparse.Namespace) -> int:
     run_dir = os.path.expanduser(args.run_dir)
     if not os.path.exists(run_dir):
         raise CLIError(f"{run_dir}: no such run directory or log file")
-    if os.path.isdir(run_dir) and not os.path.isfile(os.path.join(run_dir, _RUN_LOG)):
+    if os.path.isdir(run_dir) and not os.path.isfile(os.path.join(run_dir, layout.LOG_FILE)):
         raise CLIError(_not_a_run_dir(run_dir))
     try:
         path = plot_run(run_dir, image)
@@ -261,25 +262,22 @@ def _plot(ctx: CommandContext, args: argparse.Namespace) -> int:
     return 0
 
 
-_RUN_LOG = "trainer_logs.json"  # what makes a directory a run `plot` can draw
-
-
 def _not_a_run_dir(path: str, shown: int = 3) -> str:
     """Why ``path`` (a directory) cannot be plotted, and its newest runs (``shown`` at most)
     that can: those under its ``runs/`` (a model directory), else its own subdirectories."""
     from forgather.ml import checkpoint_layout as layout  # no torch
 
-    message = f"{path} is not a training run directory (no {_RUN_LOG} there)"
+    message = f"{path} is not a training run directory (no {layout.LOG_FILE} there)"
     runs_dir = os.path.join(path, layout.RUNS_DIR)
     parent = runs_dir if os.path.isdir(runs_dir) else path
     runs = [
         entry.path
         for entry in os.scandir(parent)
-        if entry.is_dir() and os.path.isfile(os.path.join(entry.path, _RUN_LOG))
+        if entry.is_dir() and os.path.isfile(os.path.join(entry.path, layout.LOG_FILE))
     ]
     if not runs:
         if parent == runs_dir:
-            return f"{message}; {runs_dir} holds no run with a {_RUN_LOG} yet"
+            return f"{message}; {runs_dir} holds no run with a {layout.LOG_FILE} yet"
         return message
     runs.sort(key=layout.run_start, reverse=True)  # the layout's "newest": the start time
     more = f" (and {len(runs) - shown} older)" if len(runs) > shown else ""

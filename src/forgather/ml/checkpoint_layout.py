@@ -45,6 +45,7 @@ CHECKPOINTS_DIR = "checkpoints"  # <run>/checkpoints/checkpoint-<step>/
 MODEL_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 STATE_FILE = "trainer_state.json"
+LOG_FILE = "trainer_logs.json"  # <run>/trainer_logs.json: what makes a directory a run
 LINK_MARK = "linked_by.json"
 # What else the trainers write into a checkpoint (loaded with torch.load(weights_only=True)).
 OPTIMIZER_FILE = "optimizer.pt"

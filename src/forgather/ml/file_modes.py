@@ -29,15 +29,16 @@ def new_file_mode() -> int:
 
 
 def share_weights(path: str | os.PathLike) -> None:
-    """Give a ``.safetensors`` file, or every one under a directory, the mode of a new file.
+    """Give a ``.safetensors`` file, or every one in a directory, the mode of a new file.
 
     Called right after writing them; a file is only ever widened up to that
     mode, so a private umask (0077) keeps weights private.
     """
     path = os.fspath(path)
-    if os.path.isdir(path):
-        files = [os.path.join(d, f) for d, _, names in os.walk(path) for f in names
-                 if f.endswith(".safetensors")]  # fmt: skip
+    if os.path.isdir(path):  # what save_pretrained wrote: its own files, not a model dir's runs
+        files = [
+            e.path for e in os.scandir(path) if e.name.endswith(".safetensors") and e.is_file()
+        ]
     else:
         files = [path]
     mode = new_file_mode()

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
+from forgather.ml.trainer.model_loss import logits_of
 from forgather.serve import segmented_attention
 from forgather.serve.detokenize import IncrementalDetokenizer, StopStringFilter
 from forgather.serve.kv_batch import (
@@ -393,12 +394,12 @@ class BatchScheduler:
             inputs["position_ids"] = (mask.cumsum(dim=1) - 1).clamp(min=0)
         if not self.use_cache:
             output = self.model(**inputs, use_cache=False, **self._prefill_kwargs)
-            return model_logits(output)[:, -1], None
+            return logits_of(output)[:, -1], None
         cache = DynamicCache(config=self.model.config)
         output = self.model(
             **inputs, use_cache=True, **{self._cache_keyword: cache}, **self._prefill_kwargs
         )
-        return model_logits(output)[:, -1], cache
+        return logits_of(output)[:, -1], cache
 
     def _decode_step(self) -> None:
         """Feed every running row its last token and advance each by one token."""
@@ -421,7 +422,7 @@ class BatchScheduler:
                     output = self.model(
                         **inputs, **{self._cache_keyword: self._batch.cache}, **self._forward_kwargs
                     )
-                logits = model_logits(output)[:, -1]
+                logits = logits_of(output)[:, -1]
             else:  # the whole sequence again, one row at a time (no padding to get right)
                 logits = torch.cat([self._uncached_logits(s.history) for s in running])
             choices = choose_tokens(
@@ -463,7 +464,7 @@ class BatchScheduler:
         """(1, V) next-token logits of ``tokens``, computed without a KV cache."""
         input_ids = torch.tensor([tokens], device=self._device)
         output = self.model(input_ids=input_ids, use_cache=False, **self._prefill_kwargs)
-        return model_logits(output)[:, -1]
+        return logits_of(output)[:, -1]
 
     def _advance(self, sequence: _Sequence, choice: TokenChoice) -> bool:
         """Record one new token, deliver any new text; return True if the sequence ended."""
@@ -532,16 +533,6 @@ def prefill_groups(
         (first, end) indices of each run, in order, covering all prompts.
     """
     return cheapest_runs(lengths, group_cost, max_tokens)
-
-
-def model_logits(output: Any) -> torch.Tensor:
-    """The logits of a forward's output: ``.logits``, or the output itself (or its first
-    element) for models that return a bare tensor or a tuple, as the original Forgather's do
-    when not given ``return_dict``."""
-    logits = getattr(output, "logits", None)
-    if logits is not None:
-        return logits
-    return output[0] if isinstance(output, (tuple, list)) else output
 
 
 def _forward_parameters(model: Any) -> set[str]:

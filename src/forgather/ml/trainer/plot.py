@@ -15,6 +15,8 @@ import math
 import os
 from html import escape
 
+from forgather.ml.checkpoint_layout import LOG_FILE
+
 __all__ = ["plot_run"]
 
 WIDTH, PANEL_HEIGHT = 820, 300  # px
@@ -37,7 +39,7 @@ def plot_run(run: str, output: str | None = None) -> str:
         FileNotFoundError: When there is no log file.
         ValueError: When the log is not JSON or holds no training loss.
     """
-    log_path = os.path.join(run, "trainer_logs.json") if os.path.isdir(run) else run
+    log_path = os.path.join(run, LOG_FILE) if os.path.isdir(run) else run
     with open(log_path, encoding="utf-8") as f:
         try:
             history = json.load(f)

@@ -214,7 +214,7 @@ def _remove_if_nothing_trained(run_dir: Path) -> None:
     """
     import shutil
 
-    if (run_dir / layout.CHECKPOINTS_DIR).exists() or (run_dir / "trainer_logs.json").exists():
+    if (run_dir / layout.CHECKPOINTS_DIR).exists() or (run_dir / layout.LOG_FILE).exists():
         return
     shutil.rmtree(run_dir, ignore_errors=True)
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import os
 
+from forgather.ml.checkpoint_layout import LOG_FILE
+
 from .base import TrainerCallback
 
 __all__ = ["JsonLogCallback"]
@@ -30,7 +32,7 @@ class JsonLogCallback(TrainerCallback):
         filename: Name of the file inside `args.logging_dir`.
     """
 
-    def __init__(self, filename: str = "trainer_logs.json") -> None:
+    def __init__(self, filename: str = LOG_FILE) -> None:
         self.filename = filename
         self.path: str | None = None
         self._entries = 0
