@@ -482,13 +482,10 @@ class TemplateSet:
             if current in seen:
                 continue
             seen.add(current)
-            try:
-                source = (
-                    text if current is None else self.env.loader.get_source(self.env, current)[0]
-                )
-                tree = self.env.parse(source)
-            except (jinja2.TemplateNotFound, jinja2.TemplateSyntaxError):
+            found = (None, self._parse(text)) if current is None else self._parsed(current)
+            if found is None or found[1] is None:
                 return None
+            tree = found[1]
             names |= jinja2.meta.find_undeclared_variables(tree)
             for node in tree.find_all(tuple(_REFERENCE_KINDS)):
                 if not isinstance(node.template, jinja_nodes.Const):
@@ -496,15 +493,28 @@ class TemplateSet:
                 pending.append(node.template.value)
         return names
 
-    def _references(self, name: str) -> tuple[str, list[tuple[str, str, int]]] | None:
-        """(file, [(template, kind, line)]) of what ``name`` references by a constant name."""
+    def _parsed(self, name: str) -> tuple[str, jinja_nodes.Template | None] | None:
+        """(file, syntax tree) of template ``name``; the tree is None when it does not
+        parse (rendering reports that); None when there is no such template."""
         try:
             source, filename, _ = self.env.loader.get_source(self.env, name)
         except jinja2.TemplateNotFound:
             return None
+        return filename, self._parse(source)
+
+    def _parse(self, source: str) -> jinja_nodes.Template | None:
         try:
-            tree = self.env.parse(source)
+            return self.env.parse(source)
         except jinja2.TemplateSyntaxError:
+            return None
+
+    def _references(self, name: str) -> tuple[str, list[tuple[str, str, int]]] | None:
+        """(file, [(template, kind, line)]) of what ``name`` references by a constant name."""
+        found = self._parsed(name)
+        if found is None:
+            return None
+        filename, tree = found
+        if tree is None:
             return filename, []
         references = [
             (node.template.value, _REFERENCE_KINDS[type(node)], node.lineno)
