@@ -17,6 +17,7 @@ subclass overrides hooks and never an attribute the loop reads.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
 import time
@@ -142,9 +143,6 @@ class BaseTrainer(TrainerParts):
             state.num_input_tokens_seen
         )
         loss_sum = 0.0
-        release_memory = getattr(self.args, "release_host_memory", None)
-        if release_memory is None:
-            release_memory = self.device.type == "cpu"
         self.local_model.train()
         if state.global_step < state.max_steps:
             self._call("on_epoch_begin")
@@ -156,7 +154,7 @@ class BaseTrainer(TrainerParts):
             self.optimizer.step()
             self.lr_scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
-            if release_memory:
+            if self._release_host_memory:
                 release_freed_memory()  # the step's freed heap back to the OS (host_memory.py)
 
             epoch_before = int(state.epoch)
@@ -182,6 +180,12 @@ class BaseTrainer(TrainerParts):
             self._evaluate_and_save(window)
         return loss_sum + self._window_loss_total(window)
 
+    @functools.cached_property
+    def _release_host_memory(self) -> bool:
+        """Whether freed heap pages go back to the OS during steps (default: on a CPU)."""
+        release = getattr(self.args, "release_host_memory", None)
+        return self.device.type == "cpu" if release is None else bool(release)
+
     def _train_step(self) -> torch.Tensor:
         """Forward and backward over one step's micro-batches.
 
@@ -199,6 +203,10 @@ class BaseTrainer(TrainerParts):
                 with self._autocast():
                     # () mean over the batch's targets
                     loss = self.compute_loss(self.local_model, batch)
+                if self._release_host_memory:
+                    # The forward's temporaries left holes that the backward, which holds
+                    # the most, would otherwise add to (host_memory.py).
+                    release_freed_memory()
                 # Summed over micro-batches and ranks: the gradient of the step's token mean.
                 self._backward(loss * (tokens.weight(micro) * divisor))
             share += loss.detach() * tokens.weight(micro)
