@@ -125,7 +125,7 @@ class SwiGLUFunction(torch.autograd.Function):
             xc, wg, wu, wd = (t.to(dtype) for t in (x, gate_weight, up_weight, down_weight))
             gate = matmul(xc, wg.T)
             up = matmul(xc, wu.T)
-            output = matmul(F.silu(gate) * up, wd.T)
+            output = matmul(F.silu(gate).mul_(up), wd.T)  # in place: one temporary, not two
         ctx.save_for_backward(xc, gate, up, wg, wu, wd)
         ctx.dtypes = (x.dtype, gate_weight.dtype, up_weight.dtype, down_weight.dtype)
         return output
@@ -140,8 +140,10 @@ class SwiGLUFunction(torch.autograd.Function):
             grad_down = matmul(grad_output.T, silu * up2) if ctx.needs_input_grad[3] else None
             grad_hidden = matmul(grad_output, wd)  # (N, I)
             grad_up = grad_hidden * silu
+            del silu  # each (tokens, intermediate) temporary freed once used: a lower peak
             # autograd's own kernel for silu's derivative: one pass.
             grad_gate = torch.ops.aten.silu_backward(grad_hidden.mul_(up2), gate2)
+            del grad_hidden
             grad_x = None
             if ctx.needs_input_grad[0]:
                 grad_x = matmul_sum(grad_up, wu, grad_gate, wg).view(xc.shape)
