@@ -81,3 +81,21 @@ def test_a_variable_outside_its_choices_is_refused_at_its_check(variable, value,
     assert str(caught.value).startswith(f"{caught.value.location.file}:")
     assert says in str(caught.value)
     assert caught.value.location.file.endswith("finetune.yaml")
+
+
+@pytest.mark.parametrize(
+    ("variables", "path", "expected"),
+    [
+        ({"lora": False}, "main.args.learning_rate", 2e-5),  # the full fine-tuning default
+        ({"learning_rate": 5e-5}, "main.args.learning_rate", 5e-5),
+        ({"lora_dropout": 1e-5}, "main.trainer.model.lora.lora_dropout", 1e-5),
+        ({"data": "text", "validation_fraction": 1e-5}, "splits.validation_fraction", 1e-5),
+    ],
+)
+def test_small_floats_stay_numbers(variables, path, expected):
+    """Jinja prints 2e-05 for 2e-5, which YAML 1.1 reads as a string (a float needs a dot):
+    the optimizer then failed with "'<=' not supported between 'float' and 'str'"."""
+    from forgather.config.traverse import lookup
+
+    value = lookup(load(model_path="m", data_path="d", **variables).graph, path)
+    assert isinstance(value, float) and value == expected
