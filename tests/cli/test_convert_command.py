@@ -150,3 +150,28 @@ def test_reverse_on_a_hugging_face_model_and_a_corrupt_config_are_one_line_error
     assert result.rc == 1
     assert result.err.startswith(f"forgather: error: {broken / 'config.json'} is not valid JSON")
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_t_after_convert_is_the_chat_template_and_config_options_are_refused(
+    converted, tmp_path, capsys
+):
+    """The original's `convert ... -t FILE`; before the command -t names a config, which
+    convert never reads: an error, not a conversion without the template."""
+    src, fg, _ = converted
+    from forgather.cli import main
+
+    template = tmp_path / "chat.jinja"
+    template.write_text("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}")
+    out = tmp_path / "with_template"
+    assert main(["convert", str(src), str(out), "--dtype", "float32", "-t", str(template)]) == 0
+    assert AutoTokenizer.from_pretrained(out).chat_template == template.read_text()
+    capsys.readouterr()
+
+    dropped = run_cli("-t", str(template), "convert", str(src), str(tmp_path / "no"))
+    assert dropped.rc == 1 and "convert reads no config: -t has no effect here" in dropped.err
+    assert "convert SRC DST -t FILE" in dropped.err
+    defines = run_cli("-D", "x=1", "update-vocab", str(fg), str(tmp_path / "no"), "--dry-run")
+    assert defines.rc == 1 and "update-vocab reads no config: -D has no effect here" in defines.err
+    after = run_cli("update-vocab", str(fg), str(tmp_path / "no"), "-p", "proj", "--dry-run")
+    assert after.rc == 2 and "unrecognized arguments: -p proj" in after.err
+    assert not (tmp_path / "no").exists()

@@ -55,9 +55,9 @@ def _convert_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--debug-params", action="store_true", help="print the source's parameter names"
     )
-    # -t after the command name is the common -t/--config-template; convert loads no
-    # config, so it is read as the chat template, as the original's -t was.
-    parser.add_argument("--chat-template-path", help="Jinja chat template file for the tokenizer")
+    parser.add_argument(
+        "-t", "--chat-template-path", help="Jinja chat template file for the tokenizer"
+    )
     parser.add_argument("--add-tokens", metavar="YAML", help="then add these tokens (update-vocab)")
     parser.add_argument(
         "--skip-default-tokens",
@@ -159,8 +159,21 @@ def _errors():
     )
 
 
+def _refuse_config_options(ctx: CommandContext, command: str) -> None:
+    """-t/-D/--set before the command name would be dropped: this command reads no config."""
+    given = [flag for flag, value in (("-t", ctx.config_template), ("-D", ctx.template_vars),
+                                      ("--set", ctx.overrides)) if value]  # fmt: skip
+    if not given:
+        return
+    hint = " (a chat template goes after the command: convert SRC DST -t FILE)" if (
+        command == "convert" and "-t" in given
+    ) else ""  # fmt: skip
+    raise CLIError(f"{command} reads no config: {', '.join(given)} has no effect here{hint}")
+
+
 def run_convert(ctx: CommandContext, args: argparse.Namespace) -> int:
     """Convert, check the logits, report the largest difference."""
+    _refuse_config_options(ctx, "convert")
     logging.basicConfig(level=args.log_level, format="%(levelname)s:%(name)s:%(message)s")
     from forgather.ml.model_conversion import (
         convert_model,
@@ -173,7 +186,7 @@ def run_convert(ctx: CommandContext, args: argparse.Namespace) -> int:
     from forgather.ml.model_conversion.convert import check_reversible
     from forgather.ml.model_conversion.registry import detect_model_type
 
-    chat_template = args.chat_template_path or getattr(args, "cmd_config_template", None)
+    chat_template = args.chat_template_path
     try:
         discover_and_register_converters(args.converter_path)
         options = dict(
@@ -284,6 +297,7 @@ def _vocab_summary(report) -> str:
 
 def run_update_vocab(ctx: CommandContext, args: argparse.Namespace) -> int:
     """Add tokens, resize, fix the config ids, save."""
+    _refuse_config_options(ctx, "update-vocab")
     logging.basicConfig(level=args.log_level, format="%(levelname)s:%(name)s:%(message)s")
     from forgather.ml.model_conversion.vocab import DEFAULT_TOKEN_SPEC, update_vocab
 
@@ -305,11 +319,13 @@ COMMANDS = {
         description="Convert a model between Hugging Face (Llama, Mistral, Qwen2, Qwen3, GPT-2) "
         "and Forgather formats; the direction is detected from the source. The result must "
         "give the source's logits, or nothing is written and the exit status is 1.",
+        common_options=False,  # its -t is the chat template (the original's); no config
     ),
     "update-vocab": Command(
         run=run_update_vocab,
         add_arguments=_update_vocab_arguments,
         description="Add tokens to a model's vocabulary: tokenizer, embedding rows (mean or "
         "zero) and config ids. Without a spec, adds a [PAD] token if the tokenizer has none.",
+        common_options=False,  # no project or config: -p/-t/-D after it are errors
     ),
 }
