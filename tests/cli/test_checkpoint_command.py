@@ -176,3 +176,17 @@ def test_link_dry_run_over_a_finished_runs_weights_says_what_it_would_need(model
     assert not list(model_dir.rglob("linked_by.json"))
     forced = run_cli("checkpoint", "link", str(model_dir), "--dry-run", "--force")
     assert forced.out.endswith("(dry run: nothing changed)\n") and not weights.is_symlink()
+
+
+def test_link_refuses_a_lora_adapter_directory(model_dir):
+    """LoRA fine-tuning leaves adapter files and checkpoints of the wrapped model: a
+    model.safetensors linked there loads nowhere (PEFT's ``base_layer`` names)."""
+    adapter = model_dir.parent / "adapter"
+    adapter.mkdir()
+    (model_dir / "runs").rename(adapter / "runs")
+    (adapter / "adapter_config.json").write_text("{}")
+    result = run_cli("checkpoint", "link", str(adapter))
+    assert result.rc == 1
+    assert f"{adapter} is a LoRA adapter directory" in result.err
+    assert f"forgather merge-lora {adapter} MERGED_DIR" in result.err
+    assert not (adapter / "model.safetensors").exists()

@@ -119,6 +119,11 @@ def test_server_refuses_at_once_what_it_could_not_serve(model_dir, tmp_path):
     assert _server_error("-m", str(tmp_path), "--port", str(free_port())) == (
         f"forgather: error: {tmp_path} is not a model directory: it has no config.json\n"
     )
+    adapter = tmp_path / "adapter"  # what LoRA fine-tuning leaves: no config.json
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    assert f"it is a LoRA adapter: merge it into its base model first (forgather merge-lora " \
+        f"{adapter} MERGED_DIR)" in _server_error("-m", str(adapter))  # fmt: skip
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

@@ -366,6 +366,14 @@ def _link(ctx: CommandContext, model_dir: Path, checkpoints, force: bool, dry_ru
     (``dry_run``: only say which, and whether ``force`` would be needed)."""
     from forgather.ml import checkpoint_layout as layout
 
+    if (model_dir / "adapter_config.json").is_file() and not (model_dir / "config.json").is_file():
+        # Its checkpoints hold the whole model under PEFT's wrapped names: nothing loads them.
+        raise CLIError(
+            f"{model_dir} is a LoRA adapter directory: its checkpoints' weights are no model "
+            f"file to link; merge the adapter into its base (forgather merge-lora {model_dir} "
+            "MERGED_DIR), or resume training from the checkpoint"
+        )
+
     def skipped(checkpoint, why: str) -> None:
         print(
             f"forgather: skipping {os.path.relpath(checkpoint.path, model_dir)}: {why}",

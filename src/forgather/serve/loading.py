@@ -112,7 +112,7 @@ def model_dir_tensors(model_dir: str) -> ModelTensors:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     if not os.path.isfile(os.path.join(model_dir, "config.json")):
-        raise WeightsNotFound(f"{model_dir} is not a model directory: it has no config.json")
+        raise WeightsNotFound(_not_a_model_directory(model_dir))
     config = AutoConfig.from_pretrained(model_dir, trust_remote_code=True)
     try:
         with torch.device("meta"):  # shapes only: no memory, no initialisation
@@ -166,12 +166,23 @@ def _newest_fitting(
     return chosen
 
 
+def _not_a_model_directory(model_dir: str) -> str:
+    """Why ``model_dir`` (no config.json) cannot be served, and what to do for an adapter."""
+    message = f"{model_dir} is not a model directory: it has no config.json"
+    if os.path.isfile(os.path.join(model_dir, "adapter_config.json")):
+        message += (
+            "; it is a LoRA adapter: merge it into its base model first "
+            f"(forgather merge-lora {model_dir} MERGED_DIR) and serve MERGED_DIR"
+        )
+    return message
+
+
 def _check_model_weights(model_dir: str) -> None:
     """Raise a one-line :class:`WeightsNotFound` unless ``model_dir`` holds weights to load."""
     if not os.path.isdir(model_dir):
         raise WeightsNotFound(f"no model directory {model_dir}")
     if not os.path.isfile(os.path.join(model_dir, "config.json")):
-        raise WeightsNotFound(f"{model_dir} is not a model directory: it has no config.json")
+        raise WeightsNotFound(_not_a_model_directory(model_dir))
     link = os.path.join(model_dir, MODEL_FILE)
     if os.path.islink(link) and not os.path.exists(link):
         raise WeightsNotFound(
