@@ -1,6 +1,8 @@
 """``forgather dataset`` and ``forgather tokenizer`` on real (small) data, in a subprocess."""
 
 import json
+import textwrap
+from pathlib import Path
 
 from tests.cli.conftest import EXAMPLES, TEMPLATE_PROJECT, run_cli
 
@@ -39,6 +41,17 @@ def test_tokenizer_command_trains_and_saves(tmp_path):
     bad.write_text('{"text": "ok"}\n{not json\n')
     failed = run_cli("tokenizer", str(bad), "-O", str(tmp_path / "t2"))
     assert failed.rc == 1 and "bad.jsonl:2" in failed.err
+
+
+def test_tokenizer_command_on_one_long_text_file_warns_about_nothing(tmp_path):
+    """Its report encodes the whole first document; transformers' "Token indices sequence
+    length is longer than the specified maximum" about that alarmed users for nothing."""
+    corpus = tmp_path / "book.txt"
+    corpus.write_text(Path(textwrap.__file__).read_text() * 2)  # one document
+    result = run_cli("tokenizer", str(corpus), "-O", str(tmp_path / "tok"), "--vocab-size", "300")
+    assert result.rc == 0, result.err
+    assert "longer than the specified maximum" not in result.out + result.err
+    assert "round trip exact" in result.out
 
 
 def test_dataset_without_a_tokenizer_shows_the_raw_examples(tmp_path):
