@@ -37,7 +37,12 @@ def test_plot_errors_and_output_path(tmp_path):
         plot_run(str(tmp_path))
     log.write_text(json.dumps([{"loss": 2.0, "learning_rate": 0.1, "step": 1}]))  # one point
     out = plot_run(str(log), str(tmp_path / "x.svg"))
-    assert ET.parse(out).getroot().tag == f"{SVG}svg"
+    root = ET.parse(out).getroot()
+    assert root.tag == f"{SVG}svg"
+    # A one-point polyline draws nothing: each one-point series is a marker too.
+    fills = sorted(c.get("fill") for c in root.iter(f"{SVG}circle"))
+    assert fills == sorted([plot_module.COLORS["loss"], plot_module.COLORS["learning_rate"]])
+    assert plot_run(str(log), str(tmp_path / "x.png")).endswith("x.png")
     with pytest.raises(FileNotFoundError):
         plot_run(str(tmp_path / "missing"))
 

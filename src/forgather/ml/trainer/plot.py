@@ -80,13 +80,14 @@ def _plot_png(series: dict[str, list[tuple[float, float]]], output: str) -> None
     for name, style in (("loss", "-"), ("eval_loss", "o")):
         if series[name]:
             steps, values = zip(*series[name], strict=True)
+            style = "o" if len(steps) == 1 else style  # one point draws no line
             loss_ax.plot(steps, values, style, color=COLORS[name], label=name.replace("_", " "))
     loss_ax.set_ylabel("loss (nats/token)")
     loss_ax.legend()
     loss_ax.grid(alpha=0.3)
     if series["learning_rate"]:
         steps, values = zip(*series["learning_rate"], strict=True)
-        lr_ax.plot(steps, values, color=COLORS["learning_rate"])
+        lr_ax.plot(steps, values, "o" if len(steps) == 1 else "-", color=COLORS["learning_rate"])
     lr_ax.set_ylabel("learning rate")
     lr_ax.set_xlabel("step")
     lr_ax.grid(alpha=0.3)
@@ -178,7 +179,7 @@ def _panel(
         out.append(
             f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="1.5"/>\n'
         )
-        if name == "eval_loss":
+        if name == "eval_loss" or len(points) == 1:  # one point draws no line
             out.extend(
                 f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{color}"/>\n'
                 for x, y in points
