@@ -107,7 +107,7 @@ def test_a_run_that_fails_before_its_first_step_leaves_no_run_directory(tmp_path
     failing = script_with("cosin")
     with pytest.raises(ValueError, match="cosin"):
         failing.run()
-    assert not failing.run_dir.exists()
+    assert not failing.run_dir.exists() and not failing.run_dir.parent.exists()  # nor runs/
     trained = script_with("constant")
     trained.run()
     assert (trained.run_dir / "checkpoints").is_dir()

@@ -29,6 +29,7 @@ Decisions a reader may question:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -217,6 +218,8 @@ def _remove_if_nothing_trained(run_dir: Path) -> None:
     if (run_dir / layout.CHECKPOINTS_DIR).exists() or (run_dir / layout.LOG_FILE).exists():
         return
     shutil.rmtree(run_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        run_dir.parent.rmdir()  # runs/, when the failed run was all it held
 
 
 def _say_which_run(run: str, runs: Mapping[str, layout.Checkpoint]) -> None:
