@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from forgather.control import COMMANDS
-from forgather.control.server import ControlServer, parse_command
+from forgather.control.server import FINAL_COMMANDS, ControlServer, parse_command
 
 TOKEN = "secret-token"
 
@@ -51,6 +51,7 @@ HOSTILE = {
     "null": b"null",
     "command not a string": b'{"command": {"save": true}}',
     "over the size limit": b'{"command": "save", "pad": "' + b"x" * 5000 + b'"}',
+    "NaN, which JSON lacks": b'{"command": "save", "x": NaN}',
 }
 
 
@@ -102,6 +103,8 @@ def test_fuzzed_bodies_queue_only_valid_commands(server, body):
     else:
         assert (status, answer["accepted"]) == (200, expected)
         assert server.pending() == [expected]
+        if expected in FINAL_COMMANDS:
+            server.final = None  # a job would end here; this server serves the next example
 
 
 def test_parse_command_accepts_exactly_the_commands():
@@ -109,3 +112,40 @@ def test_parse_command_accepts_exactly_the_commands():
         assert parse_command(json.dumps({"command": command}).encode()) == command
     with pytest.raises(ValueError, match="unknown command 'explode'"):
         parse_command(b'{"command": "explode"}')
+    with pytest.raises(ValueError, match=r'unknown command \["save"\];'):  # the value, not "list"
+        parse_command(b'{"command": ["save"]}')
+
+
+def _raw(server, method: str, headers: dict) -> tuple[int, dict, dict]:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        connection.request(method, "/command", headers=headers)
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def test_other_methods_get_a_json_405_and_the_bearer_scheme_is_case_insensitive(server):
+    status, headers, answer = _raw(server, "DELETE", {"Authorization": f"Bearer {TOKEN}"})
+    assert (status, headers["Allow"]) == (405, "GET, POST")
+    assert answer == {"error": "method DELETE not allowed: GET or POST"}
+    assert _send(server, b'{"command": "save"}', {"Authorization": f"bearer {TOKEN}"})[0] == 200
+    assert server.pending() == ["save"]
+    assert _send(server, b'{"command": "save"}', {"Authorization": f"Basic {TOKEN}"})[0] == 401
+
+
+def test_commands_after_a_stop_are_refused_not_dropped():
+    """The job ends at the step that applies a stop: a later save or abort would be
+    accepted and never applied (an abort after a stop exited 0 with a checkpoint)."""
+    running = ControlServer(TOKEN, lambda: {"step": 7}).start()
+    try:
+        assert _send(running, b'{"command": "save"}') == (200, {"accepted": "save", "step": 7})
+        assert _send(running, b'{"command": "stop"}') == (200, {"accepted": "stop", "step": 7})
+        for later in (b'{"command": "save"}', b'{"command": "abort"}'):
+            assert _send(running, later) == (409, {
+                "error": "job is stopping: 'stop' was accepted at step 7; nothing after it is "
+                "applied"})  # fmt: skip
+        assert running.pending() == ["save", "stop"]
+    finally:
+        running.close()

@@ -10,10 +10,12 @@ the job (id, config, pid, host, port, start time, state, step; never the
 token or paths), so ``forgather control list --remote HOST:PORT`` can list a
 job reached through a tunnel, as the original Forgather's ``/jobs`` did.
 
-Every request a client can send gets an answer (400 for anything malformed:
-not JSON, nested too deeply for the parser, over the size limit, not an
-object naming a command) and nothing is ever printed: the job's output is
-the training's, so the server's own error hook is silenced as well.
+Every request a client can send gets a JSON answer (400 for anything
+malformed: not JSON, nested too deeply for the parser, over the size limit,
+not an object naming a command; 405 for a method other than GET and POST;
+409 for a command after a stop or abort was accepted, which would never be
+applied) and nothing is ever printed: the job's output is the training's, so
+the server's own error hook is silenced as well.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from .protocol import COMMANDS
+
+#: Commands after which the job applies nothing more (it ends at that step).
+FINAL_COMMANDS = ("stop", "save-stop", "abort")
 
 _MAX_BODY = 4096  # bytes; commands are tiny
 _READ_TIMEOUT = 5.0  # seconds a client may take to send its request (a stuck one frees its thread)
@@ -52,6 +57,8 @@ class ControlServer:
         self.token = token
         self.status = status
         self.commands: queue.Queue[str] = queue.Queue()
+        self.final: tuple[str, Any] | None = None  # (command, step) of an accepted stop/abort
+        self._accepting = threading.Lock()
         self._httpd = _QuietHTTPServer(("127.0.0.1", port), _handler(self))
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
@@ -108,7 +115,7 @@ def parse_command(raw: bytes) -> str:
         ValueError: The body is not such an object (the message says why).
     """
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_not_json)
     except RecursionError:  # e.g. [[[[...]]]]: deeper than the JSON parser goes
         raise ValueError("the JSON is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as e:
@@ -118,9 +125,14 @@ def parse_command(raw: bytes) -> str:
     command = body["command"]
     if not isinstance(command, str) or command not in COMMANDS:
         expected = ", ".join(COMMANDS)
-        shown = command if isinstance(command, str) else type(command).__name__
-        raise ValueError(f"unknown command {shown!r}; expected one of {expected}")
+        shown = repr(command) if isinstance(command, str) else json.dumps(command)[:60]
+        raise ValueError(f"unknown command {shown}; expected one of {expected}")
     return command
+
+
+def _not_json(constant: str):
+    """``json.loads`` takes NaN and Infinity, which JSON does not have."""
+    raise ValueError(f"{constant} is not JSON")
 
 
 PUBLIC_FIELDS = ("job_id", "config", "pid", "host", "port", "start_time", "world_size")
@@ -159,10 +171,27 @@ def _handler(server: ControlServer):
             self.end_headers()
             self.wfile.write(data)
 
+        def send_error(self, code, message=None, explain=None):
+            """http.server's own errors (bad request line, unsupported method) as JSON too."""
+            self.close_connection = True
+            if code == 501:  # a method no do_* handles
+                self.send_response(405)
+                self.send_header("Allow", "GET, POST")
+                data = json.dumps({"error": f"method {self.command} not allowed: GET or POST"})
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data.encode())
+                return
+            self.reply(code, {"error": f"malformed request: {message or 'bad request'}"})
+
         def authorized(self) -> bool:
-            given = self.headers.get("Authorization", "")
-            expected = f"Bearer {server.token}"
-            if hmac.compare_digest(given.encode(), expected.encode()):
+            # The scheme is case-insensitive (RFC 9110); the token is compared in constant time.
+            scheme, _, given = self.headers.get("Authorization", "").strip().partition(" ")
+            if scheme.lower() == "bearer" and hmac.compare_digest(
+                given.strip().encode(), server.token.encode()
+            ):
                 return True
             self.reply(401, {"error": "missing or wrong token"})
             return False
@@ -198,7 +227,16 @@ def _handler(server: ControlServer):
                 prefix = "" if str(e).startswith("unknown command") else "malformed request: "
                 self.reply(400, {"error": f"{prefix}{e}"})
                 return
-            server.commands.put(command)
-            self.reply(200, {"accepted": command, "step": server.status().get("step")})
+            step = server.status().get("step")
+            with server._accepting:
+                if server.final is not None:
+                    final, at = server.final
+                    self.reply(409, {"error": f"job is stopping: {final!r} was accepted at step "
+                                              f"{at}; nothing after it is applied"})  # fmt: skip
+                    return
+                if command in FINAL_COMMANDS:
+                    server.final = (command, step)
+                server.commands.put(command)
+            self.reply(200, {"accepted": command, "step": step})
 
     return Handler
