@@ -172,3 +172,51 @@ def test_sigterm_stops_the_sweep_and_its_running_trial(tmp_path):
     assert trials[0].returncode == -signal.SIGTERM  # the trial got SIGTERM too
     assert any("stopping 1 running trial(s)" in line for line in lines)
     assert signal.getsignal(signal.SIGTERM) == before  # the previous handler is back
+
+
+RESUMABLE = """
+import json, os, sys
+trial_dir, values, resume = sys.argv[1], json.loads(sys.argv[2]), "--resume" in sys.argv
+checkpoint = os.path.join(trial_dir, "runs", "r", "checkpoints", "checkpoint-2")
+print("resuming" if resume else "starting", os.path.isdir(checkpoint))
+if not resume:
+    os.makedirs(checkpoint)
+log = os.path.join(trial_dir, "runs", "r", "trainer_logs.json")
+entries = json.load(open(log)) if resume else [{"loss": 4.0, "step": 2}]
+if resume or values.get("exit"):
+    entries += [{"loss": 3.0, "step": 4}, {"train_runtime": 2.0, "step": 4}]
+else:  # what a SIGTERM'd trainer leaves: a checkpoint and a stopped run
+    entries.append({"train_runtime": 1.0, "stopped_by": "SIGTERM", "step": 2})
+json.dump(entries, open(log, "w"))
+sys.exit(values.get("exit", 0))
+"""
+
+
+def test_an_interrupted_trial_resumes_from_its_checkpoint_and_a_failed_one_starts_over(tmp_path):
+    """Rerunning a sweep used to delete the checkpoint an interrupted trial had just saved."""
+
+    def command(trial, trial_dir):
+        return [sys.executable, "-c", RESUMABLE, str(trial_dir), json.dumps(trial.values)]
+
+    def sweep(values_list):
+        manifest = Manifest.open(tmp_path / "sweep", {"config": "c.yaml"})
+        trials = [manifest.trial_for(v, ["-D", f"lr={v['lr']}"]) for v in values_list]
+        TrialRunner(manifest, command, 1, None, len(trials), lambda line: None).run(
+            ListSource([t for t in trials if t.status != "done"])
+        )
+        return manifest, trials
+
+    def said(log):
+        return [
+            line for line in log.read_text().splitlines() if line.startswith(("start", "resum"))
+        ]
+
+    manifest, trials = sweep([{"lr": 0.1}, {"lr": 0.2, "exit": 1}])
+    assert [t.status for t in trials] == ["interrupted", "failed"]
+    manifest, trials = sweep([{"lr": 0.1}, {"lr": 0.2, "exit": 1}])
+    resumed, failed = (manifest.trial_dir(t) / "train.log" for t in trials)
+    assert trials[0].status == "done" and trials[0].command[-1] == "--resume"
+    assert trials[0].metrics["loss"]["last"] == 3.0
+    assert said(resumed) == ["starting False", "resuming True"]  # one log, both parts
+    assert "--resume" not in trials[1].command  # a failure is not continued
+    assert said(failed) == ["starting False"]

@@ -222,8 +222,14 @@ def logged_metrics(entries: list[dict[str, Any]]) -> list[str]:
 
 
 def stopped_early(entries: list[dict[str, Any]]) -> str | None:
-    """The signal that stopped the run (its summary's ``stopped_by``), or None."""
+    """The signal that stopped the run (its last summary's ``stopped_by``), or None.
+
+    Only the last summary counts: a run resumed after a stop and then finished
+    keeps the first part's summary earlier in its log.
+    """
     for entry in reversed(entries):
         if "stopped_by" in entry:
             return str(entry["stopped_by"])
+        if "train_runtime" in entry:
+            return None
     return None

@@ -3,13 +3,15 @@
     runner = TrialRunner(manifest, command_for, parallel=2, devices=["0", "1"])
     interrupted = runner.run(ListSource(pending_trials))
 
-Each trial runs in its own directory (``<sweep_dir>/trial-NNN/``, removed
-first when an unfinished run left one), writes its output to ``train.log``
-there, and is recorded in the manifest when it starts and when it ends (exit
-code, wall time, the metrics of its ``trainer_logs.json``). Ctrl-C or SIGTERM
-stops starting trials, sends SIGTERM to the running ones (the trainer saves
-and stops at the end of its step) and waits for them; they are recorded as
-``interrupted`` and run again, from scratch, by the next invocation.
+Each trial runs in its own directory (``<sweep_dir>/trial-NNN/``), appends
+its output to ``train.log`` there, and is recorded in the manifest when it
+starts and when it ends (exit code, wall time, the metrics of its
+``trainer_logs.json``). Ctrl-C or SIGTERM stops starting trials, sends SIGTERM
+to the running ones (the trainer saves and stops at the end of its step) and
+waits for them; they are recorded as ``interrupted``. The next invocation
+resumes an interrupted trial (or one a killed sweep left ``running``) from
+its newest checkpoint (``train ... --resume``); a failed trial, or one with
+no checkpoint, starts again from an empty directory.
 
 Decision a reader may question: trials run in threads that only wait on
 their subprocess, and every change to the manifest happens in the calling
@@ -140,11 +142,14 @@ class TrialRunner:
 
     def _start(self, trial: TrialRecord, device: str | None) -> None:
         trial_dir = self.manifest.trial_dir(trial)
-        if trial_dir.exists():  # an unfinished earlier run: start again from nothing
+        resume = trial.status in ("interrupted", "running") and _has_checkpoint(trial_dir)
+        if trial_dir.exists() and not resume:  # a failed run, or one that saved nothing
             shutil.rmtree(trial_dir)
-        trial_dir.mkdir(parents=True)
+        trial_dir.mkdir(parents=True, exist_ok=True)
         self.started += 1
         trial.command = self.command_for(trial, trial_dir)
+        if resume and "--resume" not in trial.command:
+            trial.command.append("--resume")  # the train command's last option
         trial.status, trial.started, trial.finished = "running", time.time(), None
         trial.returncode = trial.wall_time_s = trial.run_dir = trial.error = None
         trial.metrics = {}
@@ -160,7 +165,7 @@ class TrialRunner:
             env["CUDA_VISIBLE_DEVICES"] = device
         trial_dir = self.manifest.trial_dir(trial)
         start = time.perf_counter()
-        with open(trial_dir / LOG_NAME, "wb") as out:
+        with open(trial_dir / LOG_NAME, "ab") as out:  # a resumed trial keeps its first part
             out.write(f"$ {shlex.join(trial.command)}\n".encode())
             out.flush()
             with self._lock:
@@ -277,3 +282,8 @@ def _last_error(path: Path) -> str:
         if "error" in line.lower() or "exception" in line.lower():
             return line.strip()[:300]
     return tail[-1].strip()[:300] if tail else "no output"
+
+
+def _has_checkpoint(trial_dir: Path) -> bool:
+    """Whether a run below ``trial_dir`` saved a checkpoint (``runs/*/checkpoints/checkpoint-*``)."""
+    return any(trial_dir.glob("runs/*/checkpoints/checkpoint-*"))
