@@ -226,3 +226,14 @@ def test_a_misspelt_set_grid_path_stops_the_sweep_before_any_trial(project):
     assert "break the config, which passes `forgather check` without them; no trial" in result.err
     assert "unexpected keyword argument 'per_device_train_batchsize'" in result.err
     assert not (project / "sw_typo" / "trial-000").exists()
+
+
+def test_a_train_option_every_trial_refuses_ends_the_sweep_as_a_usage_error(project):
+    """Not "run the same command again to retry them", which would only repeat it."""
+    result = sweep(project, "--grid", "lr=1e-2,1e-1", "--", "--max-stepz", "2",
+                   sweep_dir="sw_usage")  # fmt: skip
+    assert result.rc == 2, result.out + result.err
+    assert "trial-000 was refused as a usage error (exit 2)" in result.err
+    assert "fix the train options (after --) and run again" in result.err
+    assert "run the same command again" not in result.err
+    assert not (project / "sw_usage" / "trial-001").exists()

@@ -142,13 +142,16 @@ def _sweep(ctx: CommandContext, args: argparse.Namespace) -> int:
             source, total, to_run = ListSource(pending), len(planned), len(pending)
         print(f"sweep {plan.sweep_dir}: {total} trials, {total - to_run} finished before",
               file=sys.stderr, flush=True)  # fmt: skip
-        interrupted = _runner(plan, manifest, args, to_run).run(source)
+        runner = _runner(plan, manifest, args, to_run)
+        interrupted = runner.run(source)
         if plan.search == "optuna":
             planned = source.trials
     code = _report(ctx, plan, manifest, planned, replot=False)
     unfinished = [t for t in planned if t.status != FINISHED]
     if interrupted:
         return 130
+    if runner.abort:  # every trial's train command is refused: running again changes nothing
+        raise UsageError(f"{runner.abort}; fix the train options (after --) and run again")
     if unfinished:
         raise CLIError(
             f"{len(unfinished)} of {len(planned)} trials did not finish "
