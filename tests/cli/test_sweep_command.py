@@ -164,6 +164,9 @@ def test_sweep_runs_resumes_and_reports(project):
     assert "2 of 2 trials finished; loss (best value" in report.out
     resumed = run_cli("sweep", "--sweep-dir", str(project / "sw"))  # as recorded: nothing to do
     assert resumed.rc == 0 and "2 trials, 2 finished before" in resumed.err
+    typo = run_cli("sweep", "--sweep-dir", str(project / "sw"), "--report", "--metric", "los")
+    assert typo.rc == 1 and "no trial logged 'los'; the trials logged: " in typo.err
+    assert "eval_loss" in typo.err and "loss" in typo.err
 
 
 def test_dry_run_prints_the_trials_and_writes_nothing(project):

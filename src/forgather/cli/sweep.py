@@ -393,6 +393,9 @@ def _report(ctx: CommandContext, plan: Plan, manifest: Manifest,
         raise CLIError(f"no trials in {manifest.sweep_dir / MANIFEST}")
     names = list(dict.fromkeys(n for t in trials for n in t.values))
     metric = _metric(plan, trials)
+    logged = sorted({name for t in trials for name in t.metrics})
+    if plan.metric and logged and metric not in logged:  # a misspelt --metric: a table of "-"
+        raise CLIError(f"no trial logged {metric!r}; the trials logged: {', '.join(logged)}")
     rows = summary_rows(trials, metric, plan.mode, plan.reduce)
     csv_path = manifest.sweep_dir / "summary.csv"
     write_csv(rows, names, metric, csv_path)
