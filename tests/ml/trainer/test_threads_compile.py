@@ -82,6 +82,10 @@ def test_oversubscription_message_from_load_and_cores():
     # Large machines tolerate a little noise in the load average.
     assert oversubscription_message(load=17.0, own_load=16.0, cores=16, threads=16) is None
     assert "OMP_NUM_THREADS=8" in oversubscription_message(24.0, 16.0, 16, 16)
+    # Already one thread: no advice to set what is set (it said "set OMP_NUM_THREADS=1").
+    crowded = oversubscription_message(load=4.0, own_load=1.0, cores=2, threads=1)
+    assert crowded.endswith("stop the other work, or expect slower steps.")
+    assert "OMP_NUM_THREADS" not in crowded
 
 
 def test_compile_decision_is_the_setting_or_the_run_length():

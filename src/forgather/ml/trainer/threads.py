@@ -94,12 +94,18 @@ def oversubscription_message(load: float, own_load: float, cores: int, threads: 
     if others + threads <= cores * 1.1 + 0.5:
         return None
     free = max(1, round(cores - others))
+    if free < threads:
+        advice = (
+            f"set OMP_NUM_THREADS={free} (or TrainingArguments.torch_threads={free}), or stop "
+            "the other work"
+        )
+    else:  # fewer threads would not help (one already): only the other work can give way
+        advice = "stop the other work, or expect slower steps"
     return (
         f"the cores are oversubscribed: other processes run about {others:.1f} threads on "
         f"the {cores} cores this process may use (load average {load:.1f}), beside torch's "
         f"{threads}. Each step waits for its slowest thread (2 threads on 2 shared "
-        f"cores ran 9x slower than 1): set OMP_NUM_THREADS={free} (or TrainingArguments"
-        f".torch_threads={free}), or stop the other work."
+        f"cores ran 9x slower than 1): {advice}."
     )
 
 
