@@ -163,28 +163,24 @@ def _handler(server: ControlServer):
         def log_message(self, format, *args):  # training output stays clean
             pass
 
-        def reply(self, code: int, body: dict[str, Any]) -> None:
+        def reply(self, code: int, body: dict[str, Any], headers: dict[str, str] | None = None):
             data = json.dumps(body).encode()
             self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
+            for name, value in {"Content-Type": "application/json",
+                                "Content-Length": str(len(data)), **(headers or {})}.items():  # fmt: skip
+                self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(data)
+            if self.command != "HEAD":
+                self.wfile.write(data)
 
         def send_error(self, code, message=None, explain=None):
             """http.server's own errors (bad request line, unsupported method) as JSON too."""
             self.close_connection = True
             if code == 501:  # a method no do_* handles
-                self.send_response(405)
-                self.send_header("Allow", "GET, POST")
-                data = json.dumps({"error": f"method {self.command} not allowed: GET or POST"})
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data.encode())
-                return
-            self.reply(code, {"error": f"malformed request: {message or 'bad request'}"})
+                error = f"method {self.command} not allowed: GET or POST"
+                self.reply(405, {"error": error}, {"Allow": "GET, POST"})
+            else:
+                self.reply(code, {"error": f"malformed request: {message or 'bad request'}"})
 
         def authorized(self) -> bool:
             # The scheme is case-insensitive (RFC 9110); the token is compared in constant time.
@@ -228,15 +224,16 @@ def _handler(server: ControlServer):
                 self.reply(400, {"error": f"{prefix}{e}"})
                 return
             step = server.status().get("step")
-            with server._accepting:
-                if server.final is not None:
-                    final, at = server.final
-                    self.reply(409, {"error": f"job is stopping: {final!r} was accepted at step "
-                                              f"{at}; nothing after it is applied"})  # fmt: skip
-                    return
-                if command in FINAL_COMMANDS:
-                    server.final = (command, step)
-                server.commands.put(command)
+            with server._accepting:  # decided under the lock, answered outside it
+                final = server.final
+                if final is None:
+                    if command in FINAL_COMMANDS:
+                        server.final = (command, step)
+                    server.commands.put(command)
+            if final is not None:
+                error = f"job is stopping: {final[0]!r} was accepted at step {final[1]}; "
+                self.reply(409, {"error": error + "nothing after it is applied"})
+                return
             self.reply(200, {"accepted": command, "step": step})
 
     return Handler
