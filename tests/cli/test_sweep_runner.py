@@ -179,8 +179,9 @@ import json, os, sys
 trial_dir, values, resume = sys.argv[1], json.loads(sys.argv[2]), "--resume" in sys.argv
 checkpoint = os.path.join(trial_dir, "runs", "r", "checkpoints", "checkpoint-2")
 print("resuming" if resume else "starting", os.path.isdir(checkpoint))
-if not resume:
+if not resume:  # a complete checkpoint: the trainer's state written last
     os.makedirs(checkpoint)
+    open(os.path.join(checkpoint, "trainer_state.json"), "w").write("{}")
 log = os.path.join(trial_dir, "runs", "r", "trainer_logs.json")
 entries = json.load(open(log)) if resume else [{"loss": 4.0, "step": 2}]
 if resume or values.get("exit"):

@@ -48,6 +48,7 @@ from forgather.cli.sweep_manifest import (
     read_log,
     stopped_early,
 )
+from forgather.ml.checkpoint_layout import run_to_resume
 
 LOG_NAME = "train.log"
 KILL_AFTER_S = 60  # after SIGTERM, a trial gets this long to save and exit before SIGKILL
@@ -285,5 +286,5 @@ def _last_error(path: Path) -> str:
 
 
 def _has_checkpoint(trial_dir: Path) -> bool:
-    """Whether a run below ``trial_dir`` saved a checkpoint (``runs/*/checkpoints/checkpoint-*``)."""
-    return any(trial_dir.glob("runs/*/checkpoints/checkpoint-*"))
+    """Whether a run below ``trial_dir`` saved a complete checkpoint: what ``--resume`` takes."""
+    return trial_dir.is_dir() and run_to_resume(str(trial_dir)) is not None
