@@ -146,6 +146,22 @@ def test_control_list_remote_lists_the_job_answering_there(tmp_path, monkeypatch
     assert bad.returncode == 1 and "HOST:PORT" in bad.stderr
 
 
+@pytest.mark.parametrize(
+    ("words", "code", "says"),
+    [
+        (["control", "list", "--force"], 2, "--force goes with cleanup (and abort) only"),
+        (["control", "status", "--remote", "h:1"], 2, "--remote goes with list only"),
+        (["-D", "x=1", "control", "list"], 1, "control reads no config: -D has no effect here"),
+        (["control", "list", "-t", "c.yaml"], 2, "unrecognized arguments: -t c.yaml"),
+    ],
+)
+def test_control_refuses_options_it_would_ignore(tmp_path, words, code, says):
+    env = {**os.environ, "FORGATHER_STATE_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "forgather.cli", *words],
+                            capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert (result.returncode, says in result.stderr) == (code, True), result.stderr
+
+
 # -- dataset ---------------------------------------------------------------------------------
 
 

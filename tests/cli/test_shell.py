@@ -18,6 +18,17 @@ def test_session_runs_commands_and_selects_configs():
     assert "forgather:project_composition [4_dynamic_args.yaml]> " in result.out
 
 
+def test_commands_that_read_no_config_run_with_a_config_selected(tmp_path):
+    """They refuse -t/-D given to them; the shell's selected config and -D stay off them."""
+    session = "config 4_dynamic_args.yaml\ncontrol list\nupdate-vocab nowhere out\nquit\n"
+    result = run_cli("-p", str(TUTORIAL), "-D", "x=1", "-i", stdin=session,
+                     env={"FORGATHER_STATE_DIR": str(tmp_path)})  # fmt: skip
+    assert result.rc == 0
+    assert "JOB  CONFIG  STEP  STATUS  AGE" in result.out
+    assert "reads no config" not in result.err
+    assert "nowhere" in result.err  # update-vocab ran, and said the source is missing
+
+
 def test_completion_of_commands_and_config_names():
     shell = ForgatherShell(main, str(TUTORIAL))
     assert shell.completenames("co") == [

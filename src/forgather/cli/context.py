@@ -185,6 +185,16 @@ class CommandContext:
             self._edit_path = os.path.join("tmp", name + suffix)
         return self._edit_path
 
+    def refuse_config_options(self, command: str, hint: str = "") -> None:
+        """Raise when ``-t``, ``-D`` or ``--set`` was given to a command that reads no config
+        (they would be dropped without a word); ``hint`` ends the message."""
+        given = [flag for flag, value in (("-t", self.config_template), ("-D", self.template_vars),
+                                          ("--set", self.overrides)) if value]  # fmt: skip
+        if given:
+            raise CLIError(
+                f"{command} reads no config: {', '.join(given)} has no effect here{hint}"
+            )
+
     def emit(self, text: str, suffix: str = ".txt") -> None:
         """Write ``text`` (plus a final newline if missing) to stdout, the ``-o`` or ``-e`` file.
 

@@ -22,7 +22,7 @@ import time
 
 from forgather.cli.command import Command
 from forgather.cli.context import CommandContext
-from forgather.cli.errors import CLIError
+from forgather.cli.errors import CLIError, UsageError
 
 _ACTIONS = ("list", "status", "save", "stop", "save-stop", "abort", "cleanup")
 
@@ -83,8 +83,11 @@ def _list_row(job) -> tuple[str, str]:
 def _run(ctx: CommandContext, args: argparse.Namespace) -> int:
     from forgather import control
 
+    ctx.refuse_config_options("control")
     if args.remote and args.action != "list":
-        raise CLIError("--remote goes with list only")
+        raise UsageError("--remote goes with list only")
+    if args.force and args.action not in ("cleanup", "abort"):
+        raise UsageError("--force goes with cleanup (and abort) only")
     if args.action == "list":
         rows = [("JOB", "CONFIG", "STEP", "STATUS", "AGE")]
         listed = set()
@@ -140,5 +143,6 @@ COMMANDS = {
         add_arguments=_arguments,
         description="Jobs register themselves when they start; see docs/control.md.",
         intermixed=True,  # control abort --force JOB
+        common_options=False,  # no project or config: -p/-t/-D after it are errors
     )
 }

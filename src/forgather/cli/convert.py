@@ -159,21 +159,10 @@ def _errors():
     )
 
 
-def _refuse_config_options(ctx: CommandContext, command: str) -> None:
-    """-t/-D/--set before the command name would be dropped: this command reads no config."""
-    given = [flag for flag, value in (("-t", ctx.config_template), ("-D", ctx.template_vars),
-                                      ("--set", ctx.overrides)) if value]  # fmt: skip
-    if not given:
-        return
-    hint = " (a chat template goes after the command: convert SRC DST -t FILE)" if (
-        command == "convert" and "-t" in given
-    ) else ""  # fmt: skip
-    raise CLIError(f"{command} reads no config: {', '.join(given)} has no effect here{hint}")
-
-
 def run_convert(ctx: CommandContext, args: argparse.Namespace) -> int:
     """Convert, check the logits, report the largest difference."""
-    _refuse_config_options(ctx, "convert")
+    hint = " (a chat template goes after the command: convert SRC DST -t FILE)"
+    ctx.refuse_config_options("convert", hint if ctx.config_template else "")
     logging.basicConfig(level=args.log_level, format="%(levelname)s:%(name)s:%(message)s")
     from forgather.ml.model_conversion import (
         convert_model,
@@ -297,7 +286,7 @@ def _vocab_summary(report) -> str:
 
 def run_update_vocab(ctx: CommandContext, args: argparse.Namespace) -> int:
     """Add tokens, resize, fix the config ids, save."""
-    _refuse_config_options(ctx, "update-vocab")
+    ctx.refuse_config_options("update-vocab")
     logging.basicConfig(level=args.log_level, format="%(levelname)s:%(name)s:%(message)s")
     from forgather.ml.model_conversion.vocab import DEFAULT_TOKEN_SPEC, update_vocab
 

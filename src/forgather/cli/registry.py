@@ -95,6 +95,11 @@ def command_listing(extra: tuple[tuple[str, str], ...] = ()) -> str:
     return "\n".join(f"  {name:<{width}}{text}" for name, text in rows)
 
 
+#: Commands that read no project or config: ``-t``/``-D``/``--set`` given to them are errors
+#: (the interactive shell leaves its selected config and variables off their lines).
+READS_NO_CONFIG = frozenset({"control", "convert", "update-vocab"})
+
+
 def add_common_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
                        prefix: str = "") -> None:  # fmt: skip
     """Add the options accepted both before and after the command name.

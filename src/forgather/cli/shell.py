@@ -28,7 +28,12 @@ import os
 import shlex
 from collections.abc import Callable
 
-from forgather.cli.registry import COMMANDS, assignment_words, command_listing
+from forgather.cli.registry import (
+    COMMANDS,
+    READS_NO_CONFIG,
+    assignment_words,
+    command_listing,
+)
 
 _CONFIG_WORDS = {"-t", "--config-template", "config", "diff"}
 _SHELL_COMMANDS = (
@@ -83,13 +88,14 @@ class ForgatherShell(cmd.Cmd):
         config = f" [{self.config}]" if self.config else ""
         self.prompt = f"forgather:{name}{config}> "
 
-    def _prefix(self) -> list[str]:
+    def _prefix(self, command: str | None = None) -> list[str]:
         words = ["-p", self.project_dir]
-        if self.config:
+        uses_config = command not in READS_NO_CONFIG
+        if self.config and uses_config:
             words += ["-t", self.config]
         if self.traceback:
             words.append("--traceback")
-        return words + self.extra_args
+        return words + (self.extra_args if uses_config else [])
 
     # -- commands ---------------------------------------------------------------
 
@@ -102,7 +108,7 @@ class ForgatherShell(cmd.Cmd):
         if "-i" in words or "--interactive" in words:
             print("error: already in the interactive shell")
             return
-        self.run_line(self._prefix() + words)
+        self.run_line(self._prefix(words[0] if words else None) + words)
 
     def emptyline(self) -> bool:
         return False  # do not repeat the last command
