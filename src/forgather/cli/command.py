@@ -41,10 +41,6 @@ class Command:
         uses_config: load the config (with its dynamic args and ``--set``
             overrides) before parsing the command's options.
         description: longer text for ``forgather COMMAND --help``.
-        common_options: accept the common options (``-p``, ``-t``, ``-o``...)
-            after the command name too. ``False`` for a command whose own
-            options reuse those letters (a tool's ``-t``/``-p``); the common
-            options before its name still apply.
         intermixed: options may come between positional arguments
             (``control abort --force JOB``; argparse's ``parse_intermixed_args``).
         on_config_error: ``on_config_error(ctx, args)``, called with the
@@ -56,8 +52,8 @@ class Command:
             The command takes ``--no-cache``.
     """
 
-    __slots__ = ("run", "add_arguments", "uses_config", "description", "common_options",
-                 "intermixed", "on_config_error", "cached_output")  # fmt: skip
+    __slots__ = ("run", "add_arguments", "uses_config", "description", "intermixed",
+                 "on_config_error", "cached_output")  # fmt: skip
 
     def __init__(
         self,
@@ -65,7 +61,6 @@ class Command:
         add_arguments: Callable[[argparse.ArgumentParser], None] = _no_arguments,
         uses_config: bool = False,
         description: str = "",
-        common_options: bool = True,
         intermixed: bool = False,
         on_config_error: Callable[[CommandContext, argparse.Namespace], None] | None = None,
         cached_output: bool = False,
@@ -74,7 +69,6 @@ class Command:
         self.add_arguments = add_arguments
         self.uses_config = uses_config
         self.description = description
-        self.common_options = common_options
         self.intermixed = intermixed
         self.on_config_error = on_config_error
         self.cached_output = cached_output

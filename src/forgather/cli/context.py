@@ -187,10 +187,11 @@ class CommandContext:
 
     def refuse_config_options(self, command: str, hint: str = "") -> None:
         """Raise when ``-t``, ``-D`` or ``--set`` was given to a command that reads no config
-        (they would be dropped without a word); ``hint`` ends the message."""
+        (they would be dropped without a word); ``hint`` ends the message when ``-t`` was."""
         given = [flag for flag, value in (("-t", self.config_template), ("-D", self.template_vars),
                                           ("--set", self.overrides)) if value]  # fmt: skip
         if given:
+            hint = hint if "-t" in given else ""
             raise CLIError(
                 f"{command} reads no config: {', '.join(given)} has no effect here{hint}"
             )

@@ -83,7 +83,6 @@ def _list_row(job) -> tuple[str, str]:
 def _run(ctx: CommandContext, args: argparse.Namespace) -> int:
     from forgather import control
 
-    ctx.refuse_config_options("control")
     if args.remote and args.action != "list":
         raise UsageError("--remote goes with list only")
     if args.force and args.action not in ("cleanup", "abort"):
@@ -143,6 +142,5 @@ COMMANDS = {
         add_arguments=_arguments,
         description="Jobs register themselves when they start; see docs/control.md.",
         intermixed=True,  # control abort --force JOB
-        common_options=False,  # no project or config: -p/-t/-D after it are errors
     )
 }

@@ -161,8 +161,6 @@ def _errors():
 
 def run_convert(ctx: CommandContext, args: argparse.Namespace) -> int:
     """Convert, check the logits, report the largest difference."""
-    hint = " (a chat template goes after the command: convert SRC DST -t FILE)"
-    ctx.refuse_config_options("convert", hint if ctx.config_template else "")
     logging.basicConfig(level=args.log_level, format="%(levelname)s:%(name)s:%(message)s")
     from forgather.ml.model_conversion import (
         convert_model,
@@ -286,7 +284,6 @@ def _vocab_summary(report) -> str:
 
 def run_update_vocab(ctx: CommandContext, args: argparse.Namespace) -> int:
     """Add tokens, resize, fix the config ids, save."""
-    ctx.refuse_config_options("update-vocab")
     logging.basicConfig(level=args.log_level, format="%(levelname)s:%(name)s:%(message)s")
     from forgather.ml.model_conversion.vocab import DEFAULT_TOKEN_SPEC, update_vocab
 
@@ -308,13 +305,11 @@ COMMANDS = {
         description="Convert a model between Hugging Face (Llama, Mistral, Qwen2, Qwen3, GPT-2) "
         "and Forgather formats; the direction is detected from the source. The result must "
         "give the source's logits, or nothing is written and the exit status is 1.",
-        common_options=False,  # its -t is the chat template (the original's); no config
     ),
     "update-vocab": Command(
         run=run_update_vocab,
         add_arguments=_update_vocab_arguments,
         description="Add tokens to a model's vocabulary: tokenizer, embedding rows (mean or "
         "zero) and config ids. Without a spec, adds a [PAD] token if the tokenizer has none.",
-        common_options=False,  # no project or config: -p/-t/-D after it are errors
     ),
 }

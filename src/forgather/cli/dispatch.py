@@ -33,7 +33,13 @@ import sys
 from forgather.cli.command import Command
 from forgather.cli.context import CommandContext, parse_assignments
 from forgather.cli.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, CLIError, UsageError, report_error
-from forgather.cli.registry import COMMANDS, add_common_options, assignment_words, load_command
+from forgather.cli.registry import (
+    COMMANDS,
+    READS_NO_CONFIG,
+    add_common_options,
+    assignment_words,
+    load_command,
+)
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -108,9 +114,12 @@ def _run_command(global_options: argparse.Namespace, name: str, argv: list[str])
         allow_abbrev=False,
     )
     command.add_arguments(parser)
-    if command.common_options:
+    reads_config = name not in READS_NO_CONFIG
+    if reads_config:
         add_common_options(parser.add_argument_group("common options"), prefix="cmd_")
-    ctx = _context(global_options, name, argv, read_common=command.common_options)
+    ctx = _context(global_options, name, argv, read_common=reads_config)
+    if not reads_config:
+        ctx.refuse_config_options(name, hint=READS_NO_CONFIG[name])
     if command.cached_output:
         from forgather.cli import pp_cache
 
@@ -140,7 +149,7 @@ def _context(global_options: argparse.Namespace, name: str, argv: list[str],
              read_common: bool = True) -> CommandContext:  # fmt: skip
     """The context of command ``name``: common options after its name win over global ones.
 
-    ``read_common=False``: the command's arguments are all its own (``Command.common_options``).
+    ``read_common=False``: the command's arguments are all its own (``READS_NO_CONFIG``).
     """
     early = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     add_common_options(early, prefix="cmd_")

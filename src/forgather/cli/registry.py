@@ -95,9 +95,15 @@ def command_listing(extra: tuple[tuple[str, str], ...] = ()) -> str:
     return "\n".join(f"  {name:<{width}}{text}" for name, text in rows)
 
 
-#: Commands that read no project or config: ``-t``/``-D``/``--set`` given to them are errors
-#: (the interactive shell leaves its selected config and variables off their lines).
-READS_NO_CONFIG = frozenset({"control", "convert", "update-vocab"})
+#: Commands that read no project or config, with what their refusal of ``-t`` adds: they
+#: take only their own options after their name (``convert -t`` is its chat template, as
+#: in the original), ``-t``/``-D``/``--set`` before it are errors (``dispatch.py``), and
+#: the interactive shell leaves its selected config and variables off their lines.
+READS_NO_CONFIG = {
+    "control": "",
+    "convert": " (a chat template goes after the command: convert SRC DST -t FILE)",
+    "update-vocab": "",
+}
 
 
 def add_common_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
